@@ -1,0 +1,56 @@
+//! The errors an API request can end in. `http::rescue` turns each into a response.
+
+use http::Method;
+
+use crate::downstream::DownstreamError;
+
+/// Why a request to the Prometheus API was not answered with data.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter Prometheus would reject (400 `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// The query cannot be evaluated (422 `execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// No such endpoint (404 `not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The endpoint exists but not for this method (405).
+    #[error(
+        "method {method} is not allowed for {path}; allowed: {}",
+        allowed_list(allowed)
+    )]
+    MethodNotAllowed {
+        /// The method used.
+        method: Method,
+        /// The path requested.
+        path: String,
+        /// The methods the path accepts.
+        allowed: Vec<Method>,
+    },
+    /// The body is over `limits.max_request_body_bytes` (413).
+    #[error("request body is larger than the limit of {limit} bytes (limits.max_request_body_bytes)")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The body could not be read from the client.
+    #[error("reading the request body: {0}")]
+    BodyRead(String),
+    /// `limits.max_concurrent_queries` queries are already running (503 `unavailable`).
+    #[error(
+        "too many concurrent queries: {limit} are running, the limit (limits.max_concurrent_queries); retry later"
+    )]
+    TooManyQueries {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Downstream did not answer.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
+}
+
+fn allowed_list(methods: &[Method]) -> String {
+    methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,154 @@
+//! The JSON wire format of the Prometheus API, byte-compatible with Prometheus 2.42:
+//! envelope field order, Go's HTML-safe string escaping, and the float and timestamp
+//! spellings of `util/jsonutil`.
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter, Serializer};
+
+/// The response envelope. Field order is Prometheus'.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a, T: Serialize> {
+    /// `success` or `error`.
+    pub status: &'a str,
+    /// The payload; absent on most errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// The error class on errors.
+    #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'a str>,
+    /// The error message on errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// Warnings, if any.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
+}
+
+/// `{"status":"success","data":…}`.
+pub fn success<T: Serialize>(data: T) -> Vec<u8> {
+    to_go_json(&Envelope {
+        status: "success",
+        data: Some(data),
+        error_type: None,
+        error: None,
+        warnings: &[],
+    })
+}
+
+/// `{"status":"error","errorType":…,"error":…}`.
+pub fn error(error_type: &str, message: &str) -> Vec<u8> {
+    to_go_json(&Envelope::<()> {
+        status: "error",
+        data: None,
+        error_type: Some(error_type),
+        error: Some(message),
+        warnings: &[],
+    })
+}
+
+/// Serializes like Go's `encoding/json` (and jsoniter's std-compatible mode).
+pub fn to_go_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = Serializer::with_formatter(&mut out, GoFormatter);
+    // Only maps with non-string keys fail to serialize; none of our types have them.
+    if value.serialize(&mut ser).is_err() {
+        return br#"{"status":"error","errorType":"internal","error":"response encoding failed"}"#.to_vec();
+    }
+    out
+}
+
+/// Escapes `<`, `>`, `&`, U+2028 and U+2029 as Go does, and spells `\b` and `\f` as
+/// `\u0008` and `\u000c`.
+#[derive(Debug, Clone, Copy)]
+struct GoFormatter;
+
+impl Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escaped = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escaped.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        let s: &[u8] = match escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"\\/",
+            CharEscape::Backspace => b"\\u0008",
+            CharEscape::FormFeed => b"\\u000c",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(byte) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let buf = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ];
+                return writer.write_all(&buf);
+            }
+        };
+        writer.write_all(s)
+    }
+}
+
+/// A sample timestamp (ms) as Prometheus writes it: seconds, with exactly three
+/// decimals when the milliseconds are not zero (`jsonutil.MarshalTimestamp`).
+pub fn format_timestamp(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    match abs % 1000 {
+        0 => format!("{sign}{}", abs / 1000),
+        frac => format!("{sign}{}.{frac:03}", abs / 1000),
+    }
+}
+
+/// A sample value as Prometheus writes it (`jsonutil.MarshalFloat`): Go's shortest
+/// `'f'` format, or `'e'` with a two-digit exponent below 1e-6 and from 1e21.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust: "1e-7" / "1.5e21"; Go: "1e-07" / "1.5e+21".
+        let s = format!("{v:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        format!("{mantissa}e{sign}{digits:0>2}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

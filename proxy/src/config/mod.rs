@@ -1,0 +1,358 @@
+//! Configuration: a YAML file (every field documented here; unknown keys rejected),
+//! overridden by command-line flags, validated with every error reported at once.
+//!
+//! Loading goes raw file → per-section deserialization (errors collected) → flag
+//! overrides → validation (errors collected) → [`Config`].
+
+mod duration;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// The default listen address: loopback, on a port no common Prometheus-ecosystem
+/// component uses by default (Prometheus 9090, Alertmanager 9093, Pushgateway 9091,
+/// Thanos 10901/10902/19291, Grafana 3000, VictoriaMetrics 8428, Mimir 8080/9009).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:19090";
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the HTTP server binds to. Not reloadable.
+    pub listen: SocketAddr,
+    /// The Prometheus or Thanos Querier the proxy sits in front of.
+    pub downstream: DownstreamConfig,
+    /// HTTP serving options.
+    pub web: WebConfig,
+    /// Limits on what one request or all requests may use.
+    pub limits: LimitsConfig,
+    /// Logging. Not reloadable.
+    pub log: LogConfig,
+}
+
+/// `downstream:` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownstreamConfig {
+    /// Base URL of the Prometheus or Thanos Querier, `http://host:port[/prefix]`.
+    #[serde(with = "duration::uri")]
+    pub url: Uri,
+    /// How long to wait for downstream's response headers (Prometheus duration,
+    /// e.g. `2m`). Past it the client gets 503 `timeout`.
+    #[serde(with = "duration::prometheus")]
+    pub timeout: Duration,
+}
+
+impl Default for DownstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: Uri::from_static("http://127.0.0.1:9090"),
+            // Prometheus' own --query.timeout default, plus headroom to answer it.
+            timeout: Duration::from_secs(125),
+        }
+    }
+}
+
+/// `web:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Path prefix every route is served under (for an ingress), like Prometheus'
+    /// `--web.route-prefix`: `/` or `/something` without a trailing slash.
+    pub route_prefix: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            route_prefix: "/".to_owned(),
+        }
+    }
+}
+
+/// `limits:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes; larger ones get 413. The default is
+    /// the 10 MiB Go's form parser (and so Prometheus) accepts.
+    pub max_request_body_bytes: u64,
+    /// Most `query` and `query_range` requests in flight at once; more get 503
+    /// `unavailable` at once instead of queueing. Prometheus' own default is 20.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 10 << 20,
+            max_concurrent_queries: 20,
+        }
+    }
+}
+
+/// `log:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level or `tracing` filter directive, e.g. `info` or `sketch_proxy=debug,info`.
+    pub level: String,
+    /// `text` (human-readable key=value lines) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command-line values that override the file (`None` leaves the file's value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--web.route-prefix`.
+    pub route_prefix: Option<String>,
+    /// `--log.level`.
+    pub log_level: Option<String>,
+}
+
+/// One problem in the configuration, located by its field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: `limits.max_concurrent_queries`, `--upstream`, or the file name.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} configuration error{}:", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  {}: {}", e.at, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a configuration file, then applies `overrides`.
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            at: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    load_str(&text, overrides)
+}
+
+/// Builds the configuration from YAML text (empty text means all defaults).
+pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut raw = RawConfig::default();
+    let root: Value = match serde_yaml_ng::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(ConfigErrors(vec![error("(file)", e)])),
+    };
+    match root {
+        Value::Null => {}
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                let key = match key {
+                    Value::String(k) => k,
+                    other => {
+                        errors.push(error("(file)", format!("keys must be strings, got {other:?}")));
+                        continue;
+                    }
+                };
+                match key.as_str() {
+                    "listen" => section(&key, value, &mut raw.listen, &mut errors),
+                    "downstream" => section(&key, value, &mut raw.downstream, &mut errors),
+                    "web" => section(&key, value, &mut raw.web, &mut errors),
+                    "limits" => section(&key, value, &mut raw.limits, &mut errors),
+                    "log" => section(&key, value, &mut raw.log, &mut errors),
+                    _ => errors.push(error(
+                        &key,
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`",
+                    )),
+                }
+            }
+        }
+        _ => errors.push(error("(file)", "the configuration must be a YAML mapping")),
+    }
+    raw.apply(overrides, &mut errors);
+    let config = raw.validate(&mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+#[derive(Debug, Default)]
+struct RawConfig {
+    listen: Option<String>,
+    downstream: DownstreamConfig,
+    web: WebConfig,
+    limits: LimitsConfig,
+    log: LogConfig,
+}
+
+/// Deserializes one section, reporting every bad field: after each error the offending
+/// key is dropped (keeping its default) and the rest is tried again.
+fn section<T: serde::de::DeserializeOwned>(
+    key: &str,
+    mut value: Value,
+    slot: &mut T,
+    errors: &mut Vec<ConfigError>,
+) {
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => {
+                *slot = v;
+                return;
+            }
+            Err(e) => {
+                let message = e.inner().to_string();
+                let field = e
+                    .path()
+                    .iter()
+                    .next()
+                    .map(|s| s.to_string())
+                    .or_else(|| unknown_field(&message));
+                let at = match &field {
+                    Some(f) if f != "?" => format!("{key}.{f}"),
+                    _ => key.to_owned(),
+                };
+                errors.push(error(&at, message));
+                let removed = match (&mut value, field) {
+                    (Value::Mapping(map), Some(f)) => map.remove(f.as_str()).is_some(),
+                    _ => false,
+                };
+                if !removed {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The key named by serde's "unknown field `x`, expected …" message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+fn error(at: &str, message: impl fmt::Display) -> ConfigError {
+    ConfigError {
+        at: at.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+impl RawConfig {
+    fn apply(&mut self, o: &Overrides, errors: &mut Vec<ConfigError>) {
+        if let Some(listen) = &o.listen {
+            self.listen = Some(listen.clone());
+        }
+        if let Some(upstream) = &o.upstream {
+            match upstream.parse() {
+                Ok(uri) => self.downstream.url = uri,
+                Err(e) => errors.push(error("--upstream", format!("{upstream:?} is not a URL: {e}"))),
+            }
+        }
+        if let Some(prefix) = &o.route_prefix {
+            self.web.route_prefix = prefix.clone();
+        }
+        if let Some(level) = &o.log_level {
+            self.log.level = level.clone();
+        }
+    }
+
+    fn validate(self, errors: &mut Vec<ConfigError>) -> Config {
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().unwrap_or_else(|e| {
+            errors.push(error(
+                "listen",
+                format!("{listen_text:?} is not an IP:port address: {e}"),
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        let url = &self.downstream.url;
+        if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
+            errors.push(error(
+                "downstream.url",
+                format!("{url} must be an http:// URL with a host and no query (https is not supported yet)"),
+            ));
+        }
+        if self.downstream.timeout.is_zero() {
+            errors.push(error("downstream.timeout", "must be greater than 0"));
+        }
+        let prefix = normalize_prefix(&self.web.route_prefix);
+        if !prefix.starts_with('/') || prefix.contains(['?', '#', '{', '}', '*']) {
+            errors.push(error(
+                "web.route_prefix",
+                format!("{:?} must be a path such as /prometheus", self.web.route_prefix),
+            ));
+        }
+        if self.limits.max_request_body_bytes == 0 {
+            errors.push(error("limits.max_request_body_bytes", "must be greater than 0"));
+        }
+        if self.limits.max_concurrent_queries == 0 {
+            errors.push(error("limits.max_concurrent_queries", "must be greater than 0"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            errors.push(error(
+                "log.level",
+                format!("{:?} is not a level or filter: {e}", self.log.level),
+            ));
+        }
+        Config {
+            listen,
+            downstream: self.downstream,
+            web: WebConfig { route_prefix: prefix },
+            limits: self.limits,
+            log: self.log,
+        }
+    }
+}
+
+/// `""` and `"/"` mean no prefix; `"/x/"` means `"/x"`.
+fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use super::*;
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match load_str(yaml, &Overrides::default()) {
+        Ok(_) => Vec::new(),
+        Err(ConfigErrors(errors)) => errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.at, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = load_str("", &Overrides::default()).unwrap();
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.downstream, DownstreamConfig::default());
+    assert_eq!(config.web.route_prefix, "/");
+    assert_eq!(config.limits, LimitsConfig::default());
+}
+
+#[test]
+fn full_file_is_read() {
+    let yaml = "
+listen: 127.0.0.1:8000
+downstream:
+  url: http://prom:9090/sub
+  timeout: 30s
+web:
+  route_prefix: /proxy/
+limits:
+  max_request_body_bytes: 2048
+  max_concurrent_queries: 4
+log:
+  level: debug
+  format: json
+";
+    let c = load_str(yaml, &Overrides::default()).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+    assert_eq!(c.downstream.url, "http://prom:9090/sub");
+    assert_eq!(c.downstream.timeout, Duration::from_secs(30));
+    assert_eq!(c.web.route_prefix, "/proxy");
+    assert_eq!(c.limits.max_request_body_bytes, 2048);
+    assert_eq!(c.limits.max_concurrent_queries, 4);
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let yaml = "
+listen: nowhere
+downstream:
+  url: ftp://x
+  timeout: soon
+  retries: 3
+web:
+  route_prefix: proxy
+limits:
+  max_concurrent_queries: 0
+log:
+  level: \"[\"
+shards: 2
+";
+    let errors = errors_of(yaml);
+    let want_prefixes = [
+        "downstream.timeout: \"soon\" is not a duration",
+        "downstream.retries: unknown field `retries`",
+        "shards: unknown field",
+        "listen: \"nowhere\" is not an IP:port address",
+        "downstream.url: ftp://x/ must be an http:// URL",
+        "web.route_prefix: \"proxy\" must be a path",
+        "limits.max_concurrent_queries: must be greater than 0",
+        "log.level: \"[\" is not a level or filter",
+    ];
+    assert_eq!(errors.len(), want_prefixes.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(want_prefixes) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+}
+
+#[test]
+fn section_errors_keep_defaults_and_later_errors_still_show() {
+    let errors = errors_of("downstream:\n  timeout: soon\nlimits:\n  max_request_body_bytes: 0\n");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].contains("\"soon\" is not a duration"), "{errors:#?}");
+    assert!(
+        errors[1].starts_with("limits.max_request_body_bytes"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn flags_override_the_file() {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:1234".to_owned()),
+        upstream: Some("http://other:9090".to_owned()),
+        route_prefix: Some("/p".to_owned()),
+        log_level: Some("warn".to_owned()),
+    };
+    let c = load_str(
+        "listen: 127.0.0.1:8000\ndownstream:\n  url: http://prom:9090\n",
+        &overrides,
+    )
+    .unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:1234");
+    assert_eq!(c.downstream.url, "http://other:9090");
+    assert_eq!(c.web.route_prefix, "/p");
+    assert_eq!(c.log.level, "warn");
+}
+
+#[test]
+fn bad_flag_is_reported_with_its_name() {
+    let overrides = Overrides {
+        upstream: Some("http://a b".to_owned()),
+        ..Overrides::default()
+    };
+    let errors = load_str("", &overrides).unwrap_err().0;
+    assert_eq!(errors[0].at, "--upstream");
+}
+
+#[test]
+fn non_mapping_file_is_rejected() {
+    assert_eq!(
+        errors_of("- a\n- b\n"),
+        ["(file): the configuration must be a YAML mapping"]
+    );
+    assert_eq!(errors_of("a: [").len(), 1);
+}

@@ -1,0 +1,130 @@
+//! The HTTP server. [`router`] assembles the whole request path in one place:
+//!
+//! ```text
+//! observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
+//!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
+//!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics
+//!   └─ metrics and a log line for every request
+//! ```
+
+mod ops;
+mod rescue;
+mod stages;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawPathParams, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, any, get};
+use http::{Method, StatusCode};
+
+use crate::api::{self, ApiError, Checked, Endpoint};
+use crate::state::Proxy;
+pub use rescue::rescue;
+
+/// Builds the service: every route below `web.route_prefix`, wrapped in `observe`.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    let prefix = proxy.runtime().config.web.route_prefix.clone();
+    let base = prefix.trim_end_matches('/');
+    let mut app = Router::new();
+    for endpoint in Endpoint::ROUTED {
+        app = app.route(
+            &format!("{base}/api/v1{}", endpoint.route()),
+            endpoint_router(endpoint),
+        );
+    }
+    app.route(
+        &format!("{base}/api/v1{}", Endpoint::Other.route()),
+        any(
+            move |state: State<Arc<Proxy>>, params: RawPathParams, req: Request| {
+                api_request(state, Endpoint::Other, params, req)
+            },
+        ),
+    )
+    .route(&format!("{base}/-/healthy"), get(ops::healthy))
+    .route(&format!("{base}/-/ready"), get(ops::ready))
+    .route(&format!("{base}/-/reload"), any(ops::reload))
+    .route(&format!("{base}/metrics"), get(ops::metrics))
+    .fallback(not_found)
+    .layer(axum::middleware::from_fn_with_state(
+        proxy.clone(),
+        stages::observe,
+    ))
+    .with_state(proxy)
+}
+
+/// Serves `router(proxy)` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(proxy))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn endpoint_router(endpoint: Endpoint) -> MethodRouter<Arc<Proxy>> {
+    let handler = move |state: State<Arc<Proxy>>, params: RawPathParams, req: Request| {
+        api_request(state, endpoint, params, req)
+    };
+    let mut router = MethodRouter::new();
+    for method in endpoint.methods().iter().chain([&Method::OPTIONS]) {
+        if let Ok(filter) = MethodFilter::try_from(method.clone()) {
+            router = router.on(filter, handler);
+        }
+    }
+    router.fallback(move |req: Request| async move {
+        rescue(ApiError::MethodNotAllowed {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            allowed: endpoint.methods().to_vec(),
+        })
+    })
+}
+
+/// One Prometheus API request through the stages.
+async fn api_request(
+    State(proxy): State<Arc<Proxy>>,
+    endpoint: Endpoint,
+    params: RawPathParams,
+    req: Request,
+) -> Response {
+    let label_name = params
+        .iter()
+        .find(|(k, _)| *k == "name")
+        .map(|(_, v)| v.to_owned());
+    match run(&proxy, endpoint, label_name.as_deref(), req).await {
+        Ok(response) => response,
+        Err(error) => rescue(error),
+    }
+}
+
+async fn run(
+    proxy: &Arc<Proxy>,
+    endpoint: Endpoint,
+    label_name: Option<&str>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let runtime = proxy.runtime();
+    let (parts, body) = req.into_parts();
+    let body = stages::read_body(body, &parts.headers, runtime.config.limits.max_request_body_bytes).await?;
+    if parts.method != Method::OPTIONS {
+        let form = stages::decode(&parts, &body);
+        if let Checked::Formatted(text) = api::check(endpoint, &form, label_name)? {
+            return Ok(stages::json(StatusCode::OK, api::wire::success(text)));
+        }
+    }
+    let _slot = stages::admit(proxy, &runtime, endpoint)?;
+    stages::forward(proxy, &runtime, endpoint, parts, body).await
+}
+
+async fn not_found(req: Request) -> Response {
+    rescue(ApiError::NotFound(format!(
+        "{} is not served by sketch-proxy",
+        req.uri().path()
+    )))
+    .into_response()
+}

@@ -1,0 +1,56 @@
+//! Operational endpoints: health, readiness, reload, metrics.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::state::Proxy;
+
+/// `/-/healthy`: the process serves.
+pub async fn healthy() -> Response {
+    text(StatusCode::OK, "Sketch Proxy is Healthy.\n".to_owned())
+}
+
+/// `/-/ready`: downstream answers its own `/-/ready`.
+pub async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
+    match proxy.runtime().downstream.ready().await {
+        Ok(()) => text(StatusCode::OK, "Sketch Proxy is Ready.\n".to_owned()),
+        Err(reason) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Sketch Proxy is not ready: {reason}\n"),
+        ),
+    }
+}
+
+/// `/-/reload` (POST or PUT, as in Prometheus): reads the configuration again.
+pub async fn reload(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    if req.method() != Method::POST && req.method() != Method::PUT {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only POST or PUT requests allowed\n".to_owned(),
+        );
+    }
+    match proxy.reload() {
+        Ok(()) => text(StatusCode::OK, String::new()),
+        Err(errors) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {errors}\n"),
+        ),
+    }
+}
+
+/// `/metrics`: the proxy's metrics in the OpenMetrics text format.
+pub async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
+    let mut response = proxy.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, body).into_response()
+}

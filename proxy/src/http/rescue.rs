@@ -1,0 +1,41 @@
+//! The one place errors become HTTP responses, in Prometheus' JSON error form.
+
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+use super::stages::json;
+use crate::api::ApiError;
+use crate::api::wire;
+use crate::downstream::DownstreamError;
+
+/// Maps an error to its status and `errorType` (Prometheus' pairs where it has one)
+/// and logs the ones that are the proxy's or downstream's fault.
+pub fn rescue(error: ApiError) -> Response {
+    let (status, error_type) = match &error {
+        ApiError::BadData(_) | ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+        ApiError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "bad_data"),
+        ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
+        ApiError::TooManyQueries { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ApiError::Downstream(DownstreamError::Timeout { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        ApiError::Downstream(DownstreamError::Unreachable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+    };
+    if status.is_server_error() {
+        tracing::warn!(%error, error_type, "request failed");
+    }
+    let mut response = json(status, wire::error(error_type, &error.to_string()));
+    if let ApiError::MethodNotAllowed { allowed, .. } = &error {
+        let allow = allowed
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,191 @@
+//! The stages of the request path, in order. Each takes what the previous produced.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::api::params::Form;
+use crate::api::{ApiError, Endpoint};
+use crate::metrics::{DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
+use crate::state::{Proxy, Runtime};
+
+/// Stage `observe`: counts and times every request and logs it.
+pub async fn observe(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let handler = handler_label(&proxy, req.uri().path());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    proxy
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            handler,
+            method: method.to_string(),
+            code: status.as_str().to_owned(),
+        })
+        .inc();
+    proxy
+        .metrics
+        .request_duration
+        .get_or_create(&HandlerLabels { handler })
+        .observe(elapsed.as_secs_f64());
+    tracing::debug!(handler, %method, status = status.as_u16(), duration_ms = elapsed.as_secs_f64() * 1e3, "served");
+    response
+}
+
+/// The route a path belongs to, as a bounded metric label.
+fn handler_label(proxy: &Proxy, path: &str) -> &'static str {
+    let prefix = proxy.runtime().config.web.route_prefix.clone();
+    let path = path.strip_prefix(prefix.trim_end_matches('/')).unwrap_or(path);
+    let Some(api_path) = path.strip_prefix("/api/v1") else {
+        return match path {
+            "/-/healthy" => "/-/healthy",
+            "/-/ready" => "/-/ready",
+            "/-/reload" => "/-/reload",
+            "/metrics" => "/metrics",
+            _ => "other",
+        };
+    };
+    Endpoint::from_api_path(api_path).label()
+}
+
+/// Stage `read_body`: the whole body, refused with 413 past `limit` bytes.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the bounded read: the body is wrapped in Limited"
+    )]
+    let collected = limited.collect().await;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
+        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// Stage `decode`: the parameters, merged the way Go's `r.FormValue` sees them.
+pub fn decode(parts: &Parts, body: &Bytes) -> Form {
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    // Go reads form bodies of POST, PUT and PATCH only.
+    let body_has_form = is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    Form::new(parts.uri.query(), body_has_form.then_some(body.as_ref()))
+}
+
+/// A concurrency slot, released (and counted down) on drop.
+#[derive(Debug)]
+pub struct QuerySlot {
+    _permit: OwnedSemaphorePermit,
+    proxy_metrics: Arc<Proxy>,
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        self.proxy_metrics.metrics.queries_in_flight.dec();
+    }
+}
+
+/// Stage `admit`: a slot for query endpoints, or 503 at once when all are taken.
+pub fn admit(
+    proxy: &Arc<Proxy>,
+    runtime: &Runtime,
+    endpoint: Endpoint,
+) -> Result<Option<QuerySlot>, ApiError> {
+    if !endpoint.is_query() {
+        return Ok(None);
+    }
+    match runtime.query_slots.clone().try_acquire_owned() {
+        Ok(permit) => {
+            proxy.metrics.queries_in_flight.inc();
+            Ok(Some(QuerySlot {
+                _permit: permit,
+                proxy_metrics: proxy.clone(),
+            }))
+        }
+        Err(_) => {
+            proxy.metrics.queries_rejected.inc();
+            Err(ApiError::TooManyQueries {
+                limit: runtime.config.limits.max_concurrent_queries,
+            })
+        }
+    }
+}
+
+/// Stage `forward`: the request, unchanged, to downstream; its answer, unchanged, back.
+pub async fn forward(
+    proxy: &Proxy,
+    runtime: &Runtime,
+    endpoint: Endpoint,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
+    let path = parts.uri.path();
+    let path = path.strip_prefix(prefix).unwrap_or(path);
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let handler = endpoint.label();
+    let started = Instant::now();
+    let result = runtime
+        .downstream
+        .forward(parts.method, &path_and_query, &parts.headers, body)
+        .await;
+    record_downstream(&proxy.metrics, handler, started, result.as_ref().err());
+    Ok(result?.map(Body::new))
+}
+
+fn record_downstream(
+    metrics: &Metrics,
+    handler: &'static str,
+    started: Instant,
+    error: Option<&crate::downstream::DownstreamError>,
+) {
+    metrics
+        .downstream_duration
+        .get_or_create(&HandlerLabels { handler })
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(e) = error {
+        metrics
+            .downstream_errors
+            .get_or_create(&DownstreamErrorLabels {
+                handler,
+                reason: e.reason(),
+            })
+            .inc();
+    }
+}
+
+/// A JSON response with Prometheus' content type.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

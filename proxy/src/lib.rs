@@ -1,0 +1,23 @@
+//! sketch-proxy: a reverse proxy in front of Prometheus or a Thanos Querier that speaks
+//! the Prometheus HTTP query API unchanged.
+//!
+//! # Code map
+//! - [`config`]: the YAML file and flag overrides, validated with every error at once.
+//! - [`http`]: the server; `http::router` assembles the request path's stages and
+//!   `http::rescue` is the one place errors become responses.
+//! - [`api`]: the Prometheus API surface: endpoints, parameter checks as Prometheus
+//!   2.42 makes them, the JSON wire format.
+//! - [`promql`]: parsing and analysis of PromQL. Pure: no IO.
+//! - [`downstream`]: the client for the Prometheus or Thanos behind the proxy.
+//! - [`state`]: the reloadable runtime shared by requests.
+//! - [`metrics`]: the proxy's own metrics.
+//!
+//! See `docs/ARCHITECTURE.md` for the invariants.
+
+pub mod api;
+pub mod config;
+pub mod downstream;
+pub mod http;
+pub mod metrics;
+pub mod promql;
+pub mod state;

@@ -1,0 +1,151 @@
+//! The `sketch-proxy` command: flags, logging, signals; everything else is the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sketch_proxy::config::{self, LogFormat, Overrides};
+use sketch_proxy::state::{ConfigSource, Proxy};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// A Prometheus-API reverse proxy that answers range functions from sketches.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// YAML configuration file (see docs/configuration.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:19090].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Base URL of the Prometheus or Thanos Querier behind the proxy
+    /// [default: http://127.0.0.1:9090].
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Path prefix to serve every route under, e.g. /prometheus.
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    route_prefix: Option<String>,
+    /// Log level or tracing filter, e.g. debug or sketch_proxy=debug,info.
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks a configuration file and prints every error in it.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a CLI reports to its terminal"
+)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match config::load_file(file, &Overrides::default()) {
+            Ok(_) => {
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: {errors}", file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let source = ConfigSource {
+        path: cli.config.clone(),
+        overrides: Overrides {
+            listen: cli.listen,
+            upstream: cli.upstream,
+            route_prefix: cli.route_prefix,
+            log_level: cli.log_level,
+        },
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::Config, source: ConfigSource) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let proxy = Proxy::new(config, source);
+    tracing::info!(
+        listen = %local,
+        downstream = %proxy.runtime().downstream.url(),
+        route_prefix = %proxy.runtime().config.web.route_prefix,
+        "sketch-proxy started; point Grafana's Prometheus data source at http://{local}{}",
+        proxy.runtime().config.web.route_prefix.trim_end_matches('/'),
+    );
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let reloader = proxy.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // Errors are logged and counted inside reload; the old configuration stays.
+            let _ = reloader.reload();
+        }
+    });
+    sketch_proxy::http::serve(listener, proxy, shutdown_signal()).await?;
+    tracing::info!("sketch-proxy stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging(log: &config::LogConfig) {
+    // The level was validated with the configuration.
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

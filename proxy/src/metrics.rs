@@ -1,0 +1,141 @@
+//! The proxy's own metrics, served at `/metrics` in the Prometheus (OpenMetrics) text
+//! format. Every family is created here so the set of names is visible in one place.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds: from sub-millisecond proxy overhead to Prometheus' 2 m
+/// query timeout.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Labels of a served request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route, e.g. `/api/v1/query`.
+    pub handler: &'static str,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// Labels naming a route.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    /// Route, e.g. `/api/v1/query`.
+    pub handler: &'static str,
+}
+
+/// Labels of a downstream failure.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DownstreamErrorLabels {
+    /// Route, e.g. `/api/v1/query`.
+    pub handler: &'static str,
+    /// `timeout` or `unreachable`.
+    pub reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Every metric the proxy exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served, by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to serve a request (to response headers), by route.
+    pub request_duration: HistogramFamily<HandlerLabels>,
+    /// Time downstream took to answer (to response headers), by route.
+    pub downstream_duration: HistogramFamily<HandlerLabels>,
+    /// Downstream requests that got no answer, by route and reason.
+    pub downstream_errors: Family<DownstreamErrorLabels, Counter>,
+    /// Queries holding a concurrency slot.
+    pub queries_in_flight: Gauge,
+    /// Queries refused because every slot was taken.
+    pub queries_rejected: Counter,
+    /// 1 if the last configuration reload worked, else 0.
+    pub reload_success: Gauge,
+    /// When the configuration was last loaded successfully (Unix seconds).
+    pub reload_success_time: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Creates and registers every family under the `sketch_proxy` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sketch_proxy");
+        let m = Self {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            downstream_duration: Family::new_with_constructor(latency_histogram),
+            downstream_errors: Family::default(),
+            queries_in_flight: Gauge::default(),
+            queries_rejected: Counter::default(),
+            reload_success: Gauge::default(),
+            reload_success_time: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests served", m.requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, up to the response headers",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "downstream_request_duration_seconds",
+            "Time downstream took to send response headers",
+            m.downstream_duration.clone(),
+        );
+        registry.register(
+            "downstream_errors",
+            "Downstream requests that got no answer",
+            m.downstream_errors.clone(),
+        );
+        registry.register(
+            "queries_in_flight",
+            "Queries holding a concurrency slot",
+            m.queries_in_flight.clone(),
+        );
+        registry.register(
+            "queries_rejected",
+            "Queries refused because limits.max_concurrent_queries were running",
+            m.queries_rejected.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload succeeded",
+            m.reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload",
+            m.reload_success_time.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

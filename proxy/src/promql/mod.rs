@@ -1,0 +1,122 @@
+//! PromQL analysis: parsing and inspection of queries. Pure: no IO, no clock, no global
+//! state beyond the function registry `promql-parser` keeps.
+
+use std::sync::Once;
+
+use promql_parser::label::Matchers;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr, Function};
+use promql_parser::util::{ExprVisitor, walk_expr};
+
+/// Range functions the proxy serves from sketches. Prometheus has only the first.
+pub const SKETCH_FUNCTIONS: [&str; 4] = [
+    "quantile_over_time",
+    "entropy_over_time",
+    "l2_over_time",
+    "distinct_over_time",
+];
+
+/// Functions this proxy adds to PromQL; Prometheus does not know them, so a query
+/// using them can only be answered by the proxy itself.
+pub const PROXY_FUNCTIONS: [&str; 3] = ["entropy_over_time", "l2_over_time", "distinct_over_time"];
+
+/// A query or selector that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parse error: {message}")]
+pub struct ParseError {
+    /// What the parser said, without position (promql-parser does not report one).
+    pub message: String,
+}
+
+/// Makes `promql-parser` accept exactly the functions Prometheus 2.42 knows plus the
+/// proxy's own. Idempotent; every parse entry point calls it.
+fn register_functions() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut extra: Vec<Function> = PROXY_FUNCTIONS
+            .iter()
+            .map(|name| Function::new(name, vec![ValueType::Matrix], 0, ValueType::Vector, false))
+            .collect();
+        // Prometheus 2.42 still has holt_winters (renamed in 3.0); promql-parser dropped it.
+        extra.push(Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        ));
+        // Only fails on a clash with a built-in name, which the table above rules out;
+        // a clash would surface as "unknown function" parse errors in the tests.
+        let _ = parser::function::register_extra_functions(extra);
+    });
+}
+
+/// Parses a PromQL expression the way Prometheus' `parser.ParseExpr` would.
+pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    register_functions();
+    if query.trim().is_empty() {
+        // promql-parser says "invalid promql query"; Prometheus' wording is clearer.
+        return Err(ParseError {
+            message: "no expression found in input".to_owned(),
+        });
+    }
+    parser::parse(query).map_err(|message| ParseError { message })
+}
+
+/// Parses a series selector (`match[]`), like Prometheus' `parser.ParseMetricSelector`:
+/// only a bare instant-vector selector is accepted.
+pub fn parse_selector(selector: &str) -> Result<Matchers, ParseError> {
+    match parse(selector)? {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+            let mut matchers = vs.matchers;
+            if let Some(name) = vs.name {
+                matchers.matchers.push(promql_parser::label::Matcher::new(
+                    promql_parser::label::MatchOp::Equal,
+                    promql_parser::label::METRIC_NAME,
+                    &name,
+                ));
+            }
+            Ok(matchers)
+        }
+        other => Err(ParseError {
+            message: format!(
+                "expected a series selector such as up{{job=\"x\"}}, got {} expression",
+                value_type_name(&other)
+            ),
+        }),
+    }
+}
+
+fn value_type_name(expr: &Expr) -> &'static str {
+    match expr.value_type() {
+        ValueType::Vector => "an instant vector",
+        ValueType::Matrix => "a range vector",
+        ValueType::Scalar => "a scalar",
+        ValueType::String => "a string",
+    }
+}
+
+/// Names of the proxy-only functions an expression calls, in order of appearance,
+/// without repeats.
+pub fn proxy_functions_used(expr: &Expr) -> Vec<&'static str> {
+    struct Collect(Vec<&'static str>);
+    impl ExprVisitor for Collect {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, plan: &Expr) -> Result<bool, Self::Error> {
+            if let Expr::Call(call) = plan
+                && let Some(name) = PROXY_FUNCTIONS.iter().find(|n| **n == call.func.name)
+                && !self.0.contains(name)
+            {
+                self.0.push(name);
+            }
+            Ok(true)
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    // The visitor is infallible.
+    let _ = walk_expr(&mut collect, expr);
+    collect.0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+use super::*;
+
+/// (query, parses?) — what Prometheus 2.42 accepts must parse here too.
+const PARSE_CASES: &[(&str, bool)] = &[
+    ("up", true),
+    ("sum by (job) (rate(http_requests_total[5m]))", true),
+    ("quantile_over_time(0.99, m[1h])", true),
+    ("entropy_over_time(m[1h])", true),
+    ("l2_over_time(m[1h])", true),
+    ("distinct_over_time(m{a=\"b\"}[30m] offset 1h)", true),
+    ("holt_winters(m[1h], 0.1, 0.5)", true),
+    ("m @ 100 offset -5m", true),
+    ("rate(m[5m:1m])", true),
+    ("sum(", false),
+    ("foo{", false),
+    ("rate(foo)", false),
+    ("entropy_over_time(m)", false),
+    ("no_such_function(m[5m])", false),
+    ("", false),
+    ("   ", false),
+];
+
+#[test]
+fn parse_accepts_what_prometheus_accepts() {
+    for (query, ok) in PARSE_CASES {
+        assert_eq!(parse(query).is_ok(), *ok, "{query:?}: {:?}", parse(query));
+    }
+}
+
+#[test]
+fn empty_query_says_so() {
+    assert_eq!(
+        parse("").unwrap_err().to_string(),
+        "parse error: no expression found in input"
+    );
+}
+
+#[test]
+fn proxy_functions_are_found_once_each_in_order() {
+    let cases: &[(&str, &[&str])] = &[
+        ("up", &[]),
+        ("quantile_over_time(0.5, m[5m])", &[]),
+        (
+            "l2_over_time(a[5m]) / entropy_over_time(b[5m])",
+            &["l2_over_time", "entropy_over_time"],
+        ),
+        (
+            "sum(distinct_over_time(a[5m])) + distinct_over_time(b[1m])",
+            &["distinct_over_time"],
+        ),
+        (
+            "max_over_time(rate(x[1m])[5m:]) > bool l2_over_time(y[1h])",
+            &["l2_over_time"],
+        ),
+    ];
+    for (query, want) in cases {
+        let expr = parse(query).unwrap();
+        assert_eq!(proxy_functions_used(&expr), *want, "{query}");
+    }
+}
+
+#[test]
+fn selectors_accept_only_bare_vector_selectors() {
+    let cases: &[(&str, bool)] = &[
+        ("up", true),
+        ("{job=\"a\"}", true),
+        ("{__name__=~\"demo_.*\"}", true),
+        ("up{job=\"a\"}", true),
+        ("rate(up[5m])", false),
+        ("up[5m]", false),
+        ("up offset 5m", false),
+        ("1", false),
+        ("{}", false),
+        ("up{", false),
+    ];
+    for (selector, ok) in cases {
+        assert_eq!(
+            parse_selector(selector).is_ok(),
+            *ok,
+            "{selector}: {:?}",
+            parse_selector(selector)
+        );
+    }
+    let m = parse_selector("up{job=\"a\"}").unwrap();
+    assert_eq!(m.matchers.len(), 2);
+}

@@ -1,0 +1,113 @@
+//! What every request shares: the reloadable runtime (configuration and the clients
+//! built from it) and the metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+
+use crate::config::{self, Config, ConfigErrors, Overrides};
+use crate::downstream::Downstream;
+use crate::metrics::Metrics;
+
+/// Where the configuration comes from, so a reload can read it again.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// The file, if any (`--config`).
+    pub path: Option<PathBuf>,
+    /// Command-line values applied over the file.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        match &self.path {
+            Some(path) => config::load_file(path, &self.overrides),
+            None => config::load_str("", &self.overrides),
+        }
+    }
+}
+
+/// Everything built from one configuration; replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The downstream client.
+    pub downstream: Downstream,
+    /// Slots for concurrent queries (`limits.max_concurrent_queries`).
+    pub query_slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    fn new(config: Config) -> Self {
+        Self {
+            downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
+            query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
+            config,
+        }
+    }
+}
+
+/// The proxy's shared state.
+#[derive(Debug)]
+pub struct Proxy {
+    runtime: ArcSwap<Runtime>,
+    source: ConfigSource,
+    /// The proxy's own metrics.
+    pub metrics: Metrics,
+}
+
+impl Proxy {
+    /// State for `config`, which was loaded from `source`.
+    pub fn new(config: Config, source: ConfigSource) -> Arc<Self> {
+        let metrics = Metrics::new();
+        mark_reload(&metrics, true);
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            source,
+            metrics,
+        })
+    }
+
+    /// The current runtime; a request keeps the one it started with.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Reads the configuration again and swaps it in; on error the old one stays.
+    /// `listen`, `web.route_prefix` and `log` need a restart and are kept as they are.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let mut config = match self.source.load() {
+            Ok(config) => config,
+            Err(errors) => {
+                mark_reload(&self.metrics, false);
+                tracing::error!(%errors, "configuration reload failed; keeping the running configuration");
+                return Err(errors);
+            }
+        };
+        let current = self.runtime();
+        let old = &current.config;
+        if config.listen != old.listen || config.web != old.web || config.log != old.log {
+            tracing::warn!("listen, web and log settings change only on restart; keeping the running ones");
+            config.listen = old.listen;
+            config.web = old.web.clone();
+            config.log = old.log.clone();
+        }
+        self.runtime.store(Arc::new(Runtime::new(config)));
+        mark_reload(&self.metrics, true);
+        tracing::info!(downstream = %self.runtime().downstream.url(), "configuration reloaded");
+        Ok(())
+    }
+}
+
+fn mark_reload(metrics: &Metrics, ok: bool) {
+    metrics.reload_success.set(i64::from(ok));
+    if ok {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        metrics.reload_success_time.set(now.as_secs_f64());
+    }
+}
