@@ -1,0 +1,176 @@
+//! A real Prometheus (the Debian package's binaries) on 127.0.0.1, started with data
+//! backfilled by `promtool`, stopped when dropped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::net::{free_port, http_agent, wait_until};
+
+/// What the Prometheus should hold and how it should run.
+#[derive(Debug, Clone, Default)]
+pub struct PrometheusOptions {
+    /// OpenMetrics text backfilled into the TSDB before start.
+    pub openmetrics: Option<String>,
+    /// Contents of a rule file.
+    pub rules: Option<String>,
+    /// Scrape configurations (YAML list items under `scrape_configs:`).
+    pub scrape_configs: Option<String>,
+    /// Extra command-line flags.
+    pub extra_args: Vec<String>,
+}
+
+/// A running Prometheus; killed and waited for on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: Child,
+    port: u16,
+    // Removed after the process, which Drop kills first (fields drop after drop()).
+    _dir: tempfile::TempDir,
+}
+
+/// The path of `binary` on `PATH`, or an error telling how to install it.
+pub fn require(binary: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "`{binary}` is not installed: these tests need a real Prometheus 2.42. \
+                 Install it with `apt-get install -y prometheus` (.ci/install-deps does this)"
+            )
+        })
+}
+
+impl Prometheus {
+    /// Starts Prometheus and waits (up to 60 s) until it is ready.
+    pub fn start(options: &PrometheusOptions) -> anyhow::Result<Self> {
+        let prometheus = require("prometheus")?;
+        let dir = tempfile::Builder::new()
+            .prefix("sketch-proxy-prometheus-")
+            .tempdir()?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        if let Some(text) = &options.openmetrics {
+            backfill(dir.path(), &data, text)?;
+        }
+        let mut config = String::from("global:\n  evaluation_interval: 1m\n");
+        if let Some(rules) = &options.rules {
+            fs::write(dir.path().join("rules.yml"), rules)?;
+            config.push_str("rule_files:\n  - rules.yml\n");
+        }
+        config.push_str("scrape_configs:\n");
+        config.push_str(options.scrape_configs.as_deref().unwrap_or("  []\n"));
+        fs::write(dir.path().join("prometheus.yml"), config)?;
+
+        // A free port can be taken between the check and the bind; try a few.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log_path = dir.path().join("prometheus.log");
+            let mut child = Command::new(&prometheus)
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg("--storage.tsdb.retention.time=100y")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-remote-write-receiver")
+                .arg("--web.enable-lifecycle")
+                .arg("--log.level=warn")
+                .args(&options.extra_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log_path)?)
+                .spawn()
+                .context("cannot start prometheus")?;
+            match wait_ready(&mut child, port, &log_path) {
+                Ok(()) => {
+                    return Ok(Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("prometheus did not start")))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The value of `prometheus_http_requests_total` for `handler` (e.g.
+    /// `/api/v1/query`), summed over status codes: what really reached this server.
+    pub fn requests_served(&self, handler: &str) -> anyhow::Result<f64> {
+        let text = http_agent()
+            .get(format!("{}/metrics", self.url()))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let needle = format!("handler=\"{handler}\"");
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/-/ready");
+    let agent = http_agent();
+    let mut exited = None;
+    let ready = wait_until(Duration::from_secs(60), "prometheus to become ready", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            return true;
+        }
+        agent.get(&url).call().is_ok_and(|r| r.status() == 200)
+    });
+    let log = fs::read_to_string(log_path).unwrap_or_default();
+    if let Some(status) = exited {
+        bail!("prometheus exited with {status}:\n{log}");
+    }
+    ready.with_context(|| format!("prometheus log:\n{log}"))
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn backfill(dir: &Path, data: &Path, text: &str) -> anyhow::Result<()> {
+    let promtool = require("promtool")?;
+    let input = dir.join("data.om");
+    fs::write(&input, text)?;
+    let output = Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(data)
+        .output()
+        .context("cannot run promtool")?;
+    if !output.status.success() {
+        bail!(
+            "promtool tsdb create-blocks-from openmetrics failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    fs::remove_file(input)?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! Every limit and every kind of bad input, with the exact status and `errorType`.
+
+mod support;
+
+use std::time::Duration;
+
+use sketch_proxy_testkit::{BlackHole, http_agent, wait_until};
+use support::{TestProxy, demo_prometheus, send};
+
+/// (what, method, path, URL query, form body, status, errorType, message start):
+/// answered by the proxy itself, whatever is downstream.
+const PROXY_ANSWERS: &[(&str, &str, &str, &str, &str, u16, &str, &str)] = &[
+    (
+        "bad PromQL",
+        "GET",
+        "/api/v1/query",
+        "query=sum(",
+        "",
+        400,
+        "bad_data",
+        "invalid parameter \"query\": parse error: unclosed left parenthesis",
+    ),
+    (
+        "bad PromQL in POST body",
+        "POST",
+        "/api/v1/query_range",
+        "",
+        "query=rate(x)&start=1&end=2&step=1",
+        400,
+        "bad_data",
+        "parse error: expected type matrix in call to function 'rate', got vector",
+    ),
+    (
+        "bad selector",
+        "GET",
+        "/api/v1/series",
+        "match[]=up[5m]",
+        "",
+        400,
+        "bad_data",
+        "invalid parameter \"match[]\": parse error: expected a series selector",
+    ),
+    (
+        "entropy_over_time not served yet",
+        "GET",
+        "/api/v1/query",
+        "query=entropy_over_time(up[5m])",
+        "",
+        422,
+        "execution",
+        "entropy_over_time is known to sketch-proxy but not served yet",
+    ),
+    (
+        "l2_over_time not served yet",
+        "POST",
+        "/api/v1/query_range",
+        "",
+        "query=l2_over_time(up[5m])&start=1&end=2&step=1",
+        422,
+        "execution",
+        "l2_over_time is known to sketch-proxy but not served yet",
+    ),
+    (
+        "distinct_over_time not served yet",
+        "GET",
+        "/api/v1/query_exemplars",
+        "query=distinct_over_time(up[5m])",
+        "",
+        422,
+        "execution",
+        "distinct_over_time is known to sketch-proxy but not served yet",
+    ),
+    (
+        "POST on a GET-only endpoint",
+        "POST",
+        "/api/v1/status/buildinfo",
+        "",
+        "",
+        405,
+        "bad_data",
+        "method POST is not allowed for /api/v1/status/buildinfo; allowed: GET",
+    ),
+    (
+        "PUT on a query endpoint",
+        "PUT",
+        "/api/v1/query",
+        "query=up",
+        "",
+        405,
+        "bad_data",
+        "method PUT is not allowed for /api/v1/query; allowed: GET, POST",
+    ),
+    (
+        "unknown path",
+        "GET",
+        "/graph",
+        "",
+        "",
+        404,
+        "not_found",
+        "/graph is not served by sketch-proxy",
+    ),
+];
+
+#[test]
+fn proxy_answers_bad_input_itself_and_downstream_never_sees_it() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("", &prometheus.url());
+    let before = prometheus.requests_served("/api/v1/query").unwrap()
+        + prometheus.requests_served("/api/v1/query_range").unwrap()
+        + prometheus.requests_served("/api/v1/series").unwrap()
+        + prometheus.requests_served("/api/v1/query_exemplars").unwrap();
+    for (what, method, path, query, form, status, error_type, message) in PROXY_ANSWERS {
+        let answer = send(&proxy.url(), method, path, query, form);
+        assert_eq!(answer.status, *status, "{what}: {answer:?}");
+        assert_eq!(answer.content_type, "application/json", "{what}");
+        let json = answer.json();
+        assert_eq!(json["status"], "error", "{what}");
+        assert_eq!(json["errorType"], *error_type, "{what}: {answer:?}");
+        let got = json["error"].as_str().unwrap();
+        assert!(
+            got.starts_with(message),
+            "{what}: {got:?} should start with {message:?}"
+        );
+    }
+    let after = prometheus.requests_served("/api/v1/query").unwrap()
+        + prometheus.requests_served("/api/v1/query_range").unwrap()
+        + prometheus.requests_served("/api/v1/series").unwrap()
+        + prometheus.requests_served("/api/v1/query_exemplars").unwrap();
+    assert_eq!(after, before, "bad input reached Prometheus");
+}
+
+#[test]
+fn body_over_the_limit_gets_413() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("limits:\n  max_request_body_bytes: 1024\n", &prometheus.url());
+    let small = format!("query=up&time=1700003600&pad={}", "x".repeat(900));
+    let large = format!("query=up&time=1700003600&pad={}", "x".repeat(1100));
+    assert_eq!(
+        send(&proxy.url(), "POST", "/api/v1/query", "", &small).status,
+        200
+    );
+    let answer = send(&proxy.url(), "POST", "/api/v1/query", "", &large);
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(answer.json()["errorType"], "bad_data");
+    assert_eq!(
+        answer.json()["error"],
+        "request body is larger than the limit of 1024 bytes (limits.max_request_body_bytes)"
+    );
+}
+
+#[test]
+fn chunked_body_over_the_limit_gets_413() {
+    let proxy = TestProxy::start("limits:\n  max_request_body_bytes: 1024\n", "http://127.0.0.1:9");
+    // A reader of unknown length makes the client send chunked, without Content-Length.
+    let mut body = std::io::Cursor::new(format!("query={}", "x".repeat(5000)).into_bytes());
+    let mut response = http_agent()
+        .post(format!("{}/api/v1/query", proxy.url()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(ureq::SendBody::from_reader(&mut body))
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let json: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(json["errorType"], "bad_data");
+}
+
+#[test]
+fn silent_downstream_gets_503_timeout() {
+    let hole = BlackHole::start().unwrap();
+    let proxy = TestProxy::start("downstream:\n  timeout: 300ms\n", &hole.url());
+    let answer = send(&proxy.url(), "GET", "/api/v1/query", "query=up", "");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.json()["errorType"], "timeout");
+    let message = answer.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("did not answer within 300ms (downstream.timeout)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unreachable_downstream_gets_503_unavailable() {
+    let port = sketch_proxy_testkit::free_port().unwrap();
+    let proxy = TestProxy::start("", &format!("http://127.0.0.1:{port}"));
+    for (method, path, query) in [
+        ("GET", "/api/v1/query", "query=up"),
+        ("GET", "/api/v1/labels", ""),
+    ] {
+        let answer = send(&proxy.url(), method, path, query, "");
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert_eq!(answer.json()["errorType"], "unavailable");
+        assert!(
+            answer.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("is unreachable"),
+            "{answer:?}"
+        );
+    }
+}
+
+#[test]
+fn queries_over_the_concurrency_limit_get_503_at_once() {
+    let hole = BlackHole::start().unwrap();
+    let proxy = TestProxy::start(
+        "downstream:\n  timeout: 3s\nlimits:\n  max_concurrent_queries: 1\n",
+        &hole.url(),
+    );
+    let background = |method: &'static str, path: &'static str, query: &'static str| {
+        let url = proxy.url();
+        std::thread::spawn(move || send(&url, method, path, query, ""))
+    };
+    // The first query takes the only slot and hangs in the black hole.
+    let first = background("GET", "/api/v1/query", "query=up");
+    wait_until(
+        Duration::from_secs(10),
+        "the first query to reach downstream",
+        || hole.accepted() >= 1,
+    )
+    .unwrap();
+
+    let second = send(
+        &proxy.url(),
+        "POST",
+        "/api/v1/query_range",
+        "",
+        "query=up&start=1&end=2&step=1",
+    );
+    assert_eq!(second.status, 503, "{second:?}");
+    assert_eq!(second.json()["errorType"], "unavailable");
+    assert_eq!(
+        second.json()["error"],
+        "too many concurrent queries: 1 are running, the limit (limits.max_concurrent_queries); retry later"
+    );
+    // Non-query endpoints take no slot: this one reaches downstream.
+    let labels = background("GET", "/api/v1/labels", "");
+    wait_until(
+        Duration::from_secs(10),
+        "the labels request to reach downstream",
+        || hole.accepted() >= 2,
+    )
+    .unwrap();
+
+    // Both hang until the downstream timeout; the refused query never connected.
+    assert_eq!(first.join().unwrap().json()["errorType"], "timeout");
+    assert_eq!(labels.join().unwrap().json()["errorType"], "timeout");
+    assert_eq!(hole.accepted(), 2);
+    // The slot is free again.
+    let third = background("GET", "/api/v1/query", "query=up");
+    wait_until(
+        Duration::from_secs(10),
+        "the third query to reach downstream",
+        || hole.accepted() >= 3,
+    )
+    .unwrap();
+    assert_eq!(third.join().unwrap().json()["errorType"], "timeout");
+}

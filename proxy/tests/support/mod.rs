@@ -1,0 +1,162 @@
+//! Shared by the integration tests: the proxy started in-process on a free loopback
+//! port, and the demo Prometheus every comparison runs against.
+
+#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use sketch_proxy::config::{self, Overrides};
+use sketch_proxy::state::{ConfigSource, Proxy};
+use sketch_proxy_testkit::demo::{self, TEST_END, TEST_START};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
+use tokio::sync::oneshot;
+
+/// Rules loaded into the demo Prometheus. The group's interval is so long that it is
+/// never evaluated during a test, so `/rules` answers stay byte-stable.
+pub const RULES: &str = r#"groups:
+  - name: demo
+    interval: 1000d
+    rules:
+      - record: job:demo_http_requests:rate5m
+        expr: sum by (job) (rate(demo_http_requests_total[5m]))
+      - alert: DemoErrorsHigh
+        expr: sum(rate(demo_http_requests_total{code="500"}[5m])) > 1
+        for: 10m
+        labels:
+          severity: warning
+        annotations:
+          summary: Demo API errors are high
+"#;
+
+/// Prometheus 2.42 holding two hours of demo data from `TEST_START`, and the rules.
+pub fn demo_prometheus() -> Prometheus {
+    Prometheus::start(&PrometheusOptions {
+        openmetrics: Some(demo::openmetrics(TEST_START, TEST_END)),
+        rules: Some(RULES.to_owned()),
+        ..PrometheusOptions::default()
+    })
+    .expect("start Prometheus with demo data")
+}
+
+/// The proxy, serving on a free port from its own runtime thread until dropped.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Starts the proxy with `yaml` as its configuration file text and `upstream`
+    /// as `--upstream`.
+    pub fn start(yaml: &str, upstream: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sketch-proxy.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let source = ConfigSource {
+            path: Some(path),
+            overrides: Overrides {
+                listen: Some("127.0.0.1:0".to_owned()),
+                upstream: Some(upstream.to_owned()),
+                ..Overrides::default()
+            },
+        };
+        Self::start_with(source, dir)
+    }
+
+    /// Starts the proxy from `source`; `keep` lives as long as the proxy (e.g. the
+    /// directory of the configuration file).
+    pub fn start_with<K: Send + 'static>(source: ConfigSource, keep: K) -> Self {
+        let config = source.load().unwrap_or_else(|e| panic!("{e}"));
+        let proxy = Proxy::new(config.clone(), source);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let serving = proxy.clone();
+        let thread = std::thread::spawn(move || {
+            let _keep = keep;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                sketch_proxy::http::serve(listener, serving, async {
+                    let _ = stop.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("proxy thread reports its address");
+        Self {
+            addr,
+            proxy,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An HTTP answer reduced to what the tests compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends one request: `query` goes in the URL, a non-empty `form` in a form body.
+pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> Answer {
+    let agent = sketch_proxy_testkit::http_agent();
+    let url = if query.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{query}")
+    };
+    let method: http::Method = method.parse().unwrap();
+    let mut request = http::Request::builder().method(method).uri(&url);
+    if !form.is_empty() {
+        request = request.header("Content-Type", "application/x-www-form-urlencoded");
+    }
+    let request = request.body(form.as_bytes().to_vec()).unwrap();
+    let mut response = agent.run(request).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    Answer {
+        status: response.status().as_u16(),
+        content_type,
+        body: response.body_mut().read_to_string().unwrap(),
+    }
+}
+
+pub fn load_config(yaml: &str) -> config::Config {
+    config::load_str(yaml, &Overrides::default()).unwrap()
+}
