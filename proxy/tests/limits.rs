@@ -7,9 +7,20 @@ use std::time::Duration;
 use sketch_proxy_testkit::{BlackHole, http_agent, wait_until};
 use support::{TestProxy, demo_prometheus, send};
 
-/// (what, method, path, URL query, form body, status, errorType, message start):
-/// answered by the proxy itself, whatever is downstream.
-const PROXY_ANSWERS: &[(&str, &str, &str, &str, &str, u16, &str, &str)] = &[
+/// (what, method, path, URL query, form body, status, errorType, message start).
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u16,
+    &'static str,
+    &'static str,
+);
+
+/// Requests the proxy answers itself, whatever is downstream.
+const PROXY_ANSWERS: &[Row] = &[
     (
         "bad PromQL",
         "GET",

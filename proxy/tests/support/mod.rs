@@ -2,6 +2,12 @@
 //! port, and the demo Prometheus every comparison runs against.
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test setup that fails must fail the test loudly"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
