@@ -1,6 +1,13 @@
 //! The proxy must be invisible: every request in `data/api_cases.tsv` is sent to a
 //! real Prometheus 2.42 directly and through the proxy, and the answers compared.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step must fail the test loudly"
+)]
+
 mod support;
 
 use support::{Answer, TestProxy, demo_prometheus, send};

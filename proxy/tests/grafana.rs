@@ -2,6 +2,13 @@
 //! dashboard load, a panel query and the query editor's look-ups
 //! (../shared/reference/test-material.md §3), each answered with success and JSON.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step must fail the test loudly"
+)]
+
 mod support;
 
 use support::{TestProxy, demo_prometheus, send};

@@ -1,5 +1,12 @@
 //! Every limit and every kind of bad input, with the exact status and `errorType`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step must fail the test loudly"
+)]
+
 mod support;
 
 use std::time::Duration;
