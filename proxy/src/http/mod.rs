@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::{RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, get};
+use axum::serve::ListenerExt as _;
 use http::{Method, StatusCode};
 
 use crate::api::{self, ApiError, Checked, Endpoint};
@@ -61,6 +62,14 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Without TCP_NODELAY the tail of a response written in pieces waits for the
+    // client's delayed ACK: about 40 ms on every large answer over a kept-alive
+    // connection (docs/benchmarks.md).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(proxy))
         .with_graceful_shutdown(shutdown)
         .await

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() -> anyhow::Result<()> {
     let hours: i64 = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|e| anyhow::anyhow!("HOURS must be a whole number: {e}"))?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|e| anyhow::anyhow!("HOURS must be a whole number: {e}"))?,
         None => 6,
     };
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
