@@ -120,7 +120,9 @@ async fn run(
     let runtime = proxy.runtime();
     let (parts, body) = req.into_parts();
     let body = stages::read_body(body, &parts.headers, runtime.config.limits.max_request_body_bytes).await?;
-    if parts.method != Method::OPTIONS {
+    // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
+    // without looking at them).
+    if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
         if let Checked::Formatted(text) = api::check(endpoint, &form, label_name)? {
             return Ok(stages::json(StatusCode::OK, api::wire::success(text)));
