@@ -46,8 +46,9 @@ pub async fn observe(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) 
 
 /// The route a path belongs to, as a bounded metric label.
 fn handler_label(proxy: &Proxy, path: &str) -> &'static str {
-    let prefix = proxy.runtime().config.web.route_prefix.clone();
-    let path = path.strip_prefix(prefix.trim_end_matches('/')).unwrap_or(path);
+    let runtime = proxy.runtime();
+    let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
+    let path = path.strip_prefix(prefix).unwrap_or(path);
     let Some(api_path) = path.strip_prefix("/api/v1") else {
         return match path {
             "/-/healthy" => "/-/healthy",
