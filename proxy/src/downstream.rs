@@ -93,15 +93,17 @@ impl Downstream {
         body: Bytes,
     ) -> Result<Response<Incoming>, DownstreamError> {
         let uri = self.join(path_and_query)?;
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(h) = request.headers_mut() {
-            for (name, value) in headers {
-                if name != header::HOST && name != header::CONTENT_LENGTH && !is_hop_by_hop(name, headers) {
-                    h.append(name, value.clone());
-                }
-            }
-        }
-        let request = request.body(Full::new(body)).map_err(|e| self.unreachable(&e))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| self.unreachable(&e))?;
+        let forwarded = request.headers_mut();
+        forwarded.clone_from(headers);
+        // The client sets Host from the URI and Content-Length from the body.
+        forwarded.remove(header::HOST);
+        forwarded.remove(header::CONTENT_LENGTH);
+        strip_hop_by_hop(forwarded);
         let mut response = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => {
                 return Err(DownstreamError::Timeout {
@@ -159,7 +161,8 @@ impl Downstream {
     }
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes hop-by-hop headers, including those the `Connection` header names; used
+/// on requests and responses alike.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -171,14 +174,4 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
-}
-
-fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(name)
-        || headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
 }

@@ -100,12 +100,12 @@ pub fn decode(parts: &Parts, body: &Bytes) -> Form {
 #[derive(Debug)]
 pub struct QuerySlot {
     _permit: OwnedSemaphorePermit,
-    proxy_metrics: Arc<Proxy>,
+    proxy: Arc<Proxy>,
 }
 
 impl Drop for QuerySlot {
     fn drop(&mut self) {
-        self.proxy_metrics.metrics.queries_in_flight.dec();
+        self.proxy.metrics.queries_in_flight.dec();
     }
 }
 
@@ -123,7 +123,7 @@ pub fn admit(
             proxy.metrics.queries_in_flight.inc();
             Ok(Some(QuerySlot {
                 _permit: permit,
-                proxy_metrics: proxy.clone(),
+                proxy: proxy.clone(),
             }))
         }
         Err(_) => {
