@@ -11,6 +11,8 @@
 //! - [`downstream`]: the client for the Prometheus or Thanos behind the proxy.
 //! - [`state`]: the reloadable runtime shared by requests.
 //! - [`metrics`]: the proxy's own metrics.
+//! - [`plugin_host`]: loads and sandboxes the WebAssembly sketch plugins; the only
+//!   module that depends on wasmtime.
 //!
 //! See `docs/ARCHITECTURE.md` for the invariants.
 
@@ -19,5 +21,6 @@ pub mod config;
 pub mod downstream;
 pub mod http;
 pub mod metrics;
+pub mod plugin_host;
 pub mod promql;
 pub mod state;

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sketch_proxy::config::{self, LogFormat, Overrides};
+use sketch_proxy::plugin_host::{self, Host, PluginInfo};
 use sketch_proxy::state::{ConfigSource, Proxy};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -40,6 +42,20 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Sketch plugins: list the loaded ones, or check a component file.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Lists the plugins the configuration loads: functions, error bounds and source.
+    List,
+    /// Validates a plugin component and prints what it serves, or why it is rejected.
+    Check {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
 }
 
 #[expect(
@@ -60,6 +76,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::Plugins(command)) = &cli.command {
+        let source = ConfigSource {
+            path: cli.config.clone(),
+            overrides: Overrides::default(),
+        };
+        return plugins_command(command, &source);
     }
     let source = ConfigSource {
         path: cli.config.clone(),
@@ -94,12 +117,127 @@ fn main() -> ExitCode {
     }
 }
 
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a CLI reports to its terminal"
+)]
+fn plugins_command(command: &PluginsCommand, source: &ConfigSource) -> ExitCode {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = match Host::global() {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = config.plugins.settings();
+    match command {
+        PluginsCommand::List => {
+            let observer: Arc<dyn plugin_host::Observer> = Arc::new(NoObserver);
+            let set = host.load(&settings, &observer);
+            print!(
+                "{}",
+                plugins_table(set.plugins().iter().map(|p| (p.info(), p.source().to_string())))
+            );
+            for rejected in set.rejected() {
+                eprintln!("rejected {rejected}");
+            }
+            if set.rejected().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        PluginsCommand::Check { file } => match host.check_file(file, &settings) {
+            Ok(info) => {
+                println!("{}: OK, speaks {}", file.display(), plugin_host::CONTRACT);
+                print!(
+                    "{}",
+                    plugins_table([(&info, file.display().to_string())].into_iter())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rejected {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// One line per function: plugin, version, function(args), bound, source, description.
+fn plugins_table<'a>(rows: impl Iterator<Item = (&'a PluginInfo, String)>) -> String {
+    let mut lines = vec![
+        [
+            "PLUGIN",
+            "VERSION",
+            "FUNCTION",
+            "ERROR BOUND",
+            "SOURCE",
+            "DESCRIPTION",
+        ]
+        .map(str::to_owned),
+    ];
+    for (info, source) in rows {
+        for f in &info.functions {
+            let mut args = f.scalar_args.clone();
+            args.push("v[range]".to_owned());
+            let bound = if f.bound.relative == 0.0 {
+                "exact".to_owned()
+            } else {
+                format!(
+                    "{}% (exact below {} samples)",
+                    f.bound.relative * 100.0,
+                    f.bound.min_samples
+                )
+            };
+            lines.push([
+                info.name.clone(),
+                info.version.clone(),
+                format!("{}({})", f.name, args.join(", ")),
+                bound,
+                source.clone(),
+                f.description.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for line in lines {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The CLI loads plugins only to describe them; nothing gets quarantined there.
+#[derive(Debug)]
+struct NoObserver;
+
+impl plugin_host::Observer for NoObserver {
+    fn quarantined(&self, _plugin: &str, _kind: plugin_host::TrapKind) {}
+}
+
 async fn run(config: config::Config, source: ConfigSource) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let proxy = Proxy::new(config, source);
+    let proxy = Proxy::new(config, source).map_err(anyhow::Error::msg)?;
     tracing::info!(
         listen = %local,
         downstream = %proxy.runtime().downstream.url(),

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::plugin_host::{self, TrapKind};
+
 /// Latency buckets in seconds: from sub-millisecond proxy overhead to Prometheus' 2 m
 /// query timeout.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -69,6 +71,43 @@ pub struct Metrics {
     pub reload_success: Gauge,
     /// When the configuration was last loaded successfully (Unix seconds).
     pub reload_success_time: Gauge<f64, AtomicU64>,
+    /// Plugins loaded by the running configuration.
+    pub plugins_loaded: Gauge,
+    /// Plugin files the running configuration could not load.
+    pub plugins_rejected: Gauge,
+    /// Plugins quarantined after a trap, by plugin and reason.
+    pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+}
+
+/// Labels of a plugin quarantine.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuarantineLabels {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Why: `deadline`, `memory`, `panic`, `bad_output` or `trap`.
+    pub reason: &'static str,
+}
+
+/// Feeds plugin-host events into [`Metrics::plugin_quarantines`].
+#[derive(Debug, Clone)]
+pub struct PluginObserver(Family<QuarantineLabels, Counter>);
+
+impl plugin_host::Observer for PluginObserver {
+    fn quarantined(&self, plugin: &str, kind: TrapKind) {
+        let reason = match kind {
+            TrapKind::Deadline => "deadline",
+            TrapKind::MemoryLimit => "memory",
+            TrapKind::Panic => "panic",
+            TrapKind::BadOutput => "bad_output",
+            TrapKind::Other => "trap",
+        };
+        self.0
+            .get_or_create(&QuarantineLabels {
+                plugin: plugin.to_owned(),
+                reason,
+            })
+            .inc();
+    }
 }
 
 impl Metrics {
@@ -84,6 +123,9 @@ impl Metrics {
             queries_rejected: Counter::default(),
             reload_success: Gauge::default(),
             reload_success_time: Gauge::default(),
+            plugins_loaded: Gauge::default(),
+            plugins_rejected: Gauge::default(),
+            plugin_quarantines: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
@@ -122,7 +164,27 @@ impl Metrics {
             "Timestamp of the last successful configuration reload",
             m.reload_success_time.clone(),
         );
+        registry.register(
+            "plugins_loaded",
+            "Sketch plugins loaded",
+            m.plugins_loaded.clone(),
+        );
+        registry.register(
+            "plugins_rejected",
+            "Plugin files the running configuration could not load (see the log for why)",
+            m.plugins_rejected.clone(),
+        );
+        registry.register(
+            "plugin_quarantines",
+            "Plugins taken out of service after a trap, by reason",
+            m.plugin_quarantines.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// The observer the plugin host reports to.
+    pub fn plugin_observer(&self) -> PluginObserver {
+        PluginObserver(self.plugin_quarantines.clone())
     }
 
     /// The exposition text.

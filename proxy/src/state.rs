@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
 use crate::metrics::Metrics;
+use crate::plugin_host::{Host, Observer, PluginSet};
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +41,19 @@ pub struct Runtime {
     pub downstream: Downstream,
     /// Slots for concurrent queries (`limits.max_concurrent_queries`).
     pub query_slots: Arc<Semaphore>,
+    /// The sketch plugins this configuration loaded.
+    pub plugins: Arc<PluginSet>,
 }
 
 impl Runtime {
-    fn new(config: Config) -> Self {
+    fn new(config: Config, host: &Host, metrics: &Metrics, observer: &Arc<dyn Observer>) -> Self {
+        let plugins = host.load(&config.plugins.settings(), observer);
+        metrics.plugins_loaded.set(plugins.plugins().len() as i64);
+        metrics.plugins_rejected.set(plugins.rejected().len() as i64);
         Self {
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
+            plugins: Arc::new(plugins),
             config,
         }
     }
@@ -57,20 +64,28 @@ impl Runtime {
 pub struct Proxy {
     runtime: ArcSwap<Runtime>,
     source: ConfigSource,
+    host: &'static Host,
+    observer: Arc<dyn Observer>,
     /// The proxy's own metrics.
     pub metrics: Metrics,
 }
 
 impl Proxy {
-    /// State for `config`, which was loaded from `source`.
-    pub fn new(config: Config, source: ConfigSource) -> Arc<Self> {
+    /// State for `config`, which was loaded from `source`. Fails only when the
+    /// WebAssembly engine cannot be created.
+    pub fn new(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
         let metrics = Metrics::new();
+        let host = Host::global()?;
+        let observer: Arc<dyn Observer> = Arc::new(metrics.plugin_observer());
         mark_reload(&metrics, true);
-        Arc::new(Self {
-            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+        let runtime = Runtime::new(config, host, &metrics, &observer);
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
             source,
+            host,
+            observer,
             metrics,
-        })
+        }))
     }
 
     /// The current runtime; a request keeps the one it started with.
@@ -97,7 +112,12 @@ impl Proxy {
             config.web = old.web.clone();
             config.log = old.log.clone();
         }
-        self.runtime.store(Arc::new(Runtime::new(config)));
+        self.runtime.store(Arc::new(Runtime::new(
+            config,
+            self.host,
+            &self.metrics,
+            &self.observer,
+        )));
         mark_reload(&self.metrics, true);
         tracing::info!(downstream = %self.runtime().downstream.url(), "configuration reloaded");
         Ok(())

@@ -6,14 +6,17 @@
 
 mod duration;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Uri;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+
+use crate::plugin_host::{self, Grant};
 
 /// The default listen address: loopback, on a port no common Prometheus-ecosystem
 /// component uses by default (Prometheus 9090, Alertmanager 9093, Pushgateway 9091,
@@ -33,6 +36,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging. Not reloadable.
     pub log: LogConfig,
+    /// Sketch plugins: where custom ones live and how all are confined.
+    pub plugins: PluginsConfig,
 }
 
 /// `downstream:` section.
@@ -92,6 +97,59 @@ impl Default for LimitsConfig {
         Self {
             max_request_body_bytes: 10 << 20,
             max_concurrent_queries: 20,
+        }
+    }
+}
+
+/// `plugins:` section. The four built-in plugins are always loaded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory whose `*.wasm` components are loaded as custom plugins, at start and on
+    /// every reload. A bad file is logged with its reason and skipped.
+    pub dir: Option<PathBuf>,
+    /// Directory for precompiled plugins, so restarts skip compilation. Unset: plugins
+    /// are compiled at start (and kept compiled in memory across reloads).
+    pub cache_dir: Option<PathBuf>,
+    /// Instances per plugin; each runs one call at a time, so this is the parallelism
+    /// per plugin. Default: the number of CPUs.
+    pub instances: usize,
+    /// Linear-memory cap per instance in bytes (default 1 GiB, at most 4 GiB). A plugin
+    /// that grows past it is quarantined.
+    pub memory_limit_bytes: u64,
+    /// Longest one call into a plugin may run (Prometheus duration, default `5s`). A
+    /// plugin that runs past it is quarantined.
+    #[serde(with = "duration::prometheus")]
+    pub call_timeout: Duration,
+    /// Capabilities granted, by plugin name: `clock` (real clocks instead of a frozen
+    /// one) and `environment` (the proxy's variables). Files and network are never
+    /// granted.
+    pub grants: BTreeMap<String, Vec<Grant>>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            cache_dir: None,
+            instances: std::thread::available_parallelism().map_or(2, usize::from),
+            memory_limit_bytes: 1 << 30,
+            call_timeout: Duration::from_secs(5),
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// What the plugin host needs.
+    pub fn settings(&self) -> plugin_host::Settings {
+        plugin_host::Settings {
+            dir: self.dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            instances: self.instances,
+            memory_limit_bytes: usize::try_from(self.memory_limit_bytes).unwrap_or(usize::MAX),
+            call_timeout: self.call_timeout,
+            grants: self.grants.clone(),
         }
     }
 }
@@ -198,9 +256,10 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "web" => section(&key, value, &mut raw.web, &mut errors),
                     "limits" => section(&key, value, &mut raw.limits, &mut errors),
                     "log" => section(&key, value, &mut raw.log, &mut errors),
+                    "plugins" => section(&key, value, &mut raw.plugins, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`",
                     )),
                 }
             }
@@ -223,6 +282,7 @@ struct RawConfig {
     web: WebConfig,
     limits: LimitsConfig,
     log: LogConfig,
+    plugins: PluginsConfig,
 }
 
 /// Deserializes one section, reporting every bad field: after each error the offending
@@ -334,13 +394,44 @@ impl RawConfig {
                 format!("{:?} is not a level or filter: {e}", self.log.level),
             ));
         }
+        validate_plugins(&self.plugins, errors);
         Config {
             listen,
             downstream: self.downstream,
             web: WebConfig { route_prefix: prefix },
             limits: self.limits,
             log: self.log,
+            plugins: self.plugins,
         }
+    }
+}
+
+fn validate_plugins(p: &PluginsConfig, errors: &mut Vec<ConfigError>) {
+    if let Some(dir) = &p.dir
+        && !dir.is_dir()
+    {
+        errors.push(error(
+            "plugins.dir",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if !(1..=256).contains(&p.instances) {
+        errors.push(error(
+            "plugins.instances",
+            format!("{} is not between 1 and 256", p.instances),
+        ));
+    }
+    if !((16 << 20)..=(4 << 30)).contains(&p.memory_limit_bytes) {
+        errors.push(error(
+            "plugins.memory_limit_bytes",
+            format!(
+                "{} is not between 16 MiB and 4 GiB (the wasm32 limit)",
+                p.memory_limit_bytes
+            ),
+        ));
+    }
+    if p.call_timeout.is_zero() {
+        errors.push(error("plugins.call_timeout", "must be greater than 0"));
     }
 }
 

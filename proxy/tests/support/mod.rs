@@ -76,7 +76,7 @@ impl TestProxy {
     /// directory of the configuration file).
     pub fn start_with<K: Send + 'static>(source: ConfigSource, keep: K) -> Self {
         let config = source.load().unwrap_or_else(|e| panic!("{e}"));
-        let proxy = Proxy::new(config.clone(), source);
+        let proxy = Proxy::new(config.clone(), source).unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown, stop) = oneshot::channel::<()>();
         let serving = proxy.clone();

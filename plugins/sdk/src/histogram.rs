@@ -1,0 +1,255 @@
+//! Quantiles: an exact sorted window, and a relative-error log histogram for large windows.
+
+use std::cmp::Ordering;
+
+use crate::plugin::{Summary, Window};
+
+/// Prometheus 2.42's order for quantiles (`vectorByValueHeap.Less`): NaN first, then by value.
+fn prometheus_order(a: &f64, b: &f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Prometheus' `quantile(φ, values)` given a way to read the `i`-th smallest value: NaN for
+/// no values or NaN φ, ±Inf outside `[0, 1]`, else linear interpolation at rank `φ·(n-1)`.
+pub fn prometheus_quantile(phi: f64, n: u64, nth: impl Fn(u64) -> f64) -> f64 {
+    if n == 0 || phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    let rank = phi * (n - 1) as f64;
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min((n - 1) as f64);
+    let weight = rank - rank.floor();
+    nth(lower as u64) * (1.0 - weight) + nth(upper as u64) * weight
+}
+
+/// Exact window: the values kept sorted in Prometheus' order.
+#[derive(Debug, Default, Clone)]
+pub struct SortedWindow {
+    sorted: Vec<f64>,
+}
+
+impl SortedWindow {
+    /// The `i`-th smallest value (0-based); NaN when out of range.
+    pub fn nth(&self, i: u64) -> f64 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.sorted.get(i))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Prometheus' quantile of the window.
+    pub fn quantile(&self, phi: f64) -> f64 {
+        prometheus_quantile(phi, self.sorted.len() as u64, |i| self.nth(i))
+    }
+
+    /// Number of values held.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether the window is empty.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+}
+
+impl Window for SortedWindow {
+    fn push(&mut self, value: f64) {
+        let at = self
+            .sorted
+            .partition_point(|x| prometheus_order(x, &value) != Ordering::Greater);
+        self.sorted.insert(at, value);
+    }
+
+    fn pop(&mut self, value: f64) {
+        let at = self
+            .sorted
+            .partition_point(|x| prometheus_order(x, &value) == Ordering::Less);
+        if at < self.sorted.len() {
+            self.sorted.remove(at);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.sorted.clear();
+    }
+
+    fn fill(&mut self, values: &[f64]) {
+        self.sorted.clear();
+        self.sorted.extend_from_slice(values);
+        self.sorted.sort_unstable_by(prometheus_order);
+    }
+}
+
+// Buckets are ordered slots: NaN, -Inf, negative buckets, zero, positive buckets, +Inf.
+const SLOT_NAN: i32 = i32::MIN;
+const SLOT_NEG_INF: i32 = i32::MIN + 1;
+const SLOT_POS_INF: i32 = i32::MAX;
+/// Keeps every finite key (|key| < ~2^17 for the accuracies allowed) away from 0 and the ends.
+const KEY_OFFSET: i32 = 1 << 24;
+/// Values closer to zero than this land in the zero bucket.
+const MIN_INDEXABLE: f64 = 1e-300;
+
+/// A DDSketch-style histogram: logarithmic buckets of width γ = (1+α)/(1−α), so every
+/// value read back is within relative error α of a value in its bucket. Mergeable exactly
+/// (bucket counts add), and sparse: a sorted list of (bucket, count).
+#[derive(Debug, Clone)]
+pub struct LogHistogram {
+    ln_gamma: f64,
+    gamma: f64,
+    buckets: Vec<(i32, u32)>,
+    total: u64,
+}
+
+impl LogHistogram {
+    /// An empty histogram with relative accuracy `alpha`, which must be in `[0.0001, 0.5]`.
+    pub fn new(alpha: f64) -> Self {
+        let alpha = alpha.clamp(1e-4, 0.5);
+        let gamma = (1.0 + alpha) / (1.0 - alpha);
+        Self {
+            ln_gamma: gamma.ln(),
+            gamma,
+            buckets: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Number of values added.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// Number of non-empty buckets.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn slot(&self, v: f64) -> i32 {
+        if v.is_nan() {
+            return SLOT_NAN;
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { SLOT_POS_INF } else { SLOT_NEG_INF };
+        }
+        let magnitude = v.abs();
+        if magnitude < MIN_INDEXABLE {
+            return 0;
+        }
+        let key = (magnitude.ln() / self.ln_gamma).ceil() as i32 + KEY_OFFSET;
+        if v > 0.0 { key } else { -key }
+    }
+
+    fn representative(&self, slot: i32) -> f64 {
+        match slot {
+            SLOT_NAN => f64::NAN,
+            SLOT_NEG_INF => f64::NEG_INFINITY,
+            SLOT_POS_INF => f64::INFINITY,
+            0 => 0.0,
+            s => {
+                let key = s.abs() - KEY_OFFSET;
+                // The point of bucket (γ^(k-1), γ^k] with equal relative distance to both ends.
+                let magnitude = 2.0 * (f64::from(key) * self.ln_gamma).exp() / (1.0 + self.gamma);
+                if s > 0 { magnitude } else { -magnitude }
+            }
+        }
+    }
+
+    /// The `i`-th smallest value (0-based), within relative error α; NaN when out of range.
+    pub fn nth(&self, i: u64) -> f64 {
+        let mut seen = 0u64;
+        for &(slot, count) in &self.buckets {
+            seen += u64::from(count);
+            if i < seen {
+                return self.representative(slot);
+            }
+        }
+        f64::NAN
+    }
+
+    /// Prometheus' quantile, with both neighbouring order statistics read from buckets.
+    pub fn quantile(&self, phi: f64) -> f64 {
+        if self.total == 0 || phi.is_nan() || !(0.0..=1.0).contains(&phi) {
+            return prometheus_quantile(phi, self.total, |_| f64::NAN);
+        }
+        let rank = phi * (self.total - 1) as f64;
+        let lower = rank.floor() as u64;
+        let (lo, hi) = self.pair(lower);
+        let weight = rank - rank.floor();
+        lo * (1.0 - weight) + hi * weight
+    }
+
+    /// Values at ranks `i` and `min(i + 1, n - 1)` in one pass.
+    fn pair(&self, i: u64) -> (f64, f64) {
+        let upper = (i + 1).min(self.total - 1);
+        let mut seen = 0u64;
+        let mut lo = f64::NAN;
+        for &(slot, count) in &self.buckets {
+            seen += u64::from(count);
+            if lo.is_nan() && i < seen {
+                lo = self.representative(slot);
+            }
+            if upper < seen {
+                return (lo, self.representative(slot));
+            }
+        }
+        (lo, f64::NAN)
+    }
+}
+
+impl Summary for LogHistogram {
+    fn add(&mut self, value: f64) {
+        let slot = self.slot(value);
+        self.total += 1;
+        match self.buckets.binary_search_by_key(&slot, |&(s, _)| s) {
+            Ok(i) => self.buckets[i].1 += 1,
+            Err(i) => self.buckets.insert(i, (slot, 1)),
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.total += other.total;
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => match x.0.cmp(&y.0) {
+                    Ordering::Less => a.next().copied(),
+                    Ordering::Greater => b.next().copied(),
+                    Ordering::Equal => {
+                        a.next();
+                        b.next();
+                        Some((x.0, x.1 + y.1))
+                    }
+                },
+                (Some(_), None) => a.next().copied(),
+                (None, Some(_)) => b.next().copied(),
+                (None, None) => None,
+            };
+            match next {
+                Some(bucket) => merged.push(bucket),
+                None => break,
+            }
+        }
+        self.buckets = merged;
+    }
+
+    fn shrink(&mut self) {
+        self.buckets.shrink_to_fit();
+    }
+
+    fn memory_bytes(&self) -> usize {
+        size_of::<Self>() + self.buckets.capacity() * size_of::<(i32, u32)>()
+    }
+}

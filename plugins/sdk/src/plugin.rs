@@ -1,0 +1,120 @@
+//! The trait a plugin implements, and the plain Rust types it speaks.
+
+/// A failure the plugin reports on purpose; the host passes it on and keeps the plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// A sketch option was rejected.
+    InvalidConfig(String),
+    /// A query argument is unusable.
+    InvalidArgument(String),
+    /// Samples arrived out of time order (the first offending timestamp).
+    OutOfOrder(i64),
+    /// Snapshot bytes could not be read.
+    BadSnapshot(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// What answers of one function may be off by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// Largest relative value error of an answer over at least `min_samples` samples.
+    pub relative: f64,
+    /// Windows with fewer samples than this are answered exactly.
+    pub min_samples: u64,
+}
+
+/// One PromQL function a plugin answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionInfo {
+    /// PromQL name, e.g. `quantile_over_time`.
+    pub name: String,
+    /// Names of the scalar arguments before the range vector, in call order.
+    pub scalar_args: Vec<String>,
+    /// The error bound of every answer.
+    pub bound: Bound,
+    /// One line for `sketch-proxy plugins list`.
+    pub description: String,
+}
+
+/// How a plugin describes itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginInfo {
+    /// Lowercase `[a-z0-9-]` name.
+    pub name: String,
+    /// The plugin's version (semver).
+    pub version: String,
+    /// The functions it answers.
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// One evaluation request, already checked against [`PluginInfo`]: the function exists
+/// and `args` has one value per declared scalar argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Index of the function in [`PluginInfo::functions`].
+    pub function: usize,
+    /// The scalar arguments.
+    pub args: &'a [f64],
+}
+
+/// A mergeable summary of a set of samples' values. Summaries of adjacent blocks are
+/// merged up a tree, so `merge` must not depend on order for the answer to be stable.
+pub trait Summary: Clone + std::fmt::Debug + 'static {
+    /// Adds one sample value.
+    fn add(&mut self, value: f64);
+    /// Adds every sample that `other` summarizes.
+    fn merge(&mut self, other: &Self);
+    /// Heap and inline bytes held.
+    fn memory_bytes(&self) -> usize;
+    /// Releases spare capacity; called before a summary is stored in the tree.
+    fn shrink(&mut self) {}
+    /// Adds many values.
+    fn extend(&mut self, values: &[f64]) {
+        for &v in values {
+            self.add(v);
+        }
+    }
+}
+
+/// Exact state over a sliding window of sample values, oldest first. `pop` is always
+/// called with the oldest value still inside.
+pub trait Window: std::fmt::Debug + 'static {
+    /// Adds the newest value.
+    fn push(&mut self, value: f64);
+    /// Removes the oldest value.
+    fn pop(&mut self, value: f64);
+    /// Forgets everything.
+    fn clear(&mut self);
+    /// Replaces the content with `values` (in time order).
+    fn fill(&mut self, values: &[f64]) {
+        self.clear();
+        for &v in values {
+            self.push(v);
+        }
+    }
+}
+
+/// A sketch plugin: what it serves, and how to answer exactly and approximately. The SDK
+/// does the rest (time ranges, retention, snapshots, the wasm interface).
+pub trait Plugin: Sized + std::fmt::Debug + 'static {
+    /// Summary kept per block of samples and per tree node.
+    type Summary: Summary;
+    /// Exact state for windows below `min_samples`.
+    type Window: Window;
+
+    /// Describes the plugin; called once per instance and checked by the host.
+    fn info() -> PluginInfo;
+    /// Builds the plugin's parameters from a sketch's options. Reject unknown keys.
+    fn configure(options: &[(String, String)]) -> Result<Self, Error>;
+    /// An empty summary.
+    fn summary(&self) -> Self::Summary;
+    /// An empty exact window.
+    fn window(&self) -> Self::Window;
+    /// The exact answer over the samples in `window` (`samples` of them, at least one).
+    fn exact(&self, call: Call<'_>, window: &Self::Window, samples: u64) -> f64;
+    /// The estimate from `summary`, which covers `samples` samples, or `None` when the
+    /// summary cannot answer within the bound; the SDK then answers exactly from the raw
+    /// samples (cost linear in the window) and reports bound 0.
+    fn estimate(&self, call: Call<'_>, summary: &Self::Summary, samples: u64) -> Option<f64>;
+}

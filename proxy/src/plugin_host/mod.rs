@@ -1,0 +1,447 @@
+//! The plugin host: loads sketch plugins (WebAssembly components speaking
+//! `wit/sketch.wit`), runs them sandboxed, and hands out [`Sketch`] handles.
+//!
+//! Invariant: this is the only module that depends on wasmtime. Everything it exports is
+//! plain data, [`Plugin`]/[`Sketch`] handles and typed errors.
+//!
+//! Each plugin runs in `settings.instances` instances (a sketch lives in one, chosen by
+//! the caller's key), so calls for different series run in parallel. A call that traps
+//! or breaks the contract quarantines the whole plugin: every instance and sketch is
+//! dropped, the error says why, and the next reload loads it afresh.
+
+mod bindings;
+mod error;
+mod load;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Engine, Store, Trap};
+
+pub use bindings::{ErrorBound, Estimate, FunctionInfo, PluginInfo, RangeRequest, SketchConfig};
+pub use error::{GuestError, LoadError, LoadFailure, PluginError, Source, TrapKind};
+pub use load::{Host, PluginSet, built_in_names};
+
+use bindings::{SketchPlugin, SketchPluginPre, WitError};
+use sandbox::HostState;
+
+/// The contract this host speaks: the interface every plugin must export.
+pub const CONTRACT: &str = "sketch-proxy:sketch/plugin@0.1.0";
+
+/// A capability a plugin may be granted in `plugins.grants`; everything else is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grant {
+    /// The real wall and monotonic clocks (otherwise a clock frozen at 0).
+    Clock,
+    /// The proxy's environment variables (otherwise none).
+    Environment,
+}
+
+/// How plugins are loaded and confined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Directory whose `*.wasm` files are loaded as custom plugins.
+    pub dir: Option<PathBuf>,
+    /// Directory for precompiled plugins, so a restart skips compilation.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances per plugin (parallel calls).
+    pub instances: usize,
+    /// Linear-memory cap per instance, in bytes.
+    pub memory_limit_bytes: usize,
+    /// Longest a single call may run.
+    pub call_timeout: Duration,
+    /// Capabilities granted, by plugin name.
+    pub grants: BTreeMap<String, Vec<Grant>>,
+}
+
+/// Counters the host updates; shared with `/metrics`.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// `plugin` was quarantined for `kind`.
+    fn quarantined(&self, plugin: &str, kind: TrapKind);
+}
+
+/// One loaded plugin.
+pub struct Plugin {
+    info: PluginInfo,
+    source: Source,
+    pre: SketchPluginPre<HostState>,
+    slots: Vec<Mutex<Slot>>,
+    quarantined: AtomicBool,
+    memory_limit: usize,
+    deadline_ticks: u64,
+    grants: Vec<Grant>,
+    observer: Arc<dyn Observer>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("source", &self.source)
+            .field("quarantined", &self.is_quarantined())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    live: Option<Live>,
+    /// Bumped whenever the instance is replaced, so old sketch handles are recognised.
+    generation: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    api: SketchPlugin,
+}
+
+impl Plugin {
+    /// What the plugin said about itself at load time.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Where it was loaded from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Whether a trap took it out of service.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Acquire)
+    }
+
+    /// Creates a sketch in the instance chosen by `key` (e.g. a series hash).
+    pub fn create(self: &Arc<Self>, key: u64, config: &SketchConfig) -> Result<Sketch, PluginError> {
+        self.new_sketch(key, |store, api| {
+            api.sketch_proxy_sketch_plugin()
+                .sketch()
+                .call_create(store, config)
+        })
+    }
+
+    /// Rebuilds a sketch from [`Sketch::snapshot`] bytes.
+    pub fn restore(
+        self: &Arc<Self>,
+        key: u64,
+        config: &SketchConfig,
+        snapshot: &[u8],
+    ) -> Result<Sketch, PluginError> {
+        self.new_sketch(key, |store, api| {
+            api.sketch_proxy_sketch_plugin()
+                .sketch()
+                .call_restore(store, config, snapshot)
+        })
+    }
+
+    fn new_sketch(
+        self: &Arc<Self>,
+        key: u64,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<Result<ResourceAny, WitError>>,
+    ) -> Result<Sketch, PluginError> {
+        let slot = (key % self.slots.len() as u64) as usize;
+        let (made, generation) = self.call(slot, None, f)?;
+        let handle = self.guest(made)?;
+        Ok(Sketch {
+            plugin: Arc::clone(self),
+            slot,
+            generation,
+            handle: Some(handle),
+        })
+    }
+
+    fn guest<T>(&self, result: Result<T, WitError>) -> Result<T, PluginError> {
+        result.map_err(|e| PluginError::Guest {
+            plugin: self.info.name.clone(),
+            error: guest_error(e),
+        })
+    }
+
+    /// Runs `f` in instance `slot` under the deadline; a trap quarantines the plugin.
+    /// `generation` is the sketch's instance generation (`None` to create one).
+    fn call<R>(
+        &self,
+        slot: usize,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<R>,
+    ) -> Result<(R, u64), PluginError> {
+        let quarantined = || PluginError::Quarantined {
+            plugin: self.info.name.clone(),
+        };
+        if self.is_quarantined() {
+            return Err(quarantined());
+        }
+        let mut guard = self.slots[slot].lock();
+        if generation.is_some_and(|g| g != guard.generation) {
+            return Err(quarantined());
+        }
+        if guard.live.is_none() {
+            if generation.is_some() {
+                return Err(quarantined());
+            }
+            match self.instantiate() {
+                Ok(live) => guard.live = Some(live),
+                Err(e) => {
+                    drop(guard);
+                    return Err(self.trapped(TrapKind::Other, format!("cannot instantiate: {e:#}")));
+                }
+            }
+        }
+        let generation = guard.generation;
+        let Some(live) = guard.live.as_mut() else {
+            return Err(quarantined());
+        };
+        live.store.set_epoch_deadline(self.deadline_ticks);
+        match f(&mut live.store, &live.api) {
+            Ok(r) => Ok((r, generation)),
+            Err(e) => {
+                let kind = classify(&e, &live.store);
+                let mut detail = format!("{e:#}");
+                let stderr = live.store.data().stderr.contents();
+                if !stderr.is_empty() {
+                    detail.push_str("; guest stderr: ");
+                    detail.push_str(String::from_utf8_lossy(&stderr).trim());
+                }
+                guard.live = None;
+                guard.generation += 1;
+                drop(guard);
+                Err(self.trapped(kind, detail))
+            }
+        }
+    }
+
+    fn instantiate(&self) -> wasmtime::Result<Live> {
+        let mut store = Store::new(self.pre.engine(), HostState::new(self.memory_limit, &self.grants));
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let api = self.pre.instantiate(&mut store)?;
+        Ok(Live { store, api })
+    }
+
+    /// Takes the plugin out of service: drops every instance (and so every sketch).
+    fn trapped(&self, kind: TrapKind, detail: String) -> PluginError {
+        if !self.quarantined.swap(true, Ordering::AcqRel) {
+            tracing::error!(plugin = %self.info.name, source = %self.source, %kind, %detail,
+                "plugin quarantined; its sketches are dropped until the next reload");
+            self.observer.quarantined(&self.info.name, kind);
+        }
+        for slot in &self.slots {
+            let mut guard = slot.lock();
+            if guard.live.take().is_some() {
+                guard.generation += 1;
+            }
+        }
+        PluginError::Trapped {
+            plugin: self.info.name.clone(),
+            kind,
+            detail,
+        }
+    }
+
+    /// A contract violation found in a guest's answer; treated like a trap.
+    fn bad_output(&self, detail: String) -> PluginError {
+        self.trapped(TrapKind::BadOutput, detail)
+    }
+}
+
+fn classify(error: &wasmtime::Error, store: &Store<HostState>) -> TrapKind {
+    if store.data().limits.hit {
+        return TrapKind::MemoryLimit;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Deadline,
+        Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+        _ => TrapKind::Other,
+    }
+}
+
+fn guest_error(e: WitError) -> GuestError {
+    match e {
+        WitError::InvalidConfig(s) => GuestError::InvalidConfig(s),
+        WitError::InvalidArgument(s) => GuestError::InvalidArgument(s),
+        WitError::OutOfOrder(t) => GuestError::OutOfOrder(t),
+        WitError::BadSnapshot(s) => GuestError::BadSnapshot(s),
+        WitError::Other(s) => GuestError::Other(s),
+    }
+}
+
+/// One series' sketch inside a plugin instance. Dropping it frees it in the guest.
+pub struct Sketch {
+    plugin: Arc<Plugin>,
+    slot: usize,
+    generation: u64,
+    handle: Option<ResourceAny>,
+}
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sketch")
+            .field("plugin", &self.plugin.info.name)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl Sketch {
+    /// The plugin holding this sketch.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    fn run<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let handle = self.handle.ok_or_else(|| PluginError::Quarantined {
+            plugin: self.plugin.info.name.clone(),
+        })?;
+        self.plugin
+            .call(self.slot, Some(self.generation), |store, api| {
+                f(store, api, handle)
+            })
+            .map(|(r, _)| r)
+    }
+
+    /// Adds samples (timestamps in ms, strictly increasing, newer than what it holds).
+    pub fn insert(&self, timestamps: &[i64], values: &[f64]) -> Result<(), PluginError> {
+        let r = self.run(|s, api, h| {
+            api.sketch_proxy_sketch_plugin()
+                .sketch()
+                .call_insert(s, h, timestamps, values)
+        })?;
+        self.plugin.guest(r)
+    }
+
+    /// `function(args..., v)` over the samples in `[t0, t1]`.
+    pub fn query(
+        &self,
+        function: &str,
+        args: &[f64],
+        t0: i64,
+        t1: i64,
+    ) -> Result<Option<Estimate>, PluginError> {
+        let r = self.run(|s, api, h| {
+            api.sketch_proxy_sketch_plugin()
+                .sketch()
+                .call_query(s, h, function, args, t0, t1)
+        })?;
+        let answer = self.plugin.guest(r)?;
+        if let Some(e) = &answer {
+            self.check(function, e)?;
+        }
+        Ok(answer)
+    }
+
+    /// One answer per evaluation time of `range`.
+    pub fn query_range(
+        &self,
+        function: &str,
+        args: &[f64],
+        range: RangeRequest,
+    ) -> Result<Vec<Option<Estimate>>, PluginError> {
+        let r = self.run(|s, api, h| {
+            api.sketch_proxy_sketch_plugin()
+                .sketch()
+                .call_query_range(s, h, function, args, range)
+        })?;
+        let answers = self.plugin.guest(r)?;
+        let expected = range_steps(range);
+        if answers.len() as u64 != expected {
+            return Err(self.plugin.bad_output(format!(
+                "query-range returned {} answers for {expected} evaluation times",
+                answers.len()
+            )));
+        }
+        for e in answers.iter().flatten() {
+            self.check(function, e)?;
+        }
+        Ok(answers)
+    }
+
+    /// The retained span (oldest, newest sample timestamps).
+    pub fn coverage(&self) -> Result<Option<(i64, i64)>, PluginError> {
+        let span = self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_coverage(s, h))?;
+        if let Some((a, b)) = span
+            && a > b
+        {
+            return Err(self
+                .plugin
+                .bad_output(format!("coverage ({a}, {b}) ends before it starts")));
+        }
+        Ok(span)
+    }
+
+    /// Bytes the sketch holds, as the plugin counts them.
+    pub fn memory_bytes(&self) -> Result<u64, PluginError> {
+        self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_memory_bytes(s, h))
+    }
+
+    /// The sketch as bytes, for [`Plugin::restore`].
+    pub fn snapshot(&self) -> Result<Vec<u8>, PluginError> {
+        self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_snapshot(s, h))
+    }
+
+    /// An estimate must carry a bound within what the function declared.
+    fn check(&self, function: &str, e: &Estimate) -> Result<(), PluginError> {
+        let declared = self
+            .plugin
+            .info
+            .functions
+            .iter()
+            .find(|f| f.name == function)
+            .map(|f| f.bound.relative);
+        let ok =
+            declared.is_some_and(|d| e.bound.is_finite() && e.bound >= 0.0 && e.bound <= d) && e.samples > 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(self.plugin.bad_output(format!(
+                "{function} answered with bound {} over {} samples; declared bound {declared:?}",
+                e.bound, e.samples
+            )))
+        }
+    }
+}
+
+impl Drop for Sketch {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else { return };
+        let mut guard = self.plugin.slots[self.slot].lock();
+        if guard.generation != self.generation {
+            return;
+        }
+        let Some(live) = guard.live.as_mut() else { return };
+        // The guest's destructor runs under a deadline like any other call.
+        live.store.set_epoch_deadline(self.plugin.deadline_ticks);
+        if let Err(e) = handle.resource_drop(&mut live.store) {
+            let kind = classify(&e, &live.store);
+            guard.live = None;
+            guard.generation += 1;
+            drop(guard);
+            self.plugin.trapped(kind, format!("dropping a sketch: {e:#}"));
+        }
+    }
+}
+
+/// Evaluation times in a range request: `start, start+step, ... ≤ end`.
+pub fn range_steps(range: RangeRequest) -> u64 {
+    if range.step_ms <= 0 || range.end_ms < range.start_ms {
+        return 0;
+    }
+    ((range.end_ms - range.start_ms) / range.step_ms) as u64 + 1
+}
+
+/// Deadline ticks for a call timeout (at least one).
+fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / sandbox::TICK.as_nanos()).max(1) as u64
+}
+
+/// Shared by the loader: the engine plugins run on.
+pub(crate) type SharedEngine = Arc<Engine>;

@@ -1,0 +1,173 @@
+//! Sandbox policy in one place: the engine configuration, what a store may use, and the
+//! epoch ticker that enforces call deadlines.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::Grant;
+
+/// One epoch tick; call deadlines are whole numbers of ticks.
+pub(super) const TICK: Duration = Duration::from_millis(5);
+/// Most guest stderr kept per instance (panic messages end up here).
+const STDERR_BYTES: usize = 16 << 10;
+
+/// The engine every plugin runs on: components on, deadlines by epoch interruption.
+pub(super) fn engine() -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Guests get a bounded native stack; deep recursion traps instead of crashing us.
+    config.max_wasm_stack(1 << 20);
+    Engine::new(&config)
+}
+
+/// Advances the engine's epoch every [`TICK`] until the engine is dropped.
+pub(super) fn start_ticker(engine: Weak<Engine>) {
+    let spawned = std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the plugin deadline ticker; plugin calls will time out");
+    }
+}
+
+/// The WASI imports every plugin may link against. What they can reach is decided per
+/// instance by [`HostState::new`].
+pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+/// Per-instance state: the locked-down WASI context and the memory cap.
+pub(super) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: MemoryCap,
+    pub(super) stderr: MemoryOutputPipe,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState").finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    /// No preopened directories, no sockets, no environment, a frozen clock and fixed
+    /// randomness, unless `grants` says otherwise. Stdout is discarded; stderr is kept
+    /// (bounded) so a panic message can be logged.
+    pub(super) fn new(memory_limit: usize, grants: &[Grant]) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            // Sketches must be reproducible: same samples, same answers.
+            .secure_random(Deterministic::new(vec![0x5e, 0x7c, 0x11, 0x3a]))
+            .insecure_random(Deterministic::new(vec![0x2b, 0x9d, 0x40, 0xe6]))
+            .insecure_random_seed(0x005c_e7c4_9a0b);
+        if !grants.contains(&Grant::Clock) {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        if grants.contains(&Grant::Environment) {
+            wasi.inherit_env();
+        }
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: MemoryCap {
+                limit: memory_limit,
+                hit: false,
+            },
+            stderr,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock that always says the epoch start: plugins must not depend on time.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The per-instance memory cap. Growing past it traps (rather than letting `memory.grow`
+/// fail and the guest allocator abort), and `hit` tells the host why the call trapped.
+#[derive(Debug)]
+pub(super) struct MemoryCap {
+    limit: usize,
+    pub(super) hit: bool,
+}
+
+/// The trap raised when a guest grows past [`MemoryCap`].
+#[derive(Debug, thiserror::Error)]
+#[error("memory would grow to {desired} bytes, over the {limit}-byte limit")]
+pub(super) struct MemoryLimitExceeded {
+    desired: usize,
+    limit: usize,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.limit,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any honest plugin.
+        Ok(desired <= 1_000_000)
+    }
+}
