@@ -126,3 +126,48 @@ fn non_mapping_file_is_rejected() {
     );
     assert_eq!(errors_of("a: [").len(), 1);
 }
+
+#[test]
+fn plugin_settings_are_read_and_checked() {
+    let dir = std::env::temp_dir();
+    let yaml = format!(
+        "plugins:\n  dir: {}\n  instances: 3\n  memory_limit_bytes: 33554432\n  call_timeout: 250ms\n  grants:\n    spread: [clock, environment]\n",
+        dir.display()
+    );
+    let p = load_str(&yaml, &Overrides::default()).unwrap().plugins;
+    assert_eq!(p.dir.as_deref(), Some(dir.as_path()));
+    assert_eq!((p.instances, p.memory_limit_bytes), (3, 32 << 20));
+    assert_eq!(p.call_timeout, Duration::from_millis(250));
+    assert_eq!(p.grants["spread"], [Grant::Clock, Grant::Environment]);
+
+    // (plugins section, expected error prefix)
+    let cases = [
+        (
+            "dir: /no/such/dir",
+            "plugins.dir: /no/such/dir is not a directory",
+        ),
+        ("instances: 0", "plugins.instances: 0 is not between 1 and 256"),
+        (
+            "memory_limit_bytes: 1024",
+            "plugins.memory_limit_bytes: 1024 is not between 16 MiB and 4 GiB",
+        ),
+        (
+            "call_timeout: 0s",
+            "plugins.call_timeout: \"0s\" is not a duration such as 30s or 2m: duration must be greater than 0",
+        ),
+        (
+            "grants: {spread: [network]}",
+            "plugins.grants: unknown variant `network`",
+        ),
+        ("sandbox: off", "plugins.sandbox: unknown field `sandbox`"),
+    ];
+    for (section, want) in cases {
+        let errors = errors_of(&format!("plugins:\n  {section}\n"));
+        assert_eq!(errors.len(), 1, "{section}: {errors:#?}");
+        assert!(
+            errors[0].starts_with(want),
+            "{section}: {:?} should start with {want:?}",
+            errors[0]
+        );
+    }
+}
