@@ -4,16 +4,6 @@ use std::cmp::Ordering;
 
 use crate::plugin::{Summary, Window};
 
-/// Prometheus 2.42's order for quantiles (`vectorByValueHeap.Less`): NaN first, then by value.
-fn prometheus_order(a: &f64, b: &f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
-        (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
-    }
-}
-
 /// Prometheus' `quantile(φ, values)` given a way to read the `i`-th smallest value: NaN for
 /// no values or NaN φ, ±Inf outside `[0, 1]`, else linear interpolation at rank `φ·(n-1)`.
 pub fn prometheus_quantile(phi: f64, n: u64, nth: impl Fn(u64) -> f64) -> f64 {
@@ -33,10 +23,29 @@ pub fn prometheus_quantile(phi: f64, n: u64, nth: impl Fn(u64) -> f64) -> f64 {
     nth(lower as u64) * (1.0 - weight) + nth(upper as u64) * weight
 }
 
-/// Exact window: the values kept sorted in Prometheus' order.
+/// Exact window: the values kept sorted in Prometheus' order, as integer keys so that
+/// each step of a sliding window costs integer comparisons and one short memmove.
 #[derive(Debug, Default, Clone)]
 pub struct SortedWindow {
-    sorted: Vec<f64>,
+    sorted: Vec<u64>,
+}
+
+/// An integer key with Prometheus' order: every NaN first, then by value. `-0.0` sorts
+/// just before `0.0`; Prometheus calls them equal, and its unstable sort may put them
+/// either way.
+fn order_key(v: f64) -> u64 {
+    if v.is_nan() {
+        return 0;
+    }
+    let bits = v.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+}
+
+fn from_order_key(k: u64) -> f64 {
+    if k == 0 {
+        return f64::NAN;
+    }
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
 
 impl SortedWindow {
@@ -45,8 +54,7 @@ impl SortedWindow {
         usize::try_from(i)
             .ok()
             .and_then(|i| self.sorted.get(i))
-            .copied()
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, |&k| from_order_key(k))
     }
 
     /// Prometheus' quantile of the window.
@@ -67,17 +75,15 @@ impl SortedWindow {
 
 impl Window for SortedWindow {
     fn push(&mut self, value: f64) {
-        let at = self
-            .sorted
-            .partition_point(|x| prometheus_order(x, &value) != Ordering::Greater);
-        self.sorted.insert(at, value);
+        let k = order_key(value);
+        let at = self.sorted.partition_point(|&x| x <= k);
+        self.sorted.insert(at, k);
     }
 
     fn pop(&mut self, value: f64) {
-        let at = self
-            .sorted
-            .partition_point(|x| prometheus_order(x, &value) == Ordering::Less);
-        if at < self.sorted.len() {
+        let k = order_key(value);
+        let at = self.sorted.partition_point(|&x| x < k);
+        if self.sorted.get(at) == Some(&k) {
             self.sorted.remove(at);
         }
     }
@@ -88,8 +94,8 @@ impl Window for SortedWindow {
 
     fn fill(&mut self, values: &[f64]) {
         self.sorted.clear();
-        self.sorted.extend_from_slice(values);
-        self.sorted.sort_unstable_by(prometheus_order);
+        self.sorted.extend(values.iter().map(|&v| order_key(v)));
+        self.sorted.sort_unstable();
     }
 }
 

@@ -1,0 +1,62 @@
+//! Quantiles follow Prometheus 2.42: NaN sorts first, linear interpolation at φ(n−1),
+//! ±Inf outside [0, 1]; the log histogram reads back each order statistic within α.
+
+use sketch_plugin_sdk::{LogHistogram, SortedWindow, Summary, Window};
+
+#[test]
+fn sorted_window_orders_like_prometheus() {
+    let mut w = SortedWindow::default();
+    for v in [
+        3.0,
+        f64::NAN,
+        -1.0,
+        0.0,
+        2.5,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        1.0,
+    ] {
+        w.push(v);
+    }
+    let order: Vec<String> = (0..8).map(|i| w.nth(i).to_string()).collect();
+    assert_eq!(order, ["NaN", "-inf", "-1", "0", "1", "2.5", "3", "inf"]);
+    w.pop(3.0);
+    w.pop(f64::NAN);
+    assert_eq!(w.len(), 6);
+    // (φ, expected) over [-inf, -1, 0, 1, 2.5, inf]
+    let cases = [
+        (-0.5, f64::NEG_INFINITY),
+        (1.5, f64::INFINITY),
+        (0.5, 0.5),
+        (0.7, 1.75),
+        (0.2, -1.0),
+    ];
+    for (phi, want) in cases {
+        assert_eq!(w.quantile(phi), want, "φ={phi}");
+    }
+    assert!(w.quantile(f64::NAN).is_nan());
+    w.fill(&[2.0, 1.0]);
+    assert_eq!(w.quantile(0.25), 1.25);
+}
+
+#[test]
+fn log_histogram_reads_order_statistics_within_alpha() {
+    let alpha = 0.01;
+    let values: Vec<f64> = (1..=2000)
+        .map(|i| f64::from(i).powf(1.7) * if i % 3 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    let mut h = LogHistogram::new(alpha);
+    h.extend(&values);
+    h.add(0.0);
+    let mut sorted = values.clone();
+    sorted.push(0.0);
+    sorted.sort_by(f64::total_cmp);
+    for (i, exact) in sorted.iter().enumerate() {
+        let got = h.nth(i as u64);
+        assert!(
+            (got - exact).abs() <= alpha * exact.abs() * (1.0 + 1e-12),
+            "rank {i}: {got} vs {exact}"
+        );
+    }
+    assert_eq!(h.count(), 2001);
+}
