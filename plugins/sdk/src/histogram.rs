@@ -88,6 +88,27 @@ impl Window for SortedWindow {
         }
     }
 
+    /// Moves only the keys between the old and the new position, instead of shifting
+    /// the tail twice.
+    fn replace(&mut self, old: f64, new: f64) {
+        let (old, new) = (order_key(old), order_key(new));
+        let from = self.sorted.partition_point(|&x| x < old);
+        if self.sorted.get(from) != Some(&old) {
+            let at = self.sorted.partition_point(|&x| x <= new);
+            self.sorted.insert(at, new);
+            return;
+        }
+        let to = self.sorted.partition_point(|&x| x <= new);
+        if to > from {
+            // `new` goes after `old`: shift the keys in between one to the left.
+            self.sorted.copy_within(from + 1..to, from);
+            self.sorted[to - 1] = new;
+        } else {
+            self.sorted.copy_within(to..from, to + 1);
+            self.sorted[to] = new;
+        }
+    }
+
     fn clear(&mut self) {
         self.sorted.clear();
     }

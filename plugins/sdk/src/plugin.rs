@@ -84,6 +84,11 @@ pub trait Window: std::fmt::Debug + 'static {
     fn push(&mut self, value: f64);
     /// Removes the oldest value.
     fn pop(&mut self, value: f64);
+    /// Removes the oldest value `old` and adds the newest `new`; one step of a slide.
+    fn replace(&mut self, old: f64, new: f64) {
+        self.pop(old);
+        self.push(new);
+    }
     /// Forgets everything.
     fn clear(&mut self);
     /// Replaces the content with `values` (in time order).

@@ -300,11 +300,17 @@ impl<P: Plugin> Series<P> {
             window.clear();
             *held = (i0, i0);
         }
-        for v in self.raw(held.0, i0) {
-            window.pop(v);
-        }
-        for v in self.raw(held.1.max(i0), i1) {
-            window.push(v);
+        {
+            let mut leaving = self.raw(held.0, i0);
+            let mut entering = self.raw(held.1.max(i0), i1);
+            loop {
+                match (leaving.next(), entering.next()) {
+                    (Some(old), Some(new)) => window.replace(old, new),
+                    (Some(old), None) => window.pop(old),
+                    (None, Some(new)) => window.push(new),
+                    (None, None) => break,
+                }
+            }
         }
         *held = (i0, i1);
         let n = i1 - i0;

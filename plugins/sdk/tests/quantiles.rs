@@ -60,3 +60,30 @@ fn log_histogram_reads_order_statistics_within_alpha() {
     }
     assert_eq!(h.count(), 2001);
 }
+
+#[test]
+fn replace_equals_pop_then_push() {
+    let start = [5.0, 1.0, 9.0, 3.0, 7.0, 3.0];
+    // (leaving, entering): moves right, moves left, stays, duplicates
+    let steps = [
+        (5.0, 8.0),
+        (1.0, 0.5),
+        (9.0, 9.0),
+        (3.0, 3.0),
+        (7.0, -2.0),
+        (3.0, 100.0),
+    ];
+    let (mut a, mut b) = (SortedWindow::default(), SortedWindow::default());
+    a.fill(&start);
+    b.fill(&start);
+    for (old, new) in steps {
+        a.replace(old, new);
+        b.pop(old);
+        b.push(new);
+        let (ka, kb): (Vec<f64>, Vec<f64>) = (
+            (0..6).map(|i| a.nth(i)).collect(),
+            (0..6).map(|i| b.nth(i)).collect(),
+        );
+        assert_eq!(ka, kb, "after replacing {old} by {new}");
+    }
+}
