@@ -5,6 +5,7 @@
 //! a bijective 64-bit mixer, so two keys never collide and hash maps need no hasher.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use nohash_hasher::BuildNoHashHasher;
 
@@ -35,12 +36,24 @@ impl Moments {
 }
 
 fn f_log_f(count: u32) -> f64 {
-    // 0·log 0 is 0 by convention (and 1·log 1 is 0 anyway).
-    if count <= 1 {
-        return 0.0;
+    // Sliding windows update this twice per sample; small counts come from a table.
+    const TABLED: usize = 4096;
+    static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
+    let compute = |c: u32| {
+        // 0·log 0 is 0 by convention (and 1·log 1 is 0 anyway).
+        if c <= 1 {
+            0.0
+        } else {
+            f64::from(c) * f64::from(c).log2()
+        }
+    };
+    match TABLE
+        .get_or_init(|| (0..TABLED as u32).map(compute).collect())
+        .get(count as usize)
+    {
+        Some(&v) => v,
+        None => compute(count),
     }
-    let c = f64::from(count);
-    c * c.log2()
 }
 
 /// The key of a value: its canonical bits, mixed (SplitMix64's finalizer, a bijection).
@@ -99,6 +112,14 @@ impl Window for FrequencyWindow {
         if self.counts.is_empty() {
             // Drop the rounding residue the running sum collected.
             self.sum_f_log_f = 0.0;
+        }
+    }
+
+    fn replace(&mut self, old: f64, new: f64) {
+        // Discrete series often repeat a value; then the window does not change.
+        if key(old) != key(new) {
+            self.pop(old);
+            self.push(new);
         }
     }
 
