@@ -234,3 +234,44 @@ fn retention_forgets_old_samples_and_coverage_says_so() {
     );
     assert!(s.memory_bytes().unwrap() > 0);
 }
+
+#[test]
+fn extreme_range_requests_are_refused_not_trapped() {
+    let (set, _) = load(None);
+    let quantile = set.for_function("quantile_over_time").unwrap();
+    let s = sketch(quantile);
+    feed(&s, 100);
+    // (start, end, step, window)
+    let cases = [
+        (i64::MIN, i64::MAX, 1, 1000),
+        (0, 10_000_000_000, 1, 1000),
+        (0, 1000, 0, 1000),
+        (0, 1000, 1, -1),
+        (5000, 1000, 1, 1000),
+    ];
+    for (start_ms, end_ms, step_ms, window_ms) in cases {
+        let r = RangeRequest {
+            start_ms,
+            end_ms,
+            step_ms,
+            window_ms,
+        };
+        let err = s.query_range("quantile_over_time", &[0.5], r).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PluginError::Guest {
+                    error: GuestError::InvalidArgument(_),
+                    ..
+                }
+            ),
+            "{r:?}: {err:?}"
+        );
+    }
+    let edge = s
+        .query("quantile_over_time", &[0.5], i64::MIN, i64::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!((edge.value, edge.samples), (50.5, 100));
+    assert!(!quantile.is_quarantined());
+}

@@ -144,10 +144,20 @@ impl<P: Plugin> wit::GuestSketch for SketchResource<P> {
         range: wit::RangeRequest,
     ) -> Result<Vec<Option<wit::Estimate>>, wit::Error> {
         let (call, bound) = call::<P>(&function, &args)?;
-        if range.step_ms <= 0 || range.window_ms < 0 || range.start_ms > range.end_ms {
+        let steps = range
+            .end_ms
+            .checked_sub(range.start_ms)
+            .and_then(|span| span.checked_div(range.step_ms))
+            .map(|n| n.saturating_add(1));
+        let too_many = steps.is_none_or(|n| n > crate::series::MAX_RANGE_STEPS);
+        if range.step_ms <= 0 || range.window_ms < 0 || range.start_ms > range.end_ms || too_many {
             return Err(Error::InvalidArgument(format!(
-                "bad range: start {} end {} step {} window {}",
-                range.start_ms, range.end_ms, range.step_ms, range.window_ms
+                "bad range: start {} end {} step {} window {} (at most {} steps)",
+                range.start_ms,
+                range.end_ms,
+                range.step_ms,
+                range.window_ms,
+                crate::series::MAX_RANGE_STEPS
             ))
             .into());
         }

@@ -18,6 +18,8 @@ use crate::plugin::{Bound, Call, Error, Plugin, Summary, Window};
 /// Samples per leaf block. Also the most raw samples a query reads at each edge.
 pub const BLOCK_SAMPLES: u64 = 512;
 const MAX_LEVELS: usize = 40;
+/// Most evaluation times one `query-range` answers (Prometheus allows 11,000 points).
+pub const MAX_RANGE_STEPS: i64 = 1_000_000;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SPSKv001";
 
 /// One series' sketch: retained samples and the summary tree.
@@ -138,7 +140,12 @@ impl<P: Plugin> Series<P> {
         bound: Bound,
         (start, end, step, window): (i64, i64, i64, i64),
     ) -> Vec<Option<(f64, f64, u64)>> {
-        let steps = usize::try_from((end - start) / step + 1).unwrap_or(0);
+        let steps = end
+            .checked_sub(start)
+            .and_then(|span| span.checked_div(step))
+            .map_or(0, |n| {
+                usize::try_from(n.saturating_add(1).min(MAX_RANGE_STEPS)).unwrap_or(0)
+            });
         let mut out = Vec::with_capacity(steps);
         self.scratch = None;
         let mut held = (0, 0);

@@ -435,7 +435,9 @@ pub fn range_steps(range: RangeRequest) -> u64 {
     if range.step_ms <= 0 || range.end_ms < range.start_ms {
         return 0;
     }
-    ((range.end_ms - range.start_ms) / range.step_ms) as u64 + 1
+    // i128: `end - start` overflows i64 for extreme timestamps.
+    let steps = (i128::from(range.end_ms) - i128::from(range.start_ms)) / i128::from(range.step_ms) + 1;
+    u64::try_from(steps).unwrap_or(u64::MAX)
 }
 
 /// Deadline ticks for a call timeout (at least one).
