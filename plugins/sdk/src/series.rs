@@ -108,7 +108,17 @@ impl<P: Plugin> Series<P> {
 
     /// Oldest and newest retained timestamps.
     pub fn coverage(&self) -> Option<(i64, i64)> {
-        Some((*self.timestamps.front()?, *self.timestamps.back()?))
+        let cutoff = self.cutoff();
+        let oldest = self.timestamps.iter().find(|&&t| t >= cutoff)?;
+        Some((*oldest, *self.timestamps.back()?))
+    }
+
+    /// The oldest timestamp retention still covers. Older samples may linger until their
+    /// whole block expires, but no answer uses them.
+    fn cutoff(&self) -> i64 {
+        self.timestamps
+            .back()
+            .map_or(i64::MIN, |&newest| newest.saturating_sub(self.retention_ms))
     }
 
     /// Bytes held by samples, summaries and scratch state.
@@ -152,11 +162,20 @@ impl<P: Plugin> Series<P> {
         let mut t = start;
         while t <= end {
             let (i0, i1) = self.range(t.saturating_sub(window), t);
-            if i1 > i0 && i1 - i0 < bound.min_samples {
-                out.push(Some(self.slide(call, &mut held, i0, i1)));
+            let from_summary = if i1 - i0 >= bound.min_samples {
+                self.summarize(call, bound, i0, i1)
             } else {
+                None
+            };
+            if i1 == i0 {
+                out.push(None);
+            } else if let Some(answer) = from_summary {
                 self.scratch = None;
-                out.push(self.answer(call, bound, i0, i1));
+                out.push(Some(answer));
+            } else {
+                // Small windows, and windows the summary declines, slide one exact window
+                // across the steps: each sample enters and leaves once.
+                out.push(Some(self.slide(call, &mut held, i0, i1)));
             }
             match t.checked_add(step) {
                 Some(next) => t = next,
@@ -195,10 +214,10 @@ impl<P: Plugin> Series<P> {
         };
         let base = word(0)?;
         let count = usize::try_from(word(1)?).map_err(|_| bad("sample count too large"))?;
-        if !base.is_multiple_of(BLOCK_SAMPLES) {
-            return Err(bad("first sample is not at a block boundary"));
+        if !base.is_multiple_of(BLOCK_SAMPLES) || base > u64::MAX / 4 {
+            return Err(bad("first sample index is not a plausible block boundary"));
         }
-        if rest.len() != 16 + count.saturating_mul(16) {
+        if count.checked_mul(16).and_then(|b| b.checked_add(16)) != Some(rest.len()) {
             return Err(bad("length does not match the sample count"));
         }
         let mut timestamps = Vec::with_capacity(count);
@@ -208,7 +227,9 @@ impl<P: Plugin> Series<P> {
             values.push(f64::from_bits(word(3 + 2 * i)?));
         }
         series.base = base;
-        series.insert(&timestamps, &values)?;
+        series
+            .insert(&timestamps, &values)
+            .map_err(|e| bad(&format!("the samples do not replay: {e:?}")))?;
         Ok(series)
     }
 
@@ -220,6 +241,7 @@ impl<P: Plugin> Series<P> {
 
     /// Global sample indices `[i0, i1)` with timestamps in `[t0, t1]`.
     fn range(&self, t0: i64, t1: i64) -> (u64, u64) {
+        let t0 = t0.max(self.cutoff());
         let i0 = self.timestamps.partition_point(|&t| t < t0) as u64;
         let i1 = self.timestamps.partition_point(|&t| t <= t1) as u64;
         (self.base + i0, self.base + i1.max(i0))
@@ -233,9 +255,17 @@ impl<P: Plugin> Series<P> {
 
     fn answer(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
         let n = i1.checked_sub(i0).filter(|&n| n > 0)?;
-        if n < bound.min_samples {
-            return Some((self.exact(call, i0, i1), 0.0, n));
+        if n >= bound.min_samples
+            && let Some(answer) = self.summarize(call, bound, i0, i1)
+        {
+            return Some(answer);
         }
+        Some((self.exact(call, i0, i1), 0.0, n))
+    }
+
+    /// The answer from merged summaries, or `None` when the plugin's estimate declines.
+    fn summarize(&self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
+        let n = i1 - i0;
         let mut summary = self.plugin.summary();
         let first_block = i0.div_ceil(BLOCK_SAMPLES);
         let end_block = i1 / BLOCK_SAMPLES;
@@ -246,10 +276,8 @@ impl<P: Plugin> Series<P> {
         } else {
             add_all(&mut summary, self.raw(i0, i1));
         }
-        match self.plugin.estimate(call, &summary, n) {
-            Some(value) => Some((value, bound.relative, n)),
-            None => Some((self.exact(call, i0, i1), 0.0, n)),
-        }
+        let value = self.plugin.estimate(call, &summary, n)?;
+        Some((value, bound.relative, n))
     }
 
     fn exact(&self, call: Call<'_>, i0: u64, i1: u64) -> f64 {

@@ -179,7 +179,9 @@ impl Plugin {
             return Err(quarantined());
         }
         let mut guard = self.slots[slot].lock();
-        if generation.is_some_and(|g| g != guard.generation) {
+        // Again under the lock: a trap elsewhere may have emptied the slots meanwhile,
+        // and a fresh instance must not be made for a quarantined plugin.
+        if self.is_quarantined() || generation.is_some_and(|g| g != guard.generation) {
             return Err(quarantined());
         }
         if guard.live.is_none() {
