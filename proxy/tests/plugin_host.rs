@@ -34,6 +34,7 @@ fn hostile_guests_are_quarantined_and_the_host_keeps_serving() {
         ("spin", false, TrapKind::Deadline, "interrupt"),
         ("bomb", false, TrapKind::MemoryLimit, "limit"),
         ("panic", false, TrapKind::Panic, "hostile guest panics on purpose"),
+        ("sleep", false, TrapKind::Other, "plugins may not sleep or wait"),
         ("bad-bound", false, TrapKind::BadOutput, "declared bound"),
         (
             "short",

@@ -8,6 +8,10 @@
 //! the caller's key), so calls for different series run in parallel. A call that traps
 //! or breaks the contract quarantines the whole plugin: every instance and sketch is
 //! dropped, the error says why, and the next reload loads it afresh.
+//!
+//! Calls are synchronous and CPU-bound: call them from a blocking thread
+//! (`tokio::task::spawn_blocking`), never from an async task. WASI's host side enters
+//! tokio itself, and doing that inside a runtime panics.
 
 mod bindings;
 mod error;

@@ -47,6 +47,17 @@ pub(super) fn start_ticker(engine: Weak<Engine>) {
 pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // Epoch deadlines interrupt wasm, not a host call blocked in a sleep, so a guest
+    // that could wait on a clock could hold its instance forever. Waiting is denied.
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_new(name, move |_, _, _, _| {
+            Err(wasmtime::Error::msg(format!(
+                "plugins may not sleep or wait: {name} is denied"
+            )))
+        })?;
+    }
     Ok(linker)
 }
 

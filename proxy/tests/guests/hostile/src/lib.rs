@@ -1,6 +1,6 @@
 //! A plugin that misbehaves on purpose. Its sketch's `mode` option picks how `query`
 //! and `query-range` fail: `spin` (never returns), `bomb` (allocates without end),
-//! `panic`, `bad-bound` (claims a bound above the declared one), `short` (too few
+//! `panic`, `sleep` (waits an hour), `bad-bound` (claims a bound above the declared one), `short` (too few
 //! range answers), `refuse` (a guest error), or `ok` (answers the sample count).
 
 // A component-only crate: natively (tests, clippy) it is empty.
@@ -56,6 +56,10 @@ impl HostileSketch {
                 }
             }
             "panic" => panic!("hostile guest panics on purpose"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(None)
+            }
             "bad-bound" => Ok(Some(wit::Estimate {
                 value: 1.0,
                 bound: 0.5,
