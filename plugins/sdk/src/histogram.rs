@@ -4,9 +4,10 @@ use std::cmp::Ordering;
 
 use crate::plugin::{Summary, Window};
 
-/// Prometheus' `quantile(φ, values)` given a way to read the `i`-th smallest value: NaN for
-/// no values or NaN φ, ±Inf outside `[0, 1]`, else linear interpolation at rank `φ·(n-1)`.
-pub fn prometheus_quantile(phi: f64, n: u64, nth: impl Fn(u64) -> f64) -> f64 {
+/// Prometheus' `quantile(φ, values)` given a way to read the order statistics at two ranks
+/// (`lower ≤ upper`, 0-based): NaN for no values or NaN φ, ±Inf outside `[0, 1]`, else
+/// linear interpolation at rank `φ·(n-1)`.
+pub fn prometheus_quantile(phi: f64, n: u64, ranks: impl Fn(u64, u64) -> (f64, f64)) -> f64 {
     if n == 0 || phi.is_nan() {
         return f64::NAN;
     }
@@ -20,7 +21,8 @@ pub fn prometheus_quantile(phi: f64, n: u64, nth: impl Fn(u64) -> f64) -> f64 {
     let lower = rank.floor().max(0.0);
     let upper = (lower + 1.0).min((n - 1) as f64);
     let weight = rank - rank.floor();
-    nth(lower as u64) * (1.0 - weight) + nth(upper as u64) * weight
+    let (lo, hi) = ranks(lower as u64, upper as u64);
+    lo * (1.0 - weight) + hi * weight
 }
 
 /// Exact window: the values kept sorted in Prometheus' order, as integer keys so that
@@ -59,7 +61,9 @@ impl SortedWindow {
 
     /// Prometheus' quantile of the window.
     pub fn quantile(&self, phi: f64) -> f64 {
-        prometheus_quantile(phi, self.sorted.len() as u64, |i| self.nth(i))
+        prometheus_quantile(phi, self.sorted.len() as u64, |lo, hi| {
+            (self.nth(lo), self.nth(hi))
+        })
     }
 
     /// Number of values held.
@@ -158,11 +162,6 @@ impl LogHistogram {
         self.total
     }
 
-    /// Number of non-empty buckets.
-    pub fn bucket_count(&self) -> usize {
-        self.buckets.len()
-    }
-
     fn slot(&self, v: f64) -> i32 {
         if v.is_nan() {
             return SLOT_NAN;
@@ -207,31 +206,23 @@ impl LogHistogram {
 
     /// Prometheus' quantile, with both neighbouring order statistics read from buckets.
     pub fn quantile(&self, phi: f64) -> f64 {
-        if self.total == 0 || phi.is_nan() || !(0.0..=1.0).contains(&phi) {
-            return prometheus_quantile(phi, self.total, |_| f64::NAN);
-        }
-        let rank = phi * (self.total - 1) as f64;
-        let lower = rank.floor() as u64;
-        let (lo, hi) = self.pair(lower);
-        let weight = rank - rank.floor();
-        lo * (1.0 - weight) + hi * weight
+        prometheus_quantile(phi, self.total, |lo, hi| self.pair(lo, hi))
     }
 
-    /// Values at ranks `i` and `min(i + 1, n - 1)` in one pass.
-    fn pair(&self, i: u64) -> (f64, f64) {
-        let upper = (i + 1).min(self.total - 1);
+    /// Values at ranks `lower ≤ upper`, in one pass over the buckets.
+    fn pair(&self, lower: u64, upper: u64) -> (f64, f64) {
         let mut seen = 0u64;
-        let mut lo = f64::NAN;
+        let mut lo = None;
         for &(slot, count) in &self.buckets {
             seen += u64::from(count);
-            if lo.is_nan() && i < seen {
-                lo = self.representative(slot);
+            if lo.is_none() && lower < seen {
+                lo = Some(self.representative(slot));
             }
             if upper < seen {
-                return (lo, self.representative(slot));
+                return (lo.unwrap_or(f64::NAN), self.representative(slot));
             }
         }
-        (lo, f64::NAN)
+        (lo.unwrap_or(f64::NAN), f64::NAN)
     }
 }
 

@@ -157,7 +157,7 @@ impl Plugin {
             plugin: Arc::clone(self),
             slot,
             generation,
-            handle: Some(handle),
+            handle,
         })
     }
 
@@ -283,7 +283,7 @@ pub struct Sketch {
     plugin: Arc<Plugin>,
     slot: usize,
     generation: u64,
-    handle: Option<ResourceAny>,
+    handle: ResourceAny,
 }
 
 impl std::fmt::Debug for Sketch {
@@ -305,9 +305,7 @@ impl Sketch {
         &self,
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let handle = self.handle.ok_or_else(|| PluginError::Quarantined {
-            plugin: self.plugin.info.name.clone(),
-        })?;
+        let handle = self.handle;
         self.plugin
             .call(self.slot, Some(self.generation), |store, api| {
                 f(store, api, handle)
@@ -339,9 +337,7 @@ impl Sketch {
                 .call_query(s, h, function, args, t0, t1)
         })?;
         let answer = self.plugin.guest(r)?;
-        if let Some(e) = &answer {
-            self.check(function, e)?;
-        }
+        self.check(function, answer.iter())?;
         Ok(answer)
     }
 
@@ -365,9 +361,7 @@ impl Sketch {
                 answers.len()
             )));
         }
-        for e in answers.iter().flatten() {
-            self.check(function, e)?;
-        }
+        self.check(function, answers.iter().flatten())?;
         Ok(answers)
     }
 
@@ -394,8 +388,13 @@ impl Sketch {
         self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_snapshot(s, h))
     }
 
-    /// An estimate must carry a bound within what the function declared.
-    fn check(&self, function: &str, e: &Estimate) -> Result<(), PluginError> {
+    /// Every estimate must carry a bound within what the function declared, over at
+    /// least one sample.
+    fn check<'a>(
+        &self,
+        function: &str,
+        answers: impl Iterator<Item = &'a Estimate>,
+    ) -> Result<(), PluginError> {
         let declared = self
             .plugin
             .info
@@ -403,22 +402,22 @@ impl Sketch {
             .iter()
             .find(|f| f.name == function)
             .map(|f| f.bound.relative);
-        let ok =
-            declared.is_some_and(|d| e.bound.is_finite() && e.bound >= 0.0 && e.bound <= d) && e.samples > 0;
-        if ok {
-            Ok(())
-        } else {
-            Err(self.plugin.bad_output(format!(
-                "{function} answered with bound {} over {} samples; declared bound {declared:?}",
-                e.bound, e.samples
-            )))
+        let within =
+            |e: &Estimate| declared.is_some_and(|d| e.bound.is_finite() && e.bound >= 0.0 && e.bound <= d);
+        for e in answers {
+            if !within(e) || e.samples == 0 {
+                return Err(self.plugin.bad_output(format!(
+                    "{function} answered with bound {} over {} samples; declared bound {declared:?}",
+                    e.bound, e.samples
+                )));
+            }
         }
+        Ok(())
     }
 }
 
 impl Drop for Sketch {
     fn drop(&mut self) {
-        let Some(handle) = self.handle.take() else { return };
         let mut guard = self.plugin.slots[self.slot].lock();
         if guard.generation != self.generation {
             return;
@@ -426,7 +425,7 @@ impl Drop for Sketch {
         let Some(live) = guard.live.as_mut() else { return };
         // The guest's destructor runs under a deadline like any other call.
         live.store.set_epoch_deadline(self.plugin.deadline_ticks);
-        if let Err(e) = handle.resource_drop(&mut live.store) {
+        if let Err(e) = self.handle.resource_drop(&mut live.store) {
             let kind = classify(&e, &live.store);
             guard.live = None;
             guard.generation += 1;
