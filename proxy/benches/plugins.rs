@@ -1,5 +1,6 @@
 //! The plugin hot paths through the wasm boundary: insert, a Grafana panel's range call,
-//! creating a sketch, and (printed) memory per sketched series.
+//! instant queries whose cost must not grow with the window, creating a sketch, and
+//! (printed) memory per sketched series.
 //!
 //! `cargo bench -p sketch-proxy --bench plugins`; figures in docs/benchmarks.md.
 
@@ -9,7 +10,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
@@ -45,7 +46,11 @@ fn plugins() -> PluginSet {
 }
 
 fn values(distribution: &str, n: usize) -> Vec<f64> {
-    let mut rng = StdRng::seed_from_u64(7);
+    seeded_values(distribution, n, 7)
+}
+
+fn seeded_values(distribution: &str, n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
     match distribution {
         "lognormal" => {
             let d = LogNormal::new(3.0, 1.0).unwrap();
@@ -69,16 +74,26 @@ fn insert(c: &mut Criterion) {
     let set = plugins();
     let mut group = c.benchmark_group("insert_1000_samples");
     group.throughput(Throughput::Elements(1000));
-    for (function, _, distribution) in FUNCTIONS {
+    // The frequency plugins again on all-different values, where their summaries sample.
+    let all_distinct = FUNCTIONS[1..].iter().map(|&(f, a, _)| (f, a, "lognormal"));
+    for (function, _, distribution) in FUNCTIONS.into_iter().chain(all_distinct) {
         let sketch = set.for_function(function).unwrap().create(0, &config()).unwrap();
-        let batch = values(distribution, 1000);
         let mut t = 0i64;
-        group.bench_function(function, |b| {
-            b.iter(|| {
-                let ts: Vec<i64> = (0..1000).map(|i| t + i * SCRAPE_MS).collect();
-                t += 1000 * SCRAPE_MS;
-                sketch.insert(&ts, &batch).unwrap();
-            });
+        let mut batch_no = 0u64;
+        group.bench_function(format!("{function}/{distribution}"), |b| {
+            // Fresh values per batch (all-different data must stay all-different), made
+            // outside the timed part.
+            b.iter_batched(
+                || {
+                    batch_no += 1;
+                    let batch = seeded_values(distribution, 1000, batch_no);
+                    let ts: Vec<i64> = (0..1000).map(|i| t + i * SCRAPE_MS).collect();
+                    t += 1000 * SCRAPE_MS;
+                    (ts, batch)
+                },
+                |(ts, batch)| sketch.insert(&ts, &batch).unwrap(),
+                BatchSize::SmallInput,
+            );
         });
     }
     group.finish();
@@ -121,6 +136,35 @@ fn range_panel(c: &mut Criterion) {
     group.finish();
 }
 
+/// Windows of 10^4 to 10^6 all-different values: the frequency summaries are sampled, and
+/// a query must cost about the same at every length.
+fn long_windows(c: &mut Criterion) {
+    let set = plugins();
+    let n: usize = 1_000_000;
+    let ts: Vec<i64> = (0..n as i64).map(|i| i * 1000).collect();
+    let vs = values("lognormal", n);
+    let retention = SketchConfig {
+        retention_ms: n as i64 * 1000,
+        options: Vec::new(),
+    };
+    let mut group = c.benchmark_group("instant_all_distinct");
+    for function in ["distinct_over_time", "entropy_over_time", "l2_over_time"] {
+        let sketch = set.for_function(function).unwrap().create(0, &retention).unwrap();
+        for (t, v) in ts.chunks(10_000).zip(vs.chunks(10_000)) {
+            sketch.insert(t, v).unwrap();
+        }
+        for window in [10_000i64, 100_000, 1_000_000] {
+            // Both edges between block boundaries, so the raw edges are read too.
+            let t1 = (n as i64 - 7) * 1000;
+            let t0 = t1 - (window - 1) * 1000;
+            group.bench_function(format!("{function}/{window}"), |b| {
+                b.iter(|| black_box(sketch.query(function, &[], t0, t1).unwrap()))
+            });
+        }
+    }
+    group.finish();
+}
+
 #[expect(
     clippy::print_stderr,
     reason = "memory is reported next to criterion's timings"
@@ -141,5 +185,5 @@ fn create_and_memory(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, insert, range_panel, create_and_memory);
+criterion_group!(benches, insert, range_panel, long_windows, create_and_memory);
 criterion_main!(benches);

@@ -10,9 +10,10 @@
 //!   and a tree of block summaries, so any `[t0, t1]` is answered from `O(log n)` merged
 //!   summaries plus at most two partial blocks of raw samples, and windows with fewer
 //!   samples than the function's `min-samples` are answered exactly;
-//! - ready-made summaries: [`LogHistogram`] (relative-error quantiles) and
-//!   [`FrequencyMap`] (exact value frequencies up to a capacity), with the matching exact
-//!   windows [`SortedWindow`] and [`FrequencyWindow`].
+//! - ready-made summaries: [`LogHistogram`] (relative-error quantiles),
+//!   [`FrequencySample`] (value frequencies: exact up to a capacity, then heavy values
+//!   plus a coordinated sample) and [`DistinctSketch`] (HyperLogLog), with the matching
+//!   exact windows [`SortedWindow`] and [`FrequencyWindow`].
 //!
 //! ```text
 //! struct Spread;
@@ -47,7 +48,10 @@ pub mod bindings {
 
 #[doc(hidden)]
 pub use adapter::Adapter;
-pub use frequency::{FrequencyMap, FrequencyPlugin, FrequencyStatistic, FrequencyWindow, Moments};
+pub use frequency::{
+    DistinctSketch, FrequencyPlugin, FrequencySample, FrequencyStatistic, FrequencyWindow, HEAVY_VALUES,
+    Moments, SAMPLE_SIZE,
+};
 pub use histogram::{LogHistogram, SortedWindow, prometheus_quantile};
 pub use plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo, Summary, Window};
 pub use series::{BLOCK_SAMPLES, Series};

@@ -65,6 +65,13 @@ pub trait Summary: Clone + std::fmt::Debug + 'static {
     fn add(&mut self, value: f64);
     /// Adds every sample that `other` summarizes.
     fn merge(&mut self, other: &Self);
+    /// A new summary of both; the tree builds parents with it. Override it when merging
+    /// builds a new summary anyway, to skip the copy of `self`.
+    fn merged(&self, other: &Self) -> Self {
+        let mut out = self.clone();
+        out.merge(other);
+        out
+    }
     /// Heap and inline bytes held.
     fn memory_bytes(&self) -> usize;
     /// Releases spare capacity; called before a summary is stored in the tree.

@@ -363,11 +363,7 @@ impl<P: Plugin> Series<P> {
         let mut node = block;
         for level in 0..MAX_LEVELS {
             let parent = if node & 1 == 1 {
-                self.levels[level].get(node - 1).map(|left| {
-                    let mut merged = left.clone();
-                    merged.merge(&summary);
-                    merged
-                })
+                self.levels[level].get(node - 1).map(|left| left.merged(&summary))
             } else {
                 None
             };
@@ -410,8 +406,8 @@ impl<P: Plugin> Series<P> {
     }
 }
 
+/// Adds a run of raw values in one call, so summaries can batch (sort once, merge once).
 fn add_all<S: Summary>(summary: &mut S, values: impl Iterator<Item = f64>) {
-    for v in values {
-        summary.add(v);
-    }
+    let values: Vec<f64> = values.collect();
+    summary.extend(&values);
 }

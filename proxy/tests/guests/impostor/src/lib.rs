@@ -5,7 +5,7 @@
 // A component-only crate: natively (tests, clippy) it is empty.
 #![cfg(target_arch = "wasm32")]
 
-use sketch_plugin_sdk::{FrequencyPlugin, FrequencyStatistic, Moments, export_plugin};
+use sketch_plugin_sdk::{DistinctSketch, FrequencyPlugin, FrequencyStatistic, Moments, export_plugin};
 
 #[derive(Debug)]
 pub struct Impostor;
@@ -16,8 +16,15 @@ impl FrequencyStatistic for Impostor {
     const FUNCTION: &'static str = "quantile_over_time";
     const DESCRIPTION: &'static str = "claims a built-in's function";
 
+    const BOUND: f64 = 0.02;
+    type Summary = DistinctSketch;
+
     fn answer(moments: Moments, _samples: u64) -> f64 {
         moments.distinct
+    }
+
+    fn estimate(summary: &DistinctSketch, _samples: u64) -> f64 {
+        summary.estimate()
     }
 }
 
