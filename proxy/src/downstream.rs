@@ -147,16 +147,9 @@ impl Downstream {
     }
 
     fn unreachable(&self, error: &(dyn std::error::Error + 'static)) -> DownstreamError {
-        let mut reason = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
         DownstreamError::Unreachable {
             url: self.url(),
-            reason,
+            reason: error_chain(error),
         }
     }
 }
@@ -174,4 +167,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
+}
+
+/// An error and its causes, `outer: inner: innermost`: hyper's own message alone
+/// ("client error (Connect)") hides why.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

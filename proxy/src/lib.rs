@@ -9,6 +9,8 @@
 //!   2.42 makes them, the JSON wire format.
 //! - [`promql`]: parsing and analysis of PromQL. Pure: no IO.
 //! - [`downstream`]: the client for the Prometheus or Thanos behind the proxy.
+//! - [`ingest`]: the remote-write receiver, its durable per-destination queues and
+//!   senders; [`prompb`] holds the remote-write messages.
 //! - [`state`]: the reloadable runtime shared by requests.
 //! - [`metrics`]: the proxy's own metrics.
 //! - [`plugin_host`]: loads and sandboxes the WebAssembly sketch plugins; the only
@@ -20,7 +22,9 @@ pub mod api;
 pub mod config;
 pub mod downstream;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod plugin_host;
+pub mod prompb;
 pub mod promql;
 pub mod state;

@@ -33,6 +33,14 @@ struct Cli {
     /// Log level or tracing filter, e.g. debug or sketch_proxy=debug,info.
     #[arg(long = "log.level", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Serve remote write at /api/v1/write: queue durably, then forward to the
+    /// downstream (or to ingest.destinations).
+    #[arg(long = "web.enable-remote-write-receiver")]
+    enable_remote_write_receiver: bool,
+    /// Remote-write destination (repeatable; replaces ingest.destinations and turns the
+    /// receiver on). Several destinations shard series by a hash of their labels.
+    #[arg(long = "remote-write.url", value_name = "URL")]
+    remote_write_url: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +99,8 @@ fn main() -> ExitCode {
             upstream: cli.upstream,
             route_prefix: cli.route_prefix,
             log_level: cli.log_level,
+            remote_write_urls: cli.remote_write_url,
+            enable_remote_write_receiver: cli.enable_remote_write_receiver,
         },
     };
     let config = match source.load() {

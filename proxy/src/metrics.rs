@@ -77,6 +77,130 @@ pub struct Metrics {
     pub plugins_rejected: Gauge,
     /// Plugins quarantined after a trap, by plugin and reason.
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+    /// Remote-write ingest and forwarding.
+    pub ingest: IngestMetrics,
+}
+
+/// A `reason` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&str> for ReasonLabels {
+    fn from(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// A `destination` label: a remote-write destination's name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    /// Destination name.
+    pub destination: String,
+}
+
+impl From<&str> for DestinationLabels {
+    fn from(destination: &str) -> Self {
+        Self {
+            destination: destination.to_owned(),
+        }
+    }
+}
+
+/// A destination and a reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationReasonLabels {
+    /// Destination name.
+    pub destination: String,
+    /// Why: the HTTP status the destination answered, or `corrupt`.
+    pub reason: String,
+}
+
+impl From<(&str, &str)> for DestinationReasonLabels {
+    fn from((destination, reason): (&str, &str)) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Remote-write metrics, shared with the ingest path and the senders.
+#[derive(Debug, Clone, Default)]
+pub struct IngestMetrics {
+    /// Samples in accepted remote-write requests.
+    pub samples_received: Counter,
+    /// Samples in refused requests (when the body could be read), by reason.
+    pub samples_rejected: Family<ReasonLabels, Counter>,
+    /// Refused requests, by reason.
+    pub requests_rejected: Family<ReasonLabels, Counter>,
+    /// Samples written to a destination's queue.
+    pub samples_queued: Family<DestinationLabels, Counter>,
+    /// Samples a destination accepted.
+    pub samples_sent: Family<DestinationLabels, Counter>,
+    /// Samples in sends that are retried (counted once per retry).
+    pub samples_retried: Family<DestinationLabels, Counter>,
+    /// Samples a destination refused for good, by status.
+    pub samples_failed: Family<DestinationReasonLabels, Counter>,
+    /// Bytes waiting in a destination's queue.
+    pub queue_bytes: Family<DestinationLabels, Gauge>,
+    /// Age of the oldest record being sent to a destination (0 when idle).
+    pub queue_age_seconds: Family<DestinationLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl IngestMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("remote_write");
+        r.register(
+            "samples_received",
+            "Samples in accepted remote-write requests",
+            self.samples_received.clone(),
+        );
+        r.register(
+            "samples_rejected",
+            "Samples in refused remote-write requests, by reason",
+            self.samples_rejected.clone(),
+        );
+        r.register(
+            "requests_rejected",
+            "Refused remote-write requests, by reason",
+            self.requests_rejected.clone(),
+        );
+        r.register(
+            "samples_queued",
+            "Samples durably queued for a destination",
+            self.samples_queued.clone(),
+        );
+        r.register(
+            "samples_sent",
+            "Samples a destination accepted",
+            self.samples_sent.clone(),
+        );
+        r.register(
+            "samples_retried",
+            "Samples in sends that failed and are retried",
+            self.samples_retried.clone(),
+        );
+        r.register(
+            "samples_failed",
+            "Samples a destination refused for good (not retried), by status",
+            self.samples_failed.clone(),
+        );
+        r.register(
+            "queue_bytes",
+            "Bytes waiting in a destination's queue",
+            self.queue_bytes.clone(),
+        );
+        r.register(
+            "queue_age_seconds",
+            "Age of the oldest record being sent to a destination",
+            self.queue_age_seconds.clone(),
+        );
+    }
 }
 
 /// Labels of a plugin quarantine.
@@ -126,8 +250,10 @@ impl Metrics {
             plugins_loaded: Gauge::default(),
             plugins_rejected: Gauge::default(),
             plugin_quarantines: Family::default(),
+            ingest: IngestMetrics::default(),
             registry: Registry::default(),
         };
+        m.ingest.register(&mut registry);
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
         registry.register(
             "http_request_duration_seconds",

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
 
@@ -68,14 +69,23 @@ pub struct Proxy {
     observer: Arc<dyn Observer>,
     /// The proxy's own metrics.
     pub metrics: Metrics,
+    /// The remote-write receiver, when `ingest.enabled`.
+    pub ingest: Option<Arc<Ingest>>,
 }
 
 impl Proxy {
-    /// State for `config`, which was loaded from `source`. Fails only when the
-    /// WebAssembly engine cannot be created.
+    /// State for `config`, which was loaded from `source`. Fails when the WebAssembly
+    /// engine cannot be created or an ingest queue cannot be opened.
     pub fn new(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
         let metrics = Metrics::new();
         let host = Host::global()?;
+        let ingest = if config.ingest.enabled {
+            let settings = config.ingest.settings(&config.downstream.url);
+            let ingest = Ingest::open(settings, metrics.ingest.clone()).map_err(|e| e.to_string())?;
+            Some(Arc::new(ingest))
+        } else {
+            None
+        };
         let observer: Arc<dyn Observer> = Arc::new(metrics.plugin_observer());
         mark_reload(&metrics, true);
         let runtime = Runtime::new(config, host, &metrics, &observer);
@@ -85,7 +95,16 @@ impl Proxy {
             host,
             observer,
             metrics,
+            ingest,
         }))
+    }
+
+    /// Starts the background work (remote-write senders). Call once, inside the tokio
+    /// runtime that serves.
+    pub fn start_background(&self) {
+        if let Some(ingest) = &self.ingest {
+            ingest.start();
+        }
     }
 
     /// The current runtime; a request keeps the one it started with.
@@ -106,11 +125,18 @@ impl Proxy {
         };
         let current = self.runtime();
         let old = &current.config;
-        if config.listen != old.listen || config.web != old.web || config.log != old.log {
-            tracing::warn!("listen, web and log settings change only on restart; keeping the running ones");
+        if config.listen != old.listen
+            || config.web != old.web
+            || config.log != old.log
+            || config.ingest != old.ingest
+        {
+            tracing::warn!(
+                "listen, web, log and ingest settings change only on restart; keeping the running ones"
+            );
             config.listen = old.listen;
             config.web = old.web.clone();
             config.log = old.log.clone();
+            config.ingest = old.ingest.clone();
         }
         self.runtime.store(Arc::new(Runtime::new(
             config,

@@ -10,12 +10,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 use sketch_proxy_testkit::{free_port, http_agent, prometheus::require, wait_until};
-use support::{TestProxy, demo_prometheus, send};
+use support::{TestProxy, demo_prometheus, send, start_binary};
 
 fn get_text(url: &str) -> (u16, String) {
     let mut response = http_agent().get(url).call().unwrap();
@@ -156,34 +156,6 @@ fn downstream_failures_are_counted() {
     let text = get_text(&format!("{}/metrics", proxy.url())).1;
     let want = r#"sketch_proxy_downstream_errors_total{handler="/api/v1/query",reason="unreachable"} 1"#;
     assert!(text.contains(want), "{text}");
-}
-
-/// The real binary, killed when dropped.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_binary(args: &[String]) -> (Binary, String) {
-    let port = free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sketch-proxy"))
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let health = format!("{url}/-/healthy");
-    wait_until(Duration::from_secs(30), "sketch-proxy to serve", || {
-        http_agent().get(&health).call().is_ok()
-    })
-    .unwrap();
-    (Binary(child), url)
 }
 
 #[test]

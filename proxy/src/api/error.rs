@@ -3,6 +3,7 @@
 use http::Method;
 
 use crate::downstream::DownstreamError;
+use crate::ingest::IngestError;
 
 /// Why a request to the Prometheus API was not answered with data.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum ApiError {
     /// Downstream did not answer.
     #[error(transparent)]
     Downstream(#[from] DownstreamError),
+    /// A remote-write request was refused.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 fn allowed_list(methods: &[Method]) -> String {

@@ -5,6 +5,7 @@
 //! overrides → validation (errors collected) → [`Config`].
 
 mod duration;
+mod ingest;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+
+pub use ingest::{DestinationConfig, IngestConfig};
 
 use crate::plugin_host::{self, Grant};
 
@@ -38,6 +41,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Sketch plugins: where custom ones live and how all are confined.
     pub plugins: PluginsConfig,
+    /// The remote-write receiver and its forwarding. Not reloadable.
+    pub ingest: IngestConfig,
 }
 
 /// `downstream:` section.
@@ -194,6 +199,11 @@ pub struct Overrides {
     pub route_prefix: Option<String>,
     /// `--log.level`.
     pub log_level: Option<String>,
+    /// `--remote-write.url` (repeatable): replaces `ingest.destinations` and turns
+    /// ingest on.
+    pub remote_write_urls: Vec<String>,
+    /// `--web.enable-remote-write-receiver`: turns ingest on.
+    pub enable_remote_write_receiver: bool,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -257,9 +267,10 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "limits" => section(&key, value, &mut raw.limits, &mut errors),
                     "log" => section(&key, value, &mut raw.log, &mut errors),
                     "plugins" => section(&key, value, &mut raw.plugins, &mut errors),
+                    "ingest" => section(&key, value, &mut raw.ingest, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`",
                     )),
                 }
             }
@@ -283,6 +294,7 @@ struct RawConfig {
     limits: LimitsConfig,
     log: LogConfig,
     plugins: PluginsConfig,
+    ingest: IngestConfig,
 }
 
 /// Deserializes one section, reporting every bad field: after each error the offending
@@ -354,6 +366,22 @@ impl RawConfig {
         if let Some(level) = &o.log_level {
             self.log.level = level.clone();
         }
+        if !o.remote_write_urls.is_empty() {
+            self.ingest.enabled = true;
+            self.ingest.destinations.clear();
+            for url in &o.remote_write_urls {
+                match url.parse() {
+                    Ok(url) => self
+                        .ingest
+                        .destinations
+                        .push(DestinationConfig { url, name: None }),
+                    Err(e) => errors.push(error("--remote-write.url", format!("{url:?} is not a URL: {e}"))),
+                }
+            }
+        }
+        if o.enable_remote_write_receiver {
+            self.ingest.enabled = true;
+        }
     }
 
     fn validate(self, errors: &mut Vec<ConfigError>) -> Config {
@@ -395,6 +423,7 @@ impl RawConfig {
             ));
         }
         validate_plugins(&self.plugins, errors);
+        self.ingest.validate(&self.downstream.url, errors);
         Config {
             listen,
             downstream: self.downstream,
@@ -402,6 +431,7 @@ impl RawConfig {
             limits: self.limits,
             log: self.log,
             plugins: self.plugins,
+            ingest: self.ingest,
         }
     }
 }

@@ -96,9 +96,14 @@ fn flags_override_the_file() {
         upstream: Some("http://other:9090".to_owned()),
         route_prefix: Some("/p".to_owned()),
         log_level: Some("warn".to_owned()),
+        remote_write_urls: vec![
+            "http://a:9090/api/v1/write".to_owned(),
+            "http://b:9090/api/v1/write".to_owned(),
+        ],
+        enable_remote_write_receiver: false,
     };
     let c = load_str(
-        "listen: 127.0.0.1:8000\ndownstream:\n  url: http://prom:9090\n",
+        "listen: 127.0.0.1:8000\ndownstream:\n  url: http://prom:9090\ningest:\n  destinations:\n    - url: http://c:9090/api/v1/write\n",
         &overrides,
     )
     .unwrap();
@@ -106,6 +111,43 @@ fn flags_override_the_file() {
     assert_eq!(c.downstream.url, "http://other:9090");
     assert_eq!(c.web.route_prefix, "/p");
     assert_eq!(c.log.level, "warn");
+    assert!(c.ingest.enabled, "--remote-write.url turns the receiver on");
+    let names: Vec<String> = c
+        .ingest
+        .named_destinations(&c.downstream.url)
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(names, ["a:9090", "b:9090"], "the flags replace the file's list");
+}
+
+#[test]
+fn ingest_defaults_to_the_downstreams_receiver_and_checks_every_field() {
+    let c = load_str(
+        "downstream:\n  url: http://prom:9090/prefix\ningest:\n  enabled: true\n",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.ingest.named_destinations(&c.downstream.url),
+        [(
+            "prom:9090".to_owned(),
+            "http://prom:9090/prefix/api/v1/write".parse().unwrap()
+        )]
+    );
+    let errors = errors_of(
+        "ingest:\n  destinations:\n    - url: ftp://x/\n    - url: http://a:1/w\n      name: a\n    - url: http://b:1/w\n      name: a\n  replication_factor: 4\n  max_queue_bytes: 10\n  min_backoff: 10s\n  max_backoff: 1s\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "ingest.destinations[0].url: ftp://x/ must be an http:// URL with a host",
+            "ingest.destinations[2].name: \"a\" is used twice; give each destination its own name",
+            "ingest.replication_factor: 4 is not between 1 and the 3 destinations",
+            "ingest.max_queue_bytes: must be at least 1 MiB",
+            "ingest.min_backoff: must not be longer than ingest.max_backoff",
+        ]
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use axum::serve::ListenerExt as _;
 use http::{Method, StatusCode};
 
 use crate::api::{self, ApiError, Checked, Endpoint};
+use crate::ingest::IngestError;
 use crate::state::Proxy;
 pub use rescue::rescue;
 
@@ -30,6 +31,18 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
     let prefix = proxy.runtime().config.web.route_prefix.clone();
     let base = prefix.trim_end_matches('/');
     let mut app = Router::new();
+    if proxy.ingest.is_some() {
+        app = app.route(
+            &format!("{base}/api/v1/write"),
+            axum::routing::post(remote_write).fallback(|req: Request| async move {
+                rescue(ApiError::MethodNotAllowed {
+                    method: req.method().clone(),
+                    path: req.uri().path().to_owned(),
+                    allowed: vec![Method::POST],
+                })
+            }),
+        );
+    }
     for endpoint in Endpoint::ROUTED {
         app = app.route(
             &format!("{base}/api/v1{}", endpoint.route()),
@@ -70,6 +83,7 @@ pub async fn serve(
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
     });
+    proxy.start_background();
     axum::serve(listener, router(proxy))
         .with_graceful_shutdown(shutdown)
         .await
@@ -130,6 +144,31 @@ async fn run(
     }
     let _slot = stages::admit(proxy, &runtime, endpoint)?;
     stages::forward(proxy, &runtime, endpoint, parts, body).await
+}
+
+/// `POST /api/v1/write`: read_body (ingest.max_body_bytes) ─▶ ingest ─▶ 204.
+async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    let Some(ingest) = proxy.ingest.clone() else {
+        return not_found(req).await;
+    };
+    let limit = proxy.runtime().config.ingest.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let body = stages::read_body(body, &parts.headers, limit)
+            .await
+            .map_err(|e| match e {
+                ApiError::BodyTooLarge { limit } => ApiError::Ingest(IngestError::TooLarge(format!(
+                    "request body is larger than the limit of {limit} bytes (ingest.max_body_bytes)"
+                ))),
+                other => other,
+            })?;
+        ingest.receive(&parts.headers, body).await?;
+        Ok::<_, ApiError>(())
+    };
+    match result.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => rescue(error),
+    }
 }
 
 async fn not_found(req: Request) -> Response {

@@ -7,6 +7,7 @@ use super::stages::json;
 use crate::api::ApiError;
 use crate::api::wire;
 use crate::downstream::DownstreamError;
+use crate::ingest::IngestError;
 
 /// Maps an error to its status and `errorType` (Prometheus' pairs where it has one)
 /// and logs the ones that are the proxy's or downstream's fault.
@@ -22,11 +23,25 @@ pub fn rescue(error: ApiError) -> Response {
         ApiError::Downstream(DownstreamError::Unreachable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
+        ApiError::Ingest(e) => match e {
+            IngestError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data"),
+            IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
+            IngestError::BadBody(_) | IngestError::BadSeries { .. } => (StatusCode::BAD_REQUEST, "bad_data"),
+            // 503, not 429: Prometheus 2.42 senders drop a batch on 429 unless
+            // retry_on_http_429 is set, and retry every 5xx.
+            IngestError::Backpressure(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            IngestError::Queue(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        },
     };
     if status.is_server_error() {
         tracing::warn!(%error, error_type, "request failed");
     }
     let mut response = json(status, wire::error(error_type, &error.to_string()));
+    if matches!(error, ApiError::Ingest(IngestError::Backpressure(_))) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let ApiError::MethodNotAllowed { allowed, .. } = &error {
         let allow = allowed
             .iter()

@@ -49,6 +49,9 @@ fn handler_label(proxy: &Proxy, path: &str) -> &'static str {
     let runtime = proxy.runtime();
     let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
     let path = path.strip_prefix(prefix).unwrap_or(path);
+    if path == "/api/v1/write" && proxy.ingest.is_some() {
+        return "/api/v1/write";
+    }
     let Some(api_path) = path.strip_prefix("/api/v1") else {
         return match path {
             "/-/healthy" => "/-/healthy",

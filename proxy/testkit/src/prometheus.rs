@@ -26,10 +26,12 @@ pub struct PrometheusOptions {
 /// A running Prometheus; killed and waited for on drop.
 #[derive(Debug)]
 pub struct Prometheus {
-    child: Child,
+    /// `None` while stopped.
+    child: Option<Child>,
     port: u16,
+    extra_args: Vec<String>,
     // Removed after the process, which Drop kills first (fields drop after drop()).
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The path of `binary` on `PATH`, or an error telling how to install it.
@@ -49,7 +51,7 @@ pub fn require(binary: &str) -> anyhow::Result<PathBuf> {
 impl Prometheus {
     /// Starts Prometheus and waits (up to 60 s) until it is ready.
     pub fn start(options: &PrometheusOptions) -> anyhow::Result<Self> {
-        let prometheus = require("prometheus")?;
+        require("prometheus")?;
         let dir = tempfile::Builder::new()
             .prefix("sketch-proxy-prometheus-")
             .tempdir()?;
@@ -71,40 +73,47 @@ impl Prometheus {
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let log_path = dir.path().join("prometheus.log");
-            let mut child = Command::new(&prometheus)
-                .arg(format!(
-                    "--config.file={}",
-                    dir.path().join("prometheus.yml").display()
-                ))
-                .arg(format!("--storage.tsdb.path={}", data.display()))
-                .arg("--storage.tsdb.retention.time=100y")
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--web.enable-remote-write-receiver")
-                .arg("--web.enable-lifecycle")
-                .arg("--log.level=warn")
-                .args(&options.extra_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log_path)?)
-                .spawn()
-                .context("cannot start prometheus")?;
-            match wait_ready(&mut child, port, &log_path) {
-                Ok(()) => {
+            match spawn(dir.path(), port, &options.extra_args) {
+                Ok(child) => {
                     return Ok(Self {
-                        child,
+                        child: Some(child),
                         port,
-                        _dir: dir,
+                        extra_args: options.extra_args.clone(),
+                        dir,
                     });
                 }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_error = Some(e);
-                }
+                Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("prometheus did not start")))
+    }
+
+    /// Kills the server (SIGKILL: a crash, not a shutdown), keeping its data and port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data, and waits until it
+    /// is ready (the port may still be lingering; retried for up to 30 s).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let mut last_error = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match spawn(self.dir.path(), self.port, &self.extra_args) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => last_error = Some(e),
+            }
+            // A quick failure (port still held): try again shortly, not in a tight loop.
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("prometheus did not restart")))
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -129,6 +138,34 @@ impl Prometheus {
     }
 }
 
+/// Starts Prometheus on `port` with the configuration and data in `dir`, ready.
+fn spawn(dir: &Path, port: u16, extra_args: &[String]) -> anyhow::Result<Child> {
+    let prometheus = require("prometheus")?;
+    let log_path = dir.join("prometheus.log");
+    let mut child = Command::new(&prometheus)
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .arg("--web.enable-lifecycle")
+        .arg("--log.level=warn")
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log_path)?)
+        .spawn()
+        .context("cannot start prometheus")?;
+    match wait_ready(&mut child, port, &log_path) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
 fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{port}/-/ready");
     let agent = http_agent();
@@ -149,8 +186,7 @@ fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<(
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -9,6 +9,8 @@
     reason = "test setup that fails must fail the test loudly"
 )]
 
+pub mod write;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -165,4 +167,39 @@ pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> An
 
 pub fn load_config(yaml: &str) -> config::Config {
     config::load_str(yaml, &Overrides::default()).unwrap()
+}
+
+/// The real binary, killed (SIGKILL) when dropped.
+pub struct Binary(pub std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `sketch-proxy` binary on a free port with `args`; waits until it serves.
+pub fn start_binary(args: &[String]) -> (Binary, String) {
+    start_binary_on(sketch_proxy_testkit::free_port().unwrap(), args)
+}
+
+/// Starts the `sketch-proxy` binary on `port` with `args`; waits until it serves.
+pub fn start_binary_on(port: u16, args: &[String]) -> (Binary, String) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sketch-proxy"))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let health = format!("{url}/-/healthy");
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        "sketch-proxy to serve",
+        || sketch_proxy_testkit::http_agent().get(&health).call().is_ok(),
+    )
+    .unwrap();
+    (Binary(child), url)
 }

@@ -1,0 +1,203 @@
+//! `ingest:`: the remote-write receiver and where it forwards.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::{ConfigError, duration, error};
+use crate::ingest;
+
+/// `ingest:` section. Ingest changes take effect on restart only.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Serve `POST /api/v1/write` (Prometheus remote write 1.0) instead of forwarding
+    /// it unchanged. Also turned on by `--web.enable-remote-write-receiver` and by
+    /// `--remote-write.url`.
+    pub enabled: bool,
+    /// Where samples are forwarded. Empty: the downstream's own `/api/v1/write`.
+    /// `--remote-write.url` (repeatable) replaces this list.
+    pub destinations: Vec<DestinationConfig>,
+    /// Destinations each series is written to (1 = sharding only). Each series goes to
+    /// the same destinations every time (rendezvous hashing of its labels).
+    pub replication_factor: usize,
+    /// Directory holding one durable queue per destination (like Prometheus' `data/`,
+    /// relative to the working directory unless absolute).
+    pub queue_dir: PathBuf,
+    /// Bytes a destination's queue may hold (compressed); past it writes get 503 so
+    /// senders back off. Default 1 GiB.
+    pub max_queue_bytes: u64,
+    /// Largest compressed request body; larger ones get 413. Default 64 MiB.
+    pub max_body_bytes: u64,
+    /// Largest decompressed request body; larger ones get 413. Default 512 MiB.
+    pub max_decompressed_bytes: u64,
+    /// Samples further ahead of the proxy's clock are refused (400): one such sample
+    /// makes Prometheus refuse every later sample as out of bounds. Default `10m`.
+    #[serde(with = "duration::prometheus")]
+    pub max_future: Duration,
+    /// Timeout of one send to a destination (Prometheus' `remote_timeout`, default `30s`).
+    #[serde(with = "duration::prometheus")]
+    pub send_timeout: Duration,
+    /// First retry delay after a failed send (default `30ms`, as Prometheus).
+    #[serde(with = "duration::prometheus")]
+    pub min_backoff: Duration,
+    /// Longest retry delay (default `5s`, as Prometheus).
+    #[serde(with = "duration::prometheus")]
+    pub max_backoff: Duration,
+    /// Most uncompressed bytes one send carries; queued requests are joined up to it.
+    /// Default 16 MiB.
+    pub max_send_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            destinations: Vec::new(),
+            replication_factor: 1,
+            queue_dir: PathBuf::from("data/queue"),
+            max_queue_bytes: 1 << 30,
+            max_body_bytes: 64 << 20,
+            max_decompressed_bytes: 512 << 20,
+            max_future: Duration::from_secs(600),
+            send_timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_secs(5),
+            max_send_bytes: 16 << 20,
+        }
+    }
+}
+
+/// One remote-write destination.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Full URL of the receiver, e.g. `http://prometheus-a:9090/api/v1/write`.
+    #[serde(with = "duration::uri")]
+    pub url: Uri,
+    /// Names its queue directory and its metrics; also what the series hashing uses, so
+    /// renaming a destination moves series. Default: `host:port` of the URL.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl IngestConfig {
+    /// The destinations with their names, the downstream's receiver when none is listed.
+    pub fn named_destinations(&self, downstream: &Uri) -> Vec<(String, Uri)> {
+        if self.destinations.is_empty() {
+            let base = downstream.to_string();
+            let url = format!("{}/api/v1/write", base.trim_end_matches('/'));
+            let url = url.parse().unwrap_or_else(|_| downstream.clone());
+            return vec![(default_name(&url), url)];
+        }
+        self.destinations
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone().unwrap_or_else(|| default_name(&d.url)),
+                    d.url.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// What the ingest module needs.
+    pub fn settings(&self, downstream: &Uri) -> ingest::Settings {
+        ingest::Settings {
+            destinations: self.named_destinations(downstream),
+            replication_factor: self.replication_factor,
+            queue_dir: self.queue_dir.clone(),
+            max_queue_bytes: self.max_queue_bytes,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_future: self.max_future,
+            send_timeout: self.send_timeout,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            max_send_bytes: self.max_send_bytes,
+        }
+    }
+
+    /// Every problem, added to `errors`.
+    pub fn validate(&self, downstream: &Uri, errors: &mut Vec<ConfigError>) {
+        for (i, d) in self.destinations.iter().enumerate() {
+            let url = &d.url;
+            if url.scheme_str() != Some("http") || url.authority().is_none() {
+                errors.push(error(
+                    &format!("ingest.destinations[{i}].url"),
+                    format!("{url} must be an http:// URL with a host"),
+                ));
+            }
+        }
+        let named = self.named_destinations(downstream);
+        let mut seen = BTreeSet::new();
+        for (i, (name, _)) in named.iter().enumerate() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
+            {
+                errors.push(error(
+                    &format!("ingest.destinations[{i}].name"),
+                    format!("{name:?} must be letters, digits, '.', '_', ':' or '-'"),
+                ));
+            }
+            if !seen.insert(name) {
+                errors.push(error(
+                    &format!("ingest.destinations[{i}].name"),
+                    format!("{name:?} is used twice; give each destination its own name"),
+                ));
+            }
+        }
+        if self.replication_factor == 0 || self.replication_factor > named.len().max(1) {
+            errors.push(error(
+                "ingest.replication_factor",
+                format!(
+                    "{} is not between 1 and the {} destinations",
+                    self.replication_factor,
+                    named.len()
+                ),
+            ));
+        }
+        if self.max_queue_bytes < 1 << 20 {
+            errors.push(error("ingest.max_queue_bytes", "must be at least 1 MiB"));
+        }
+        if self.max_body_bytes == 0 {
+            errors.push(error("ingest.max_body_bytes", "must be greater than 0"));
+        }
+        // Snappy's block format encodes lengths in 32 bits.
+        if !(1..=(2u64 << 30)).contains(&self.max_decompressed_bytes) {
+            errors.push(error(
+                "ingest.max_decompressed_bytes",
+                "must be between 1 byte and 2 GiB",
+            ));
+        }
+        for (field, value) in [
+            ("max_future", self.max_future),
+            ("send_timeout", self.send_timeout),
+            ("min_backoff", self.min_backoff),
+            ("max_backoff", self.max_backoff),
+        ] {
+            if value.is_zero() {
+                errors.push(error(&format!("ingest.{field}"), "must be greater than 0"));
+            }
+        }
+        if self.min_backoff > self.max_backoff {
+            errors.push(error(
+                "ingest.min_backoff",
+                "must not be longer than ingest.max_backoff",
+            ));
+        }
+        if self.max_send_bytes == 0 {
+            errors.push(error("ingest.max_send_bytes", "must be greater than 0"));
+        }
+    }
+}
+
+/// `host:port` of a URL (port 80 when absent).
+fn default_name(url: &Uri) -> String {
+    let host = url.host().unwrap_or("destination");
+    format!("{host}:{}", url.port_u16().unwrap_or(80))
+}

@@ -1,0 +1,307 @@
+//! Remote write in: checked, fed to sketches, split over the destinations by series,
+//! queued durably, then acknowledged; one sender per destination drains its queue.
+//!
+//! ```text
+//! POST /api/v1/write ─▶ check_headers ─▶ decode ─▶ normalize ─▶ split ─▶ reserve ─▶ append+sync ─▶ 204
+//!                          415            400/413     400                 503         500
+//! queue ─▶ sender ─▶ destination   (retry with backoff on network errors, 5xx, 429)
+//! ```
+
+mod decode;
+pub mod queue;
+mod sender;
+pub mod shard;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use parking_lot::Mutex;
+use prost::Message;
+
+use decode::Normalized;
+pub use decode::describe;
+use queue::{Queue, QueueError, Reader, record_bytes};
+use shard::{Ring, series_hash};
+
+use crate::metrics::IngestMetrics;
+use crate::prompb::WriteRequest;
+
+/// Why a remote-write request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Not snappy-compressed remote write 1.0 protobuf (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Over a size limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body cannot be decoded (400).
+    #[error("{0}")]
+    BadBody(String),
+    /// A series Prometheus would refuse; the whole request is refused, as in 2.42 (400).
+    #[error("series {series}: {reason}{}", if *others > 0 { format!(" (and {others} more bad series)") } else { String::new() })]
+    BadSeries {
+        /// The first bad series.
+        series: String,
+        /// What is wrong with it.
+        reason: String,
+        /// How many other series are bad.
+        others: usize,
+    },
+    /// A destination's queue is full: the sender should back off (503).
+    #[error("{0}; retry later")]
+    Backpressure(QueueError),
+    /// The queue could not store the request (500, so the sender retries).
+    #[error("{0}")]
+    Queue(QueueError),
+}
+
+impl IngestError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::TooLarge(_) => "too_large",
+            Self::BadBody(_) => "bad_body",
+            Self::BadSeries { .. } => "bad_series",
+            Self::Backpressure(_) => "queue_full",
+            Self::Queue(_) => "queue_error",
+        }
+    }
+}
+
+/// What ingest needs from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Where to forward, with the name each queue and metric uses.
+    pub destinations: Vec<(String, Uri)>,
+    /// Destinations per series.
+    pub replication_factor: usize,
+    /// Parent of the per-destination queue directories.
+    pub queue_dir: std::path::PathBuf,
+    /// Byte limit of each queue.
+    pub max_queue_bytes: u64,
+    /// Limit of a decompressed body.
+    pub max_decompressed_bytes: u64,
+    /// Samples further ahead of the proxy's clock are refused.
+    pub max_future: Duration,
+    /// Timeout of one send to a destination.
+    pub send_timeout: Duration,
+    /// First retry delay.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Most uncompressed bytes one send carries.
+    pub max_send_bytes: u64,
+}
+
+/// A destination and its queue.
+#[derive(Debug)]
+struct Destination {
+    name: String,
+    url: Uri,
+    queue: Queue,
+}
+
+/// The remote-write receiver and the forwarding queues.
+#[derive(Debug)]
+pub struct Ingest {
+    settings: Settings,
+    destinations: Vec<Destination>,
+    ring: Ring,
+    readers: Mutex<Vec<Reader>>,
+    started: AtomicBool,
+    metrics: IngestMetrics,
+}
+
+impl Ingest {
+    /// Opens every destination's queue (recovering what a previous run left).
+    pub fn open(settings: Settings, metrics: IngestMetrics) -> Result<Self, IngestError> {
+        let mut destinations = Vec::new();
+        let mut readers = Vec::new();
+        for (name, url) in &settings.destinations {
+            let (queue, reader) = Queue::open(
+                &queue_path(&settings.queue_dir, name),
+                name,
+                settings.max_queue_bytes,
+            )
+            .map_err(IngestError::Queue)?;
+            destinations.push(Destination {
+                name: name.clone(),
+                url: url.clone(),
+                queue,
+            });
+            readers.push(reader);
+        }
+        let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+        Ok(Self {
+            ring: Ring::new(&names, settings.replication_factor),
+            settings,
+            destinations,
+            readers: Mutex::new(readers),
+            started: AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts one sender task per destination (once; later calls do nothing). Must be
+    /// called inside a tokio runtime.
+    pub fn start(&self) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let readers = std::mem::take(&mut *self.readers.lock());
+        for (destination, reader) in self.destinations.iter().zip(readers) {
+            tokio::spawn(sender::run(sender::Sender::new(
+                destination.name.clone(),
+                destination.url.clone(),
+                destination.queue.clone(),
+                reader,
+                &self.settings,
+                self.metrics.clone(),
+            )));
+        }
+    }
+
+    /// Takes one remote-write request: returns once every destination's share is on disk.
+    pub async fn receive(&self, headers: &HeaderMap, body: Bytes) -> Result<(), IngestError> {
+        let result = self.accept(headers, body).await;
+        if let Err(error) = &result {
+            self.metrics
+                .requests_rejected
+                .get_or_create(&error.reason().into())
+                .inc();
+            if matches!(error, IngestError::Queue(_)) {
+                tracing::error!(%error, "remote write could not be queued");
+            }
+        }
+        result
+    }
+
+    async fn accept(&self, headers: &HeaderMap, body: Bytes) -> Result<(), IngestError> {
+        decode::check_headers(headers)?;
+        let mut request = decode::decode(&body, self.settings.max_decompressed_bytes)?;
+        let samples: u64 = request.timeseries.iter().map(|s| s.samples.len() as u64).sum();
+        let newest =
+            now_ms().saturating_add(i64::try_from(self.settings.max_future.as_millis()).unwrap_or(i64::MAX));
+        let normalized = match decode::normalize(&mut request, newest) {
+            Ok(n) => n,
+            Err(e) => {
+                self.metrics
+                    .samples_rejected
+                    .get_or_create(&e.reason().into())
+                    .inc_by(samples);
+                return Err(e);
+            }
+        };
+        self.metrics.samples_received.inc_by(samples);
+        let shares = self.split(request, normalized, body)?;
+        let mut pending = Vec::with_capacity(shares.len());
+        let mut reservations = Vec::with_capacity(shares.len());
+        for (i, share) in shares.iter().enumerate() {
+            let queue = &self.destinations[i].queue;
+            let reservation = queue
+                .reserve(record_bytes(share.payload.len()))
+                .map_err(IngestError::Backpressure)?;
+            reservations.push(reservation);
+        }
+        for ((destination, share), reservation) in self.destinations.iter().zip(shares).zip(reservations) {
+            if share.is_empty {
+                continue;
+            }
+            let queued = share.samples;
+            let wait = destination
+                .queue
+                .submit(
+                    reservation,
+                    vec![(u32::try_from(queued).unwrap_or(u32::MAX), share.payload)],
+                )
+                .map_err(IngestError::Queue)?;
+            pending.push((destination, queued, wait));
+        }
+        for (destination, queued, wait) in pending {
+            wait.await.map_err(IngestError::Queue)?;
+            self.metrics
+                .samples_queued
+                .get_or_create(&destination.name.as_str().into())
+                .inc_by(queued);
+        }
+        Ok(())
+    }
+
+    /// Each destination's share of the request, snappy-compressed.
+    fn split(
+        &self,
+        request: WriteRequest,
+        normalized: Normalized,
+        body: Bytes,
+    ) -> Result<Vec<Share>, IngestError> {
+        let whole = |payload: Vec<u8>, request: &WriteRequest| Share {
+            is_empty: request.timeseries.is_empty() && request.metadata.is_empty(),
+            samples: request.timeseries.iter().map(|s| s.samples.len() as u64).sum(),
+            payload,
+        };
+        if self.ring.is_trivial() {
+            // Every destination gets everything; untouched requests go on byte for byte.
+            let payload = match normalized {
+                Normalized::Unchanged => body.to_vec(),
+                Normalized::Changed => compress(&request)?,
+            };
+            return Ok((0..self.destinations.len())
+                .map(|_| whole(payload.clone(), &request))
+                .collect());
+        }
+        let mut parts: Vec<WriteRequest> = (0..self.destinations.len())
+            .map(|_| WriteRequest {
+                timeseries: Vec::new(),
+                metadata: request.metadata.clone(),
+            })
+            .collect();
+        let mut picked = Vec::new();
+        for series in request.timeseries {
+            self.ring.pick(series_hash(&series.labels), &mut picked);
+            if let Some((&last, rest)) = picked.split_last() {
+                for &i in rest {
+                    parts[i].timeseries.push(series.clone());
+                }
+                parts[last].timeseries.push(series);
+            }
+        }
+        parts
+            .into_iter()
+            .map(|part| Ok(whole(compress(&part)?, &part)))
+            .collect()
+    }
+}
+
+struct Share {
+    /// No series and no metadata: nothing to forward.
+    is_empty: bool,
+    samples: u64,
+    payload: Vec<u8>,
+}
+
+fn compress(request: &WriteRequest) -> Result<Vec<u8>, IngestError> {
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .map_err(|e| IngestError::TooLarge(format!("snappy cannot compress the request: {e}")))
+}
+
+/// The queue directory of a destination.
+fn queue_path(parent: &Path, name: &str) -> std::path::PathBuf {
+    parent.join(name)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,339 @@
+//! Remote write through the proxy into real Prometheus 2.42 servers: exact storage,
+//! sharding, bad input, a downstream outage and a proxy crash.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod support;
+
+use std::time::Duration;
+
+use prost::Message;
+use sketch_proxy::prompb::{Label, Opaque, TimeSeries, WriteRequest};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, wait_until};
+use support::TestProxy;
+use support::write::{self, Stored};
+
+fn prometheus() -> Prometheus {
+    Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus")
+}
+
+/// Proxy config with ingest on, queues in `dir`, and extra `ingest:` lines.
+fn config(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "ingest:\n  enabled: true\n  queue_dir: {}\n  min_backoff: 20ms\n  max_backoff: 500ms\n{extra}",
+        dir.display()
+    )
+}
+
+/// Waits until Prometheus holds exactly `expected` for `selector`.
+fn wait_stored(prometheus: &Prometheus, selector: &str, expected: &Stored) {
+    let mut last = Stored::new();
+    let done = wait_until(Duration::from_secs(60), "the samples to reach Prometheus", || {
+        last = write::stored(&prometheus.url(), selector, write::now_ms(), "3h");
+        write::samples(&last) >= write::samples(expected)
+    });
+    assert!(
+        done.is_ok(),
+        "Prometheus holds {} of {} samples",
+        write::samples(&last),
+        write::samples(expected)
+    );
+    assert_eq!(&last, expected, "stored exactly what was sent");
+}
+
+#[test]
+fn samples_written_through_the_proxy_are_stored_exactly() {
+    let prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(&config(dir.path(), ""), &prometheus.url());
+    let start = write::now_ms() - 3_000_000;
+    let mut sent = Stored::new();
+    for batch in 0..5 {
+        let data = write::generate(
+            "ingest_exact",
+            50,
+            20,
+            start + batch * 200_000,
+            10_000,
+            batch as u64,
+        );
+        let answer = write::post(&proxy.url(), &data);
+        assert_eq!((answer.status, answer.body.as_str()), (204, ""));
+        write::extend(&mut sent, data);
+    }
+    wait_stored(&prometheus, "ingest_exact", &sent);
+    let metrics = support::send(&proxy.url(), "GET", "/metrics", "", "").body;
+    assert!(
+        metrics.contains(&format!(
+            "sketch_proxy_remote_write_samples_received_total {}",
+            write::samples(&sent)
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn two_shards_each_get_whole_series_and_together_everything() {
+    let (a, b) = (prometheus(), prometheus());
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "  destinations:\n    - url: {}/api/v1/write\n      name: a\n    - url: {}/api/v1/write\n      name: b\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = TestProxy::start(&config(dir.path(), &extra), &a.url());
+    let data = write::generate("ingest_sharded", 200, 10, write::now_ms() - 600_000, 15_000, 7);
+    assert_eq!(write::post(&proxy.url(), &data).status, 204);
+    let mut union = Stored::new();
+    let done = wait_until(
+        Duration::from_secs(60),
+        "both shards to hold their series",
+        || {
+            let now = write::now_ms();
+            union = write::stored(&a.url(), "ingest_sharded", now, "1h");
+            let on_b = write::stored(&b.url(), "ingest_sharded", now, "1h");
+            let overlap = union.keys().filter(|k| on_b.contains_key(*k)).count();
+            assert_eq!(overlap, 0, "a series is on one shard only");
+            write::extend(&mut union, on_b);
+            write::samples(&union) == write::samples(&data)
+        },
+    );
+    assert!(
+        done.is_ok(),
+        "{} of {} samples arrived",
+        write::samples(&union),
+        write::samples(&data)
+    );
+    assert_eq!(union, data, "the shards together hold every series, whole");
+    let on_a = write::stored(&a.url(), "ingest_sharded", write::now_ms(), "1h").len();
+    assert!((60..=140).contains(&on_a), "{on_a} of 200 series on shard a");
+}
+
+/// (case, headers, body, status, a phrase the message must contain)
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<u8>, u16, &'a str);
+
+#[test]
+fn bad_requests_get_their_status_and_the_proxy_keeps_serving() {
+    let prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(
+        &config(dir.path(), "  max_body_bytes: 100000\n"),
+        &prometheus.url(),
+    );
+    let now = write::now_ms();
+    let good = write::generate("ingest_bad", 2, 3, now - 60_000, 10_000, 1);
+    let raw = write::encode(&good);
+    let with_labels = |labels: &[(&str, &str)]| {
+        let mut data = Stored::new();
+        data.insert(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            vec![(now, 1.0)],
+        );
+        write::snappy(&write::encode(&data))
+    };
+    let future = {
+        let mut data = Stored::new();
+        data.insert(
+            vec![("__name__".into(), "ingest_bad".into())],
+            vec![(now + 3_600_000, 1.0)],
+        );
+        write::snappy(&write::encode(&data))
+    };
+    let histogram = {
+        let request = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "ingest_bad".into(),
+                }],
+                histograms: vec![Opaque {}],
+                ..TimeSeries::default()
+            }],
+            metadata: Vec::new(),
+        };
+        write::snappy(&request.encode_to_vec())
+    };
+    let big = write::snappy(&write::encode(&write::generate(
+        "ingest_big",
+        2000,
+        30,
+        now,
+        1,
+        2,
+    )));
+    let snappy = write::snappy(&raw);
+    let headers = write::HEADERS;
+    let gzip = [
+        ("Content-Encoding", "gzip"),
+        ("Content-Type", "application/x-protobuf"),
+    ];
+    let json = [
+        ("Content-Encoding", "snappy"),
+        ("Content-Type", "application/json"),
+    ];
+    let v2 = [
+        ("Content-Encoding", "snappy"),
+        (
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        ),
+    ];
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "gzip",
+            &gzip,
+            snappy.clone(),
+            415,
+            "Content-Encoding must be snappy",
+        ),
+        (
+            "json",
+            &json,
+            snappy.clone(),
+            415,
+            "Content-Type must be application/x-protobuf",
+        ),
+        ("remote write 2.0", &v2, snappy.clone(), 415, "remote write 1.0"),
+        ("not snappy", &headers, raw.clone(), 400, "snappy"),
+        (
+            "truncated snappy",
+            &headers,
+            snappy[..snappy.len() / 2].to_vec(),
+            400,
+            "snappy",
+        ),
+        (
+            "bad protobuf",
+            &headers,
+            write::snappy(&raw[..raw.len() - 3]),
+            400,
+            "protobuf",
+        ),
+        (
+            "empty labels",
+            &headers,
+            with_labels(&[("a", "")]),
+            400,
+            "empty label set",
+        ),
+        (
+            "duplicate label",
+            &headers,
+            with_labels(&[("__name__", "ingest_bad"), ("a", "1"), ("a", "2")]),
+            400,
+            "ingest_bad{a=\"1\", a=\"2\"}: label name \"a\" is not unique",
+        ),
+        (
+            "histogram",
+            &headers,
+            histogram,
+            400,
+            "native histograms are not supported",
+        ),
+        ("future", &headers, future, 400, "ingest.max_future"),
+        ("over the body limit", &headers, big, 413, "ingest.max_body_bytes"),
+    ];
+    for (case, headers, body, status, phrase) in cases {
+        let answer = write::post_with(&proxy.url(), headers, body);
+        assert_eq!(answer.status, status, "{case}: {}", answer.body);
+        let json = answer.json();
+        assert_eq!(
+            (&json["status"], &json["errorType"]),
+            (&"error".into(), &"bad_data".into()),
+            "{case}"
+        );
+        assert!(
+            json["error"].as_str().unwrap().contains(phrase),
+            "{case}: {}",
+            answer.body
+        );
+        assert_eq!(
+            write::post(&proxy.url(), &good).status,
+            204,
+            "after {case} the proxy still takes writes"
+        );
+    }
+    let get = support::send(&proxy.url(), "GET", "/api/v1/write", "", "");
+    assert_eq!(get.status, 405);
+    wait_stored(&prometheus, "ingest_bad", &good);
+}
+
+/// Writes a batch of 20 samples stamped now every 50 ms for `duration`; returns what
+/// was acknowledged. A refused connection (the proxy is down) is just not acked.
+fn stream(proxy: &str, metric: &str, duration: Duration, seed: u64) -> Stored {
+    let mut acked = Stored::new();
+    let end = std::time::Instant::now() + duration;
+    let mut batch = 0;
+    while std::time::Instant::now() < end {
+        let data = write::generate(metric, 20, 1, write::now_ms(), 1, seed * 1_000_000 + batch);
+        batch += 1;
+        let body = write::snappy(&write::encode(&data));
+        let mut request = http::Request::post(format!("{proxy}/api/v1/write"));
+        for (k, v) in write::HEADERS {
+            request = request.header(k, v);
+        }
+        let sent = sketch_proxy_testkit::http_agent().run(request.body(body).unwrap());
+        if sent.is_ok_and(|r| r.status() == 204) {
+            write::extend(&mut acked, data);
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    acked
+}
+
+#[test]
+fn acknowledged_samples_survive_a_thirty_second_downstream_outage() {
+    let mut prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(&config(dir.path(), ""), &prometheus.url());
+    let mut acked = stream(&proxy.url(), "ingest_outage", Duration::from_secs(2), 1);
+    prometheus.stop();
+    write::extend(
+        &mut acked,
+        stream(&proxy.url(), "ingest_outage", Duration::from_secs(30), 2),
+    );
+    prometheus.restart().unwrap();
+    write::extend(
+        &mut acked,
+        stream(&proxy.url(), "ingest_outage", Duration::from_secs(2), 3),
+    );
+    assert!(
+        write::samples(&acked) > 5000,
+        "the stream kept being acknowledged during the outage"
+    );
+    wait_stored(&prometheus, "ingest_outage", &acked);
+}
+
+#[test]
+fn queued_samples_survive_a_proxy_crash() {
+    let mut prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sketch-proxy.yml");
+    std::fs::write(&file, config(&dir.path().join("queue"), "")).unwrap();
+    let port = sketch_proxy_testkit::free_port().unwrap();
+    let args = [
+        format!("--config={}", file.display()),
+        format!("--upstream={}", prometheus.url()),
+    ];
+    let (proxy, url) = support::start_binary_on(port, &args);
+    let mut acked = stream(&url, "ingest_crash", Duration::from_secs(1), 1);
+    // With the downstream gone, acknowledged samples pile up in the queue only.
+    prometheus.stop();
+    let streaming = {
+        let url = url.clone();
+        std::thread::spawn(move || stream(&url, "ingest_crash", Duration::from_secs(4), 2))
+    };
+    std::thread::park_timeout(Duration::from_secs(2));
+    drop(proxy); // SIGKILL, mid-stream
+    let (_proxy, _) = support::start_binary_on(port, &args);
+    write::extend(&mut acked, streaming.join().unwrap());
+    prometheus.restart().unwrap();
+    write::extend(
+        &mut acked,
+        stream(&url, "ingest_crash", Duration::from_secs(1), 3),
+    );
+    wait_stored(&prometheus, "ingest_crash", &acked);
+}
