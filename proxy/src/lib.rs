@@ -11,6 +11,7 @@
 //! - [`downstream`]: the client for the Prometheus or Thanos behind the proxy.
 //! - [`ingest`]: the remote-write receiver, its durable per-destination queues and
 //!   senders; [`prompb`] holds the remote-write messages.
+//! - [`sketches`]: which ingested series get sketches, and feeding them.
 //! - [`state`]: the reloadable runtime shared by requests.
 //! - [`metrics`]: the proxy's own metrics.
 //! - [`plugin_host`]: loads and sandboxes the WebAssembly sketch plugins; the only
@@ -27,4 +28,5 @@ pub mod metrics;
 pub mod plugin_host;
 pub mod prompb;
 pub mod promql;
+pub mod sketches;
 pub mod state;

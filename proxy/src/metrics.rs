@@ -79,6 +79,50 @@ pub struct Metrics {
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
     /// Remote-write ingest and forwarding.
     pub ingest: IngestMetrics,
+    /// Sketches of ingested series.
+    pub sketches: SketchMetrics,
+}
+
+/// Metrics of the sketch store.
+#[derive(Debug, Clone, Default)]
+pub struct SketchMetrics {
+    /// Samples inserted into sketches (once per sketch).
+    pub samples_sketched: Counter,
+    /// Samples not inserted, by reason (`out_of_order`, `plugin_error`).
+    pub samples_dropped: Family<ReasonLabels, Counter>,
+    /// Series with sketches.
+    pub series: Gauge,
+    /// Bytes all sketches hold, as their plugins last reported.
+    pub memory_bytes: Gauge,
+    /// Series a limit kept from getting sketches, by limit.
+    pub series_refused: Family<ReasonLabels, Counter>,
+}
+
+impl SketchMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("sketch");
+        r.register(
+            "samples",
+            "Samples inserted into sketches, once per sketch",
+            self.samples_sketched.clone(),
+        );
+        r.register(
+            "samples_dropped",
+            "Samples not inserted into a sketch, by reason",
+            self.samples_dropped.clone(),
+        );
+        r.register("series", "Series with sketches", self.series.clone());
+        r.register(
+            "memory_bytes",
+            "Bytes all sketches hold, as their plugins report",
+            self.memory_bytes.clone(),
+        );
+        r.register(
+            "series_refused",
+            "Series a limit (sketches.max_series, sketches.max_memory_bytes) kept from getting sketches",
+            self.series_refused.clone(),
+        );
+    }
 }
 
 /// A `reason` label.
@@ -251,9 +295,11 @@ impl Metrics {
             plugins_rejected: Gauge::default(),
             plugin_quarantines: Family::default(),
             ingest: IngestMetrics::default(),
+            sketches: SketchMetrics::default(),
             registry: Registry::default(),
         };
         m.ingest.register(&mut registry);
+        m.sketches.register(&mut registry);
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
         registry.register(
             "http_request_duration_seconds",

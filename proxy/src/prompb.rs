@@ -4,6 +4,7 @@
 //! are kept as opaque messages so they survive a decode → encode round trip.
 
 use prost::Message;
+use xxhash_rust::xxh3::xxh3_64;
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -93,3 +94,16 @@ pub struct Opaque {}
 
 /// The bits of Prometheus' stale marker (`value.StaleNaN`).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// A stable hash of a label set given sorted by name: names and values separated by
+/// 0xff, a byte UTF-8 never contains, so distinct sets never join to the same bytes.
+pub fn series_hash(labels: &[Label]) -> u64 {
+    let mut bytes = Vec::with_capacity(labels.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
+    for label in labels {
+        bytes.extend_from_slice(label.name.as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(label.value.as_bytes());
+        bytes.push(0xff);
+    }
+    xxh3_64(&bytes)
+}

@@ -13,6 +13,7 @@ use crate::downstream::Downstream;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
+use crate::sketches::{Rules, SketchStore};
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,8 @@ pub struct Runtime {
     pub query_slots: Arc<Semaphore>,
     /// The sketch plugins this configuration loaded.
     pub plugins: Arc<PluginSet>,
+    /// Which ingested series get sketches.
+    pub sketch_rules: Arc<Rules>,
 }
 
 impl Runtime {
@@ -52,6 +55,7 @@ impl Runtime {
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
         Self {
+            sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
             plugins: Arc::new(plugins),
@@ -71,6 +75,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// The remote-write receiver, when `ingest.enabled`.
     pub ingest: Option<Arc<Ingest>>,
+    /// Sketches of ingested series; kept across reloads.
+    pub sketches: SketchStore,
 }
 
 impl Proxy {
@@ -94,6 +100,7 @@ impl Proxy {
             source,
             host,
             observer,
+            sketches: SketchStore::new(metrics.sketches.clone()),
             metrics,
             ingest,
         }))

@@ -116,11 +116,21 @@ type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<u8>, u16, &'a str);
 fn bad_requests_get_their_status_and_the_proxy_keeps_serving() {
     let prometheus = prometheus();
     let dir = tempfile::tempdir().unwrap();
+    let now = write::now_ms();
+    // Far over the limit: the proxy reads it to the end before answering 413.
+    let big = write::snappy(&write::encode(&write::generate(
+        "ingest_big",
+        2000,
+        30,
+        now,
+        1,
+        2,
+    )));
+    let limit = big.len() / 8;
     let proxy = TestProxy::start(
-        &config(dir.path(), "  max_body_bytes: 100000\n"),
+        &config(dir.path(), &format!("  max_body_bytes: {limit}\n")),
         &prometheus.url(),
     );
-    let now = write::now_ms();
     let good = write::generate("ingest_bad", 2, 3, now - 60_000, 10_000, 1);
     let raw = write::encode(&good);
     let with_labels = |labels: &[(&str, &str)]| {
@@ -156,14 +166,6 @@ fn bad_requests_get_their_status_and_the_proxy_keeps_serving() {
         };
         write::snappy(&request.encode_to_vec())
     };
-    let big = write::snappy(&write::encode(&write::generate(
-        "ingest_big",
-        2000,
-        30,
-        now,
-        1,
-        2,
-    )));
     let snappy = write::snappy(&raw);
     let headers = write::HEADERS;
     let gzip = [

@@ -6,6 +6,7 @@
 
 mod duration;
 mod ingest;
+mod sketches;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use ingest::{DestinationConfig, IngestConfig};
+pub use sketches::{SketchRule, SketchesConfig};
 
 use crate::plugin_host::{self, Grant};
 
@@ -43,6 +45,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// The remote-write receiver and its forwarding. Not reloadable.
     pub ingest: IngestConfig,
+    /// Which ingested series are sketched.
+    pub sketches: SketchesConfig,
 }
 
 /// `downstream:` section.
@@ -268,9 +272,10 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "log" => section(&key, value, &mut raw.log, &mut errors),
                     "plugins" => section(&key, value, &mut raw.plugins, &mut errors),
                     "ingest" => section(&key, value, &mut raw.ingest, &mut errors),
+                    "sketches" => section(&key, value, &mut raw.sketches, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`",
                     )),
                 }
             }
@@ -295,6 +300,7 @@ struct RawConfig {
     log: LogConfig,
     plugins: PluginsConfig,
     ingest: IngestConfig,
+    sketches: SketchesConfig,
 }
 
 /// Deserializes one section, reporting every bad field: after each error the offending
@@ -424,6 +430,7 @@ impl RawConfig {
         }
         validate_plugins(&self.plugins, errors);
         self.ingest.validate(&self.downstream.url, errors);
+        self.sketches.validate(errors);
         Config {
             listen,
             downstream: self.downstream,
@@ -432,6 +439,7 @@ impl RawConfig {
             log: self.log,
             plugins: self.plugins,
             ingest: self.ingest,
+            sketches: self.sketches,
         }
     }
 }

@@ -146,15 +146,16 @@ async fn run(
     stages::forward(proxy, &runtime, endpoint, parts, body).await
 }
 
-/// `POST /api/v1/write`: read_body (ingest.max_body_bytes) ─▶ ingest ─▶ 204.
+/// `POST /api/v1/write`: read_body (draining) ─▶ decode ─▶ (feed sketches ‖ enqueue) ─▶ 204.
 async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     let Some(ingest) = proxy.ingest.clone() else {
         return not_found(req).await;
     };
-    let limit = proxy.runtime().config.ingest.max_body_bytes;
+    let runtime = proxy.runtime();
+    let limit = runtime.config.ingest.max_body_bytes;
     let (parts, body) = req.into_parts();
     let result = async {
-        let body = stages::read_body(body, &parts.headers, limit)
+        let body = stages::read_body_draining(body, limit)
             .await
             .map_err(|e| match e {
                 ApiError::BodyTooLarge { limit } => ApiError::Ingest(IngestError::TooLarge(format!(
@@ -162,7 +163,12 @@ async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response
                 ))),
                 other => other,
             })?;
-        ingest.receive(&parts.headers, body).await?;
+        let decoded = ingest.decode(&parts.headers, body)?;
+        let feeding = proxy
+            .sketches
+            .feed(&decoded.request, &runtime.sketch_rules, &runtime.plugins);
+        let (queued, ()) = tokio::join!(ingest.enqueue(decoded), feeding.finish());
+        queued?;
         Ok::<_, ApiError>(())
     };
     match result.await {

@@ -86,6 +86,30 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<By
     }
 }
 
+/// Stage `read_body` for remote write: like [`read_body`], but a body over `limit` is
+/// read to its end (discarded, up to 16 × `limit`) before the 413. A sender still
+/// writing when the answer comes sees a reset instead, and Prometheus' sender retries
+/// a reset for ever, where it gives up on a 413.
+pub async fn read_body_draining(mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    let cap = limit.saturating_mul(16);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len() as u64;
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > cap {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(kept.freeze())
+}
+
 /// Stage `decode`: the parameters, merged the way Go's `r.FormValue` sees them.
 pub fn decode(parts: &Parts, body: &Bytes) -> Form {
     let is_form = parts

@@ -24,10 +24,10 @@ use prost::Message;
 use decode::Normalized;
 pub use decode::describe;
 use queue::{Queue, QueueError, Reader, record_bytes};
-use shard::{Ring, series_hash};
+use shard::Ring;
 
 use crate::metrics::IngestMetrics;
-use crate::prompb::WriteRequest;
+use crate::prompb::{WriteRequest, series_hash};
 
 /// Why a remote-write request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -171,68 +171,80 @@ impl Ingest {
         }
     }
 
-    /// Takes one remote-write request: returns once every destination's share is on disk.
-    pub async fn receive(&self, headers: &HeaderMap, body: Bytes) -> Result<(), IngestError> {
-        let result = self.accept(headers, body).await;
-        if let Err(error) = &result {
-            self.metrics
-                .requests_rejected
-                .get_or_create(&error.reason().into())
-                .inc();
-            if matches!(error, IngestError::Queue(_)) {
-                tracing::error!(%error, "remote write could not be queued");
+    /// Stages `check_headers`, `decode` and `normalize`: the request, ready to feed
+    /// sketches and to queue.
+    pub fn decode(&self, headers: &HeaderMap, body: Bytes) -> Result<Decoded, IngestError> {
+        let result = (|| {
+            decode::check_headers(headers)?;
+            let mut request = decode::decode(&body, self.settings.max_decompressed_bytes)?;
+            let samples: u64 = request.timeseries.iter().map(|s| s.samples.len() as u64).sum();
+            let max_future = i64::try_from(self.settings.max_future.as_millis()).unwrap_or(i64::MAX);
+            match decode::normalize(&mut request, now_ms().saturating_add(max_future)) {
+                Ok(normalized) => Ok(Decoded {
+                    request,
+                    normalized,
+                    body,
+                    samples,
+                }),
+                Err(e) => {
+                    self.metrics
+                        .samples_rejected
+                        .get_or_create(&e.reason().into())
+                        .inc_by(samples);
+                    Err(e)
+                }
             }
-        }
-        result
+        })();
+        result.inspect_err(|e| self.rejected(e))
     }
 
-    async fn accept(&self, headers: &HeaderMap, body: Bytes) -> Result<(), IngestError> {
-        decode::check_headers(headers)?;
-        let mut request = decode::decode(&body, self.settings.max_decompressed_bytes)?;
-        let samples: u64 = request.timeseries.iter().map(|s| s.samples.len() as u64).sum();
-        let newest =
-            now_ms().saturating_add(i64::try_from(self.settings.max_future.as_millis()).unwrap_or(i64::MAX));
-        let normalized = match decode::normalize(&mut request, newest) {
-            Ok(n) => n,
-            Err(e) => {
-                self.metrics
-                    .samples_rejected
-                    .get_or_create(&e.reason().into())
-                    .inc_by(samples);
-                return Err(e);
-            }
-        };
-        self.metrics.samples_received.inc_by(samples);
-        let shares = self.split(request, normalized, body)?;
-        let mut pending = Vec::with_capacity(shares.len());
+    /// Stages `split`, `reserve` and `append`: returns once every destination's share
+    /// is on disk.
+    pub async fn enqueue(&self, decoded: Decoded) -> Result<(), IngestError> {
+        self.metrics.samples_received.inc_by(decoded.samples);
+        self.append(decoded).await.inspect_err(|e| self.rejected(e))
+    }
+
+    fn rejected(&self, error: &IngestError) {
+        self.metrics
+            .requests_rejected
+            .get_or_create(&error.reason().into())
+            .inc();
+        if matches!(error, IngestError::Queue(_)) {
+            tracing::error!(%error, "remote write could not be queued");
+        }
+    }
+
+    async fn append(&self, decoded: Decoded) -> Result<(), IngestError> {
+        let shares = self.split(decoded.request, decoded.normalized, decoded.body)?;
         let mut reservations = Vec::with_capacity(shares.len());
-        for (i, share) in shares.iter().enumerate() {
-            let queue = &self.destinations[i].queue;
-            let reservation = queue
+        for (destination, share) in self.destinations.iter().zip(&shares) {
+            let reservation = destination
+                .queue
                 .reserve(record_bytes(share.payload.len()))
                 .map_err(IngestError::Backpressure)?;
             reservations.push(reservation);
         }
+        let mut pending = Vec::with_capacity(shares.len());
         for ((destination, share), reservation) in self.destinations.iter().zip(shares).zip(reservations) {
             if share.is_empty {
                 continue;
             }
-            let queued = share.samples;
+            let samples = u32::try_from(share.samples).unwrap_or(u32::MAX);
             let wait = destination
                 .queue
-                .submit(
-                    reservation,
-                    vec![(u32::try_from(queued).unwrap_or(u32::MAX), share.payload)],
-                )
+                .submit(reservation, vec![(samples, share.payload)])
                 .map_err(IngestError::Queue)?;
-            pending.push((destination, queued, wait));
+            pending.push((destination, share.samples, wait));
         }
-        for (destination, queued, wait) in pending {
+        for (destination, samples, wait) in pending {
             wait.await.map_err(IngestError::Queue)?;
+            let labels = destination.name.as_str().into();
+            self.metrics.samples_queued.get_or_create(&labels).inc_by(samples);
             self.metrics
-                .samples_queued
-                .get_or_create(&destination.name.as_str().into())
-                .inc_by(queued);
+                .queue_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(destination.queue.queued_bytes()).unwrap_or(i64::MAX));
         }
         Ok(())
     }
@@ -280,6 +292,16 @@ impl Ingest {
             .map(|part| Ok(whole(compress(&part)?, &part)))
             .collect()
     }
+}
+
+/// A checked request on its way to the sketches and the queues.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The request, labels normalized.
+    pub request: WriteRequest,
+    normalized: Normalized,
+    body: Bytes,
+    samples: u64,
 }
 
 struct Share {

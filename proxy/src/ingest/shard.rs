@@ -8,8 +8,6 @@
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::prompb::Label;
-
 /// The destinations by name, and how many each series goes to.
 #[derive(Debug, Clone)]
 pub struct Ring {
@@ -60,22 +58,10 @@ impl Ring {
     }
 }
 
-/// A stable hash of a label set given sorted by name: names and values separated by
-/// 0xff, a byte UTF-8 never contains, so distinct sets never join to the same bytes.
-pub fn series_hash(labels: &[Label]) -> u64 {
-    let mut bytes = Vec::with_capacity(labels.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
-    for label in labels {
-        bytes.extend_from_slice(label.name.as_bytes());
-        bytes.push(0xff);
-        bytes.extend_from_slice(label.value.as_bytes());
-        bytes.push(0xff);
-    }
-    xxh3_64(&bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompb::{Label, series_hash};
 
     fn series(i: usize) -> u64 {
         series_hash(&[

@@ -301,6 +301,12 @@ impl Sketch {
         &self.plugin
     }
 
+    /// The plugin instance holding it: calls on sketches of one instance run one at a
+    /// time, calls on different instances in parallel.
+    pub fn instance(&self) -> usize {
+        self.slot
+    }
+
     fn run<R>(
         &self,
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R>,

@@ -87,6 +87,15 @@ pub fn parse_selector(selector: &str) -> Result<Matchers, ParseError> {
     }
 }
 
+/// Whether `matchers` select a series whose label values `value_of` gives (`""` for a
+/// missing label, as in Prometheus). Plain matchers must all hold, and with `or` groups
+/// (`{a="1" or b="2"}`) one whole group too.
+pub fn selects<'a>(matchers: &Matchers, value_of: impl Fn(&str) -> &'a str) -> bool {
+    let all = |group: &[promql_parser::label::Matcher]| group.iter().all(|m| m.is_match(value_of(&m.name)));
+    all(&matchers.matchers)
+        && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g)))
+}
+
 fn value_type_name(expr: &Expr) -> &'static str {
     match expr.value_type() {
         ValueType::Vector => "an instant vector",

@@ -84,3 +84,24 @@ fn selectors_accept_only_bare_vector_selectors() {
     let m = parse_selector("up{job=\"a\"}").unwrap();
     assert_eq!(m.matchers.len(), 2);
 }
+
+#[test]
+fn selectors_select_as_prometheus_does() {
+    let labels = [("__name__", "http_latency_ms"), ("job", "api"), ("code", "200")];
+    let value_of = |name: &str| labels.iter().find(|l| l.0 == name).map_or("", |l| l.1);
+    for (selector, selected) in [
+        ("http_latency_ms", true),
+        ("http_latency_ms{job=\"api\"}", true),
+        ("http_latency_ms{job!=\"api\"}", false),
+        ("{job=~\"a.*\", code=~\"2..\"}", true),
+        ("{job=~\"a\"}", false),
+        ("http_latency_ms{missing=\"\"}", true),
+        ("http_latency_ms{missing!=\"\"}", false),
+        ("http_latency_ms{job=\"web\" or code=\"200\"}", true),
+        ("other{job=\"web\" or code=\"200\"}", false),
+        ("http_latency_ms{job=\"web\" or code=\"500\"}", false),
+    ] {
+        let matchers = parse_selector(selector).unwrap();
+        assert_eq!(selects(&matchers, value_of), selected, "{selector}");
+    }
+}

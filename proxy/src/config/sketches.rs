@@ -1,0 +1,81 @@
+//! `sketches:`: which ingested series are sketched, and how much they may use.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, duration, error};
+use crate::promql;
+
+/// `sketches:` section. Rules are reloadable; series that start matching after a
+/// reload get sketches from then on.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SketchesConfig {
+    /// Most series with sketches. Past it, new series get none (counted in
+    /// `sketch_proxy_sketch_series_refused_total` and logged); ingest carries on.
+    pub max_series: usize,
+    /// Most bytes all sketches may hold, as the plugins report them. Past it, new series
+    /// get no sketches. Default 4 GiB.
+    pub max_memory_bytes: u64,
+    /// What to sketch. Each remote-written series matching a rule's selector gets one
+    /// sketch per function of every rule it matches.
+    pub rules: Vec<SketchRule>,
+}
+
+impl Default for SketchesConfig {
+    fn default() -> Self {
+        Self {
+            max_series: 100_000,
+            max_memory_bytes: 4 << 30,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One sketch rule.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SketchRule {
+    /// A series selector, e.g. `http_latency_ms{job="api"}`.
+    #[serde(rename = "match")]
+    pub selector: String,
+    /// Functions to keep sketches for, e.g. `[quantile_over_time]`; each must be served
+    /// by a loaded plugin (unknown ones are logged and skipped).
+    pub functions: Vec<String>,
+    /// History each sketch keeps, e.g. `26h` for 24 h panels of 1 h windows.
+    #[serde(with = "duration::prometheus")]
+    pub retain: Duration,
+}
+
+impl SketchesConfig {
+    /// Every problem, added to `errors`.
+    pub fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if self.max_series == 0 {
+            errors.push(error("sketches.max_series", "must be greater than 0"));
+        }
+        if self.max_memory_bytes == 0 {
+            errors.push(error("sketches.max_memory_bytes", "must be greater than 0"));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = |field: &str| format!("sketches.rules[{i}].{field}");
+            if let Err(e) = promql::parse_selector(&rule.selector) {
+                errors.push(error(&at("match"), format!("{:?}: {}", rule.selector, e.message)));
+            }
+            if rule.functions.is_empty() {
+                errors.push(error(&at("functions"), "name at least one function"));
+            }
+            for f in &rule.functions {
+                if !f.ends_with("_over_time") {
+                    errors.push(error(
+                        &at("functions"),
+                        format!("{f:?} is not a range function (*_over_time)"),
+                    ));
+                }
+            }
+            if rule.retain.is_zero() {
+                errors.push(error(&at("retain"), "must be greater than 0"));
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The sketches of ingested series: which series get them (rules and limits), and
+//! feeding them the samples of each remote-write request.
+//!
+//! The store outlives reloads. A series is looked up by its label hash; the decision
+//! (sketched, or not) is remembered per rule generation, so rules are evaluated once
+//! per series and again after a reload. Inserts are grouped by plugin instance: one
+//! blocking task per instance, the instances in parallel.
+
+mod rules;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use rules::Rules;
+
+use crate::metrics::SketchMetrics;
+use crate::plugin_host::{PluginError, PluginSet, Sketch, SketchConfig};
+use crate::prompb::{Label, STALE_NAN_BITS, WriteRequest, series_hash};
+
+/// Refresh a sketch's memory figure after this many inserts.
+const MEMORY_REFRESH_INSERTS: u32 = 64;
+
+/// Every sketched series.
+#[derive(Debug, Default)]
+pub struct SketchStore {
+    series: RwLock<HashMap<u64, Entry>>,
+    sketched: AtomicU64,
+    memory: AtomicU64,
+    metrics: SketchMetrics,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    /// No rule matched (as of this rule generation).
+    Unmatched(u64),
+    /// A rule matched but a limit refused it (as of this rule generation).
+    Refused(u64),
+    Sketched(Arc<SeriesSketches>),
+}
+
+/// One series' sketches, one per function.
+#[derive(Debug)]
+pub struct SeriesSketches {
+    /// The series' labels, sorted by name.
+    pub labels: Vec<Label>,
+    generation: AtomicU64,
+    functions: RwLock<Vec<Arc<FunctionSketch>>>,
+}
+
+/// The sketch of one function over one series.
+#[derive(Debug)]
+pub struct FunctionSketch {
+    /// The PromQL function it answers.
+    pub function: String,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// `None` once its plugin was quarantined.
+    sketch: Option<Sketch>,
+    newest: i64,
+    memory: u64,
+    inserts: u32,
+}
+
+impl FunctionSketch {
+    /// Runs `f` on the sketch, if its plugin is still in service.
+    pub fn with<R>(&self, f: impl FnOnce(&Sketch) -> R) -> Option<R> {
+        self.state.lock().sketch.as_ref().map(f)
+    }
+}
+
+/// Inserts under way, one blocking task per plugin instance.
+#[derive(Debug)]
+pub struct Feeding<'a> {
+    store: &'a SketchStore,
+    tasks: Vec<tokio::task::JoinHandle<i64>>,
+}
+
+impl Feeding<'_> {
+    /// Waits until every insert is done.
+    pub async fn finish(self) {
+        for task in self.tasks {
+            if let Ok(memory_delta) = task.await {
+                self.store.add_memory(memory_delta);
+            }
+        }
+    }
+}
+
+/// One sketch's share of a request.
+struct Batch {
+    sketch: Arc<FunctionSketch>,
+    samples: Arc<(Vec<i64>, Vec<f64>)>,
+}
+
+impl SketchStore {
+    /// An empty store reporting to `metrics`.
+    pub fn new(metrics: SketchMetrics) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
+    /// The sketch of `function` over the series with exactly `labels` (sorted by name).
+    pub fn get(&self, labels: &[Label], function: &str) -> Option<Arc<FunctionSketch>> {
+        let series = match self.series.read().get(&series_hash(labels))? {
+            Entry::Sketched(s) if s.labels == labels => s.clone(),
+            _ => return None,
+        };
+        let functions = series.functions.read();
+        functions.iter().find(|f| f.function == function).cloned()
+    }
+
+    /// Number of sketched series.
+    pub fn series_count(&self) -> u64 {
+        self.sketched.load(Ordering::Relaxed)
+    }
+
+    /// Starts inserting the samples of `request` (labels normalized) into the sketches
+    /// of every series the rules select, creating sketches for series seen for the first
+    /// time; [`Feeding::finish`] waits for the inserts. Stale markers are not samples to
+    /// a range function and are skipped, as are samples not newer than what a sketch
+    /// holds. Failures are counted and logged; they never fail the write.
+    pub fn feed(&self, request: &WriteRequest, rules: &Rules, plugins: &PluginSet) -> Feeding<'_> {
+        let mut feeding = Feeding {
+            store: self,
+            tasks: Vec::new(),
+        };
+        if rules.is_empty() {
+            return feeding;
+        }
+        let mut groups: HashMap<(usize, usize), Vec<Batch>> = HashMap::new();
+        for series in &request.timeseries {
+            let Some(sketched) = self.lookup(&series.labels, rules, plugins) else {
+                continue;
+            };
+            let samples: (Vec<i64>, Vec<f64>) = series
+                .samples
+                .iter()
+                .filter(|s| s.value.to_bits() != STALE_NAN_BITS)
+                .map(|s| (s.timestamp, s.value))
+                .unzip();
+            if samples.0.is_empty() {
+                continue;
+            }
+            let samples = Arc::new(samples);
+            for sketch in sketched.functions.read().iter() {
+                let Some(key) = sketch.with(|s| (Arc::as_ptr(s.plugin()) as usize, s.instance())) else {
+                    continue;
+                };
+                groups.entry(key).or_default().push(Batch {
+                    sketch: sketch.clone(),
+                    samples: samples.clone(),
+                });
+            }
+        }
+        feeding.tasks = groups
+            .into_values()
+            .map(|batches| {
+                let metrics = self.metrics.clone();
+                tokio::task::spawn_blocking(move || insert_all(&batches, &metrics))
+            })
+            .collect();
+        feeding
+    }
+
+    /// The series' sketches, creating them when the rules ask for them and the limits
+    /// allow; `None` when the series is not sketched.
+    fn lookup(&self, labels: &[Label], rules: &Rules, plugins: &PluginSet) -> Option<Arc<SeriesSketches>> {
+        let hash = series_hash(labels);
+        let generation = rules.generation();
+        match self.series.read().get(&hash) {
+            Some(Entry::Unmatched(g) | Entry::Refused(g)) if *g == generation => return None,
+            Some(Entry::Sketched(s)) if s.generation.load(Ordering::Relaxed) == generation => {
+                return (s.labels == labels).then(|| s.clone());
+            }
+            _ => {}
+        }
+        let mut map = self.series.write();
+        let entry = map.get(&hash).cloned();
+        let wanted = rules.wanted(labels);
+        let existing = match entry {
+            Some(Entry::Sketched(s)) if s.labels != labels => {
+                tracing::warn!(series = %crate::ingest::describe(labels), "label hash collision; series not sketched");
+                return None;
+            }
+            Some(Entry::Sketched(s)) => Some(s),
+            _ => None,
+        };
+        if wanted.is_empty() && existing.is_none() {
+            map.insert(hash, Entry::Unmatched(generation));
+            return None;
+        }
+        let series = match existing {
+            Some(s) => s,
+            None => {
+                if let Some(reason) = self.refusal(rules) {
+                    map.insert(hash, Entry::Refused(generation));
+                    let refused = self.metrics.series_refused.get_or_create(&reason.into());
+                    refused.inc();
+                    if refused.get() == 1 || refused.get().is_multiple_of(1000) {
+                        tracing::warn!(series = %crate::ingest::describe(labels), reason, refused = refused.get(), "series not sketched: limit reached");
+                    }
+                    return None;
+                }
+                self.sketched.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .series
+                    .set(i64::try_from(self.sketched.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+                Arc::new(SeriesSketches {
+                    labels: labels.to_vec(),
+                    generation: AtomicU64::new(generation),
+                    functions: RwLock::new(Vec::new()),
+                })
+            }
+        };
+        // Functions a reload added; existing sketches are kept.
+        {
+            let mut functions = series.functions.write();
+            for (function, retain_ms) in wanted {
+                if functions.iter().any(|f| f.function == function) {
+                    continue;
+                }
+                if let Some(sketch) = self.create(hash, &function, retain_ms, plugins) {
+                    functions.push(sketch);
+                }
+            }
+        }
+        series.generation.store(generation, Ordering::Relaxed);
+        map.insert(hash, Entry::Sketched(series.clone()));
+        Some(series)
+    }
+
+    fn refusal(&self, rules: &Rules) -> Option<&'static str> {
+        if self.sketched.load(Ordering::Relaxed) >= rules.max_series as u64 {
+            Some("max_series")
+        } else if self.memory.load(Ordering::Relaxed) >= rules.max_memory_bytes {
+            Some("max_memory_bytes")
+        } else {
+            None
+        }
+    }
+
+    fn create(
+        &self,
+        hash: u64,
+        function: &str,
+        retain_ms: i64,
+        plugins: &PluginSet,
+    ) -> Option<Arc<FunctionSketch>> {
+        let plugin = plugins.for_function(function)?;
+        let config = SketchConfig {
+            retention_ms: retain_ms,
+            options: Vec::new(),
+        };
+        match plugin.create(hash, &config) {
+            Ok(sketch) => {
+                let memory = sketch.memory_bytes().unwrap_or(0);
+                self.add_memory(signed(memory));
+                Some(Arc::new(FunctionSketch {
+                    function: function.to_owned(),
+                    state: Mutex::new(State {
+                        sketch: Some(sketch),
+                        newest: i64::MIN,
+                        memory,
+                        inserts: 0,
+                    }),
+                }))
+            }
+            Err(error) => {
+                tracing::error!(%error, function, "cannot create a sketch");
+                None
+            }
+        }
+    }
+
+    fn add_memory(&self, delta: i64) {
+        let now = if delta >= 0 {
+            self.memory.fetch_add(delta.unsigned_abs(), Ordering::Relaxed) + delta.unsigned_abs()
+        } else {
+            self.memory.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed) - delta.unsigned_abs()
+        };
+        self.metrics
+            .memory_bytes
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+}
+
+/// Inserts every batch (all in one plugin instance); returns the change in memory.
+fn insert_all(batches: &[Batch], metrics: &SketchMetrics) -> i64 {
+    let mut memory_delta = 0i64;
+    for batch in batches {
+        let mut guard = batch.sketch.state.lock();
+        let state = &mut *guard;
+        let (timestamps, values) = &*batch.samples;
+        // Only what is newer than the sketch's newest sample, in increasing order.
+        let mut newest = state.newest;
+        let (keep_t, keep_v): (Vec<i64>, Vec<f64>) = timestamps
+            .iter()
+            .zip(values)
+            .filter(|(t, _)| {
+                let newer = **t > newest;
+                newest = newest.max(**t);
+                newer
+            })
+            .map(|(t, v)| (*t, *v))
+            .unzip();
+        let skipped = timestamps.len() - keep_t.len();
+        if skipped > 0 {
+            metrics
+                .samples_dropped
+                .get_or_create(&"out_of_order".into())
+                .inc_by(skipped as u64);
+        }
+        let Some(sketch) = &state.sketch else { continue };
+        if keep_t.is_empty() {
+            continue;
+        }
+        match sketch.insert(&keep_t, &keep_v) {
+            Ok(()) => {
+                metrics.samples_sketched.inc_by(keep_t.len() as u64);
+                state.newest = newest;
+                state.inserts += 1;
+                if state.inserts.is_multiple_of(MEMORY_REFRESH_INSERTS) {
+                    let memory = sketch.memory_bytes().unwrap_or(state.memory);
+                    memory_delta += signed(memory) - signed(state.memory);
+                    state.memory = memory;
+                }
+            }
+            Err(error) => {
+                metrics
+                    .samples_dropped
+                    .get_or_create(&"plugin_error".into())
+                    .inc_by(keep_t.len() as u64);
+                if matches!(
+                    error,
+                    PluginError::Trapped { .. } | PluginError::Quarantined { .. }
+                ) {
+                    tracing::error!(%error, function = %batch.sketch.function, "sketch dropped: its plugin is out of service");
+                    memory_delta -= signed(state.memory);
+                    state.sketch = None;
+                    state.memory = 0;
+                } else {
+                    tracing::warn!(%error, function = %batch.sketch.function, "samples not sketched");
+                }
+            }
+        }
+    }
+    memory_delta
+}
+
+fn signed(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,105 @@
+//! Sketch rules, parsed and checked against the loaded plugins.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use promql_parser::label::Matchers;
+
+use crate::config::SketchesConfig;
+use crate::plugin_host::PluginSet;
+use crate::prompb::Label;
+use crate::promql;
+
+/// Numbers every rule set, so the store notices a reload.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// The rules of one configuration.
+#[derive(Debug)]
+pub struct Rules {
+    generation: u64,
+    rules: Vec<Rule>,
+    /// `sketches.max_series`.
+    pub max_series: usize,
+    /// `sketches.max_memory_bytes`.
+    pub max_memory_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Rule {
+    matchers: Matchers,
+    functions: Vec<String>,
+    retain_ms: i64,
+}
+
+impl Rules {
+    /// Parses the configured rules. Functions no loaded plugin serves are logged and
+    /// left out (a custom plugin may be missing or rejected).
+    pub fn new(config: &SketchesConfig, plugins: &PluginSet) -> Self {
+        let rules = config
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                // The configuration was validated, so the selector parses.
+                let matchers = promql::parse_selector(&rule.selector).ok()?;
+                let functions = rule
+                    .functions
+                    .iter()
+                    .filter(|f| {
+                        let served = plugins.for_function(f).is_some();
+                        if !served {
+                            tracing::error!(rule = %rule.selector, function = %f, "no loaded plugin serves this function; not sketched");
+                        }
+                        served
+                    })
+                    .cloned()
+                    .collect();
+                Some(Rule {
+                    matchers,
+                    functions,
+                    retain_ms: i64::try_from(rule.retain.as_millis()).unwrap_or(i64::MAX),
+                })
+            })
+            .collect();
+        Self {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            rules,
+            max_series: config.max_series,
+            max_memory_bytes: config.max_memory_bytes,
+        }
+    }
+
+    /// Identifies this rule set among all loaded since start.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether any rule exists (if none, nothing is looked up).
+    pub fn is_empty(&self) -> bool {
+        self.rules.iter().all(|r| r.functions.is_empty())
+    }
+
+    /// The functions to sketch for a series (sorted, no repeats), each with the longest
+    /// retention any matching rule asks for.
+    pub fn wanted(&self, labels: &[Label]) -> Vec<(String, i64)> {
+        let value_of = |name: &str| {
+            labels
+                .iter()
+                .find(|l| l.name == name)
+                .map_or("", |l| l.value.as_str())
+        };
+        let mut wanted: Vec<(String, i64)> = Vec::new();
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| promql::selects(&r.matchers, value_of))
+        {
+            for f in &rule.functions {
+                match wanted.iter_mut().find(|w| &w.0 == f) {
+                    Some(w) => w.1 = w.1.max(rule.retain_ms),
+                    None => wanted.push((f.clone(), rule.retain_ms)),
+                }
+            }
+        }
+        wanted.sort();
+        wanted
+    }
+}
