@@ -339,3 +339,137 @@ fn queued_samples_survive_a_proxy_crash() {
     );
     wait_stored(&prometheus, "ingest_crash", &acked);
 }
+
+#[test]
+fn a_full_queue_answers_503_until_the_destination_drains_it() {
+    let mut prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(
+        &config(dir.path(), "  max_queue_bytes: 1048576\n"),
+        &prometheus.url(),
+    );
+    prometheus.stop();
+    let mut acked = Stored::new();
+    let mut refused = None;
+    for batch in 0..200 {
+        let data = write::generate(
+            "ingest_full",
+            100,
+            20,
+            write::now_ms() - 600_000 + batch * 20,
+            1,
+            batch as u64,
+        );
+        let answer = write::post(&proxy.url(), &data);
+        match answer.status {
+            204 => write::extend(&mut acked, data),
+            _ => {
+                refused = Some(answer);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the queue fills up");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["errorType"], "unavailable");
+    assert!(
+        refused.body.contains("ingest.max_queue_bytes"),
+        "{}",
+        refused.body
+    );
+    prometheus.restart().unwrap();
+    wait_stored(&prometheus, "ingest_full", &acked);
+    let more = write::generate("ingest_full_after", 1, 1, write::now_ms(), 1, 9);
+    assert_eq!(
+        write::post(&proxy.url(), &more).status,
+        204,
+        "drained, the queue takes writes again"
+    );
+}
+
+#[test]
+fn samples_the_destination_refuses_are_counted_and_the_queue_moves_on() {
+    let prometheus = prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(&config(dir.path(), ""), &prometheus.url());
+    let now = write::now_ms();
+    let first = write::generate("ingest_refused", 1, 1, now, 1, 1);
+    assert_eq!(write::post(&proxy.url(), &first).status, 204);
+    wait_stored(&prometheus, "ingest_refused", &first);
+    // Older than what Prometheus holds for the series: 400 "out of order sample".
+    let older = write::generate("ingest_refused", 1, 1, now - 60_000, 1, 2);
+    assert_eq!(
+        write::post(&proxy.url(), &older).status,
+        204,
+        "the proxy cannot know; it queues"
+    );
+    let later = write::generate("ingest_refused", 1, 1, now + 1000, 1, 3);
+    assert_eq!(write::post(&proxy.url(), &later).status, 204);
+    let mut expected = first.clone();
+    write::extend(&mut expected, later);
+    wait_stored(&prometheus, "ingest_refused", &expected);
+    let metrics = support::send(&proxy.url(), "GET", "/metrics", "", "").body;
+    let failed = format!(
+        "sketch_proxy_remote_write_samples_failed_total{{destination=\"{}\",reason=\"400\"}} 1\n",
+        prometheus.url().trim_start_matches("http://")
+    );
+    assert!(metrics.contains(&failed), "{metrics}");
+}
+
+#[test]
+fn stale_markers_stay_stale_markers_on_every_path() {
+    let (a, b) = (prometheus(), prometheus());
+    let dir = tempfile::tempdir().unwrap();
+    // Two shards, so requests are split and re-encoded rather than passed through.
+    let extra = format!(
+        "  destinations:\n    - url: {}/api/v1/write\n      name: a\n    - url: {}/api/v1/write\n      name: b\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = TestProxy::start(&config(dir.path(), &extra), &a.url());
+    let t = write::now_ms() - 600_000;
+    let stale = f64::from_bits(sketch_proxy::prompb::STALE_NAN_BITS);
+    let mut data = Stored::new();
+    for i in 0..20 {
+        data.insert(
+            vec![
+                ("__name__".into(), "ingest_stale".into()),
+                ("i".into(), i.to_string()),
+            ],
+            vec![(t, 1.0), (t + 10_000, 2.0), (t + 20_000, stale)],
+        );
+    }
+    assert_eq!(write::post(&proxy.url(), &data).status, 204);
+    // A marker ends the series at once; a plain NaN would be returned for 5 minutes.
+    let instant = |p: &Prometheus, at: i64| {
+        write::stored(&p.url(), "ingest_stale", at, "1m")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    let done = wait_until(Duration::from_secs(60), "the samples to arrive", || {
+        instant(&a, t + 15_000) + instant(&b, t + 15_000) == 2 * 20
+    });
+    assert!(done.is_ok());
+    let last_value = |p: &Prometheus, at: i64| {
+        let url = format!(
+            "{}/api/v1/query?query=ingest_stale&time={}",
+            p.url(),
+            at as f64 / 1000.0
+        );
+        let mut response = sketch_proxy_testkit::http_agent().get(&url).call().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        json["data"]["result"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        last_value(&a, t + 15_000) + last_value(&b, t + 15_000),
+        20,
+        "live before the marker"
+    );
+    assert_eq!(
+        last_value(&a, t + 25_000) + last_value(&b, t + 25_000),
+        0,
+        "stale right after it"
+    );
+}
