@@ -48,12 +48,13 @@ fn samples_written_through_the_proxy_are_stored_exactly() {
     let proxy = TestProxy::start(&config(dir.path(), ""), &prometheus.url());
     let start = write::now_ms() - 3_000_000;
     let mut sent = Stored::new();
+    // Batches of 12,000 samples: the sender splits them over its concurrent requests.
     for batch in 0..5 {
         let data = write::generate(
             "ingest_exact",
-            50,
-            20,
-            start + batch * 200_000,
+            200,
+            60,
+            start + batch * 600_000,
             10_000,
             batch as u64,
         );

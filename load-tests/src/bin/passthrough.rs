@@ -7,17 +7,17 @@
 //! cargo run --release -p sketch-proxy-load-tests --bin passthrough -- [ROUNDS]
 //! ```
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sketch_proxy_load_tests::start_proxy;
 use sketch_proxy_testkit::demo::{self, TEST_END, TEST_START};
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions, free_port, http_agent, wait_until};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 
 /// (name, method, path, form): what a dashboard load and its panels send.
 const MIX: &[(&str, &str, &str, &str)] = &[
@@ -66,40 +66,6 @@ const MIX: &[(&str, &str, &str, &str)] = &[
         "query=histogram_quantile(0.9%2C+sum+by+(le)+(rate(demo_http_request_duration_seconds_bucket%5B5m%5D)))&start=1700000000&end=1700007200&step=60",
     ),
 ];
-
-struct ProxyProcess(Child);
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_proxy(upstream: &str) -> anyhow::Result<(ProxyProcess, String)> {
-    let exe = std::env::current_exe()?;
-    // `cargo run` puts this binary beside sketch-proxy; `cargo test` one level below.
-    let binary = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("sketch-proxy"))
-        .find(|p| p.is_file())
-        .context("sketch-proxy binary not found next to this one: run `cargo build --release -p sketch-proxy` first")?;
-    let port = free_port()?;
-    let child = Command::new(binary)
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--upstream={upstream}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = format!("{url}/-/ready");
-    wait_until(Duration::from_secs(30), "sketch-proxy to be ready", || {
-        http_agent().get(&ready).call().is_ok_and(|r| r.status() == 200)
-    })?;
-    Ok((ProxyProcess(child), url))
-}
 
 async fn timed(
     client: &Client<HttpConnector, Full<Bytes>>,
@@ -150,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         openmetrics: Some(demo::openmetrics(TEST_START, TEST_END)),
         ..PrometheusOptions::default()
     })?;
-    let (_proxy, proxy_url) = start_proxy(&prometheus.url())?;
+    let (_proxy, proxy_url) = start_proxy(&[format!("--upstream={}", prometheus.url())])?;
     let direct_url = prometheus.url();
 
     let runtime = tokio::runtime::Builder::new_current_thread()

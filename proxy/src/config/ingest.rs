@@ -50,6 +50,10 @@ pub struct IngestConfig {
     /// Most uncompressed bytes one send carries; queued requests are joined up to it.
     /// Default 16 MiB.
     pub max_send_bytes: u64,
+    /// Requests in flight to one destination at once (1–64, default 4). A batch's series
+    /// are split among them by hash, so each series' samples still arrive in order;
+    /// Prometheus appends concurrent requests in parallel.
+    pub send_concurrency: usize,
 }
 
 impl Default for IngestConfig {
@@ -67,6 +71,7 @@ impl Default for IngestConfig {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             max_send_bytes: 16 << 20,
+            send_concurrency: 4,
         }
     }
 }
@@ -117,6 +122,7 @@ impl IngestConfig {
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
             max_send_bytes: self.max_send_bytes,
+            send_concurrency: self.send_concurrency,
         }
     }
 
@@ -188,6 +194,12 @@ impl IngestConfig {
             errors.push(error(
                 "ingest.min_backoff",
                 "must not be longer than ingest.max_backoff",
+            ));
+        }
+        if !(1..=64).contains(&self.send_concurrency) {
+            errors.push(error(
+                "ingest.send_concurrency",
+                format!("{} is not between 1 and 64", self.send_concurrency),
             ));
         }
         if self.max_send_bytes == 0 {

@@ -96,6 +96,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Most uncompressed bytes one send carries.
     pub max_send_bytes: u64,
+    /// Requests in flight to one destination (series split among them).
+    pub send_concurrency: usize,
 }
 
 /// A destination and its queue.

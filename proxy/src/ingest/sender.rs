@@ -11,17 +11,23 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
+use futures_util::future::join_all;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use prost::Message;
 
 use super::Settings;
 use super::queue::{Queue, Reader, Record};
 use crate::downstream::error_chain;
 use crate::metrics::IngestMetrics;
+use crate::prompb::{WriteRequest, series_hash};
+
+/// Batches smaller than this go as one request: splitting buys nothing there.
+const MIN_SPLIT_SAMPLES: u64 = 10_000;
 
 /// Everything one destination's sender needs.
 #[derive(Debug)]
@@ -34,6 +40,7 @@ pub struct Sender {
     timeout: Duration,
     backoff: ExponentialBuilder,
     max_send_bytes: usize,
+    lanes: usize,
     metrics: IngestMetrics,
 }
 
@@ -69,6 +76,7 @@ impl Sender {
                 .with_jitter()
                 .without_max_times(),
             max_send_bytes: usize::try_from(settings.max_send_bytes).unwrap_or(usize::MAX),
+            lanes: settings.send_concurrency,
             metrics,
         }
     }
@@ -114,17 +122,29 @@ impl Sender {
         }
     }
 
-    /// Delivers one batch, retrying until it is delivered or refused for good.
+    /// Delivers one batch: split by series into up to `lanes` requests sent at once
+    /// (each series in one of them, so its samples stay in order), each retried until
+    /// delivered or refused for good.
     async fn deliver(&self, records: &[Record]) {
         let samples: u64 = records.iter().map(|r| u64::from(r.samples)).sum();
-        let body = match join(records) {
-            Ok(body) => body,
+        let parts = if self.lanes > 1 && samples >= MIN_SPLIT_SAMPLES {
+            split(records, self.lanes)
+        } else {
+            join(records).map(|body| vec![(samples, body)])
+        };
+        match parts {
+            Ok(parts) => {
+                let sends = parts.into_iter().map(|(n, body)| self.deliver_one(body, n));
+                join_all(sends).await;
+            }
             Err(reason) => {
                 tracing::error!(destination = %self.name, %reason, samples, "unreadable queued data dropped");
                 self.count_failed("corrupt", samples);
-                return;
             }
-        };
+        }
+    }
+
+    async fn deliver_one(&self, body: Bytes, samples: u64) {
         let mut delays = self.backoff.build();
         let mut attempts = 0u64;
         loop {
@@ -207,6 +227,10 @@ fn join(records: &[Record]) -> Result<Bytes, String> {
     if let [only] = records {
         return Ok(Bytes::from(only.payload.clone()));
     }
+    compress(&decompress(records)?)
+}
+
+fn decompress(records: &[Record]) -> Result<Vec<u8>, String> {
     let mut decoder = snap::raw::Decoder::new();
     let mut raw = Vec::new();
     for record in records {
@@ -216,8 +240,34 @@ fn join(records: &[Record]) -> Result<Bytes, String> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    Ok(raw)
+}
+
+fn compress(raw: &[u8]) -> Result<Bytes, String> {
     snap::raw::Encoder::new()
-        .compress_vec(&raw)
+        .compress_vec(raw)
         .map(Bytes::from)
         .map_err(|e| e.to_string())
+}
+
+/// The records' series in `lanes` requests by series hash (labels sorted first, so one
+/// series always lands in one lane), with their sample counts; metadata rides in the
+/// first.
+fn split(records: &[Record], lanes: usize) -> Result<Vec<(u64, Bytes)>, String> {
+    let request = WriteRequest::decode(decompress(records)?.as_slice()).map_err(|e| e.to_string())?;
+    let mut parts: Vec<WriteRequest> = (0..lanes).map(|_| WriteRequest::default()).collect();
+    parts[0].metadata = request.metadata;
+    for mut series in request.timeseries {
+        series.labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let lane = (series_hash(&series.labels) % lanes as u64) as usize;
+        parts[lane].timeseries.push(series);
+    }
+    parts
+        .into_iter()
+        .filter(|p| !p.timeseries.is_empty() || !p.metadata.is_empty())
+        .map(|p| {
+            let samples = p.timeseries.iter().map(|s| s.samples.len() as u64).sum();
+            Ok((samples, compress(&p.encode_to_vec())?))
+        })
+        .collect()
 }

@@ -20,9 +20,6 @@ use crate::metrics::SketchMetrics;
 use crate::plugin_host::{PluginError, PluginSet, Sketch, SketchConfig};
 use crate::prompb::{Label, STALE_NAN_BITS, WriteRequest, series_hash};
 
-/// Refresh a sketch's memory figure after this many inserts.
-const MEMORY_REFRESH_INSERTS: u32 = 64;
-
 /// Every sketched series.
 #[derive(Debug, Default)]
 pub struct SketchStore {
@@ -63,8 +60,9 @@ struct State {
     /// `None` once its plugin was quarantined.
     sketch: Option<Sketch>,
     newest: i64,
+    /// As the plugin last reported it (after each insert: a call costs about a
+    /// microsecond, an insert hundreds of samples).
     memory: u64,
-    inserts: u32,
 }
 
 impl FunctionSketch {
@@ -269,7 +267,6 @@ impl SketchStore {
                         sketch: Some(sketch),
                         newest: i64::MIN,
                         memory,
-                        inserts: 0,
                     }),
                 }))
             }
@@ -326,12 +323,9 @@ fn insert_all(batches: &[Batch], metrics: &SketchMetrics) -> i64 {
             Ok(()) => {
                 metrics.samples_sketched.inc_by(keep_t.len() as u64);
                 state.newest = newest;
-                state.inserts += 1;
-                if state.inserts.is_multiple_of(MEMORY_REFRESH_INSERTS) {
-                    let memory = sketch.memory_bytes().unwrap_or(state.memory);
-                    memory_delta += signed(memory) - signed(state.memory);
-                    state.memory = memory;
-                }
+                let memory = sketch.memory_bytes().unwrap_or(state.memory);
+                memory_delta += signed(memory) - signed(state.memory);
+                state.memory = memory;
             }
             Err(error) => {
                 metrics

@@ -116,6 +116,11 @@ impl Prometheus {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("prometheus did not restart")))
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -1,0 +1,45 @@
+//! Shared by the load tests: the release `sketch-proxy` binary as a child process.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sketch_proxy_testkit::{free_port, http_agent, wait_until};
+
+/// The proxy process; killed when dropped.
+#[derive(Debug)]
+pub struct ProxyProcess(pub Child);
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the release `sketch-proxy` that `cargo build --release -p sketch-proxy` left
+/// beside this binary, with `args`, and waits until it is ready. Returns its URL.
+pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
+    let exe = std::env::current_exe()?;
+    // `cargo run` puts this binary beside sketch-proxy; `cargo test` one level below.
+    let binary = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("sketch-proxy"))
+        .find(|p| p.is_file())
+        .context("sketch-proxy binary not found next to this one: run `cargo build --release -p sketch-proxy` first")?;
+    let port = free_port()?;
+    let child = Command::new(binary)
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = format!("{url}/-/ready");
+    wait_until(Duration::from_secs(30), "sketch-proxy to be ready", || {
+        http_agent().get(&ready).call().is_ok_and(|r| r.status() == 200)
+    })?;
+    Ok((ProxyProcess(child), url))
+}
