@@ -212,3 +212,64 @@ fn series_that_start_matching_after_a_reload_get_sketches_from_then_on() {
         "b is sketched from the reload on"
     );
 }
+
+#[test]
+fn a_plugin_instance_near_its_memory_cap_gets_no_new_sketches_and_keeps_serving() {
+    let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "plugins:\n  instances: 1\n  memory_limit_bytes: 16777216\ningest:\n  enabled: true\n  queue_dir: {}\n\
+         sketches:\n  rules:\n    - match: '{{__name__=~\"ingest_heavy.*\"}}'\n      functions: [quantile_over_time]\n      retain: 26h\n",
+        dir.path().display()
+    );
+    let proxy = TestProxy::start(&yaml, &prometheus.url());
+    let t = write::now_ms() - 3_000_000;
+    // About 31 bytes a sample: 44 series of 10,000 samples fill the 16 MiB instance past 3/4.
+    for part in 0..10 {
+        let data = write::generate("ingest_heavy", 44, 1000, t + part * 1000, 1, part as u64);
+        let shifted: Stored = data
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(j, (_, x))| (t + (part * 1000 + j as i64) * 10, x))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(write::post(&proxy.url(), &shifted).status, 204);
+    }
+    let late = write::generate("ingest_heavy_late", 3, 10, write::now_ms() - 1000, 1, 99);
+    assert_eq!(write::post(&proxy.url(), &late).status, 204);
+    let metrics = support::send(&proxy.url(), "GET", "/metrics", "", "").body;
+    assert!(
+        metrics.contains(&format!(
+            "{}_total{{reason=\"plugin_memory\"}} 3\n",
+            metric("sketch_series_refused")
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("sketch_proxy_plugin_quarantines_total{"),
+        "{metrics}"
+    );
+    let (key, points) = write::generate("ingest_heavy", 44, 1000, t, 1, 0)
+        .into_iter()
+        .next()
+        .unwrap();
+    let estimate = proxy
+        .proxy
+        .sketches
+        .get(&labels(&key), "quantile_over_time")
+        .unwrap()
+        .with(|s| s.query("quantile_over_time", &[0.5], t, write::now_ms()).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        estimate.samples,
+        10 * points.len() as u64,
+        "the sketches already made keep serving"
+    );
+}

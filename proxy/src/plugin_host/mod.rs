@@ -117,6 +117,11 @@ impl Plugin {
         &self.source
     }
 
+    /// Linear-memory cap of each instance, in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
     /// Whether a trap took it out of service.
     pub fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Acquire)

@@ -20,12 +20,21 @@ use crate::metrics::SketchMetrics;
 use crate::plugin_host::{PluginError, PluginSet, Sketch, SketchConfig};
 use crate::prompb::{Label, STALE_NAN_BITS, WriteRequest, series_hash};
 
+/// New sketches go only into plugin instances below this share of their memory cap: a
+/// sketch growing past the cap traps, and a trap quarantines the whole plugin.
+const INSTANCE_FILL_LIMIT: f64 = 0.75;
+
+/// A plugin instance: the plugin's address and the instance index.
+type InstanceKey = (usize, usize);
+
 /// Every sketched series.
 #[derive(Debug, Default)]
 pub struct SketchStore {
     series: RwLock<HashMap<u64, Entry>>,
     sketched: AtomicU64,
     memory: AtomicU64,
+    /// Bytes held per plugin instance, as the sketches last reported.
+    instance_memory: Mutex<HashMap<InstanceKey, i64>>,
     metrics: SketchMetrics,
 }
 
@@ -76,15 +85,15 @@ impl FunctionSketch {
 #[derive(Debug)]
 pub struct Feeding<'a> {
     store: &'a SketchStore,
-    tasks: Vec<tokio::task::JoinHandle<i64>>,
+    tasks: Vec<tokio::task::JoinHandle<(InstanceKey, i64)>>,
 }
 
 impl Feeding<'_> {
     /// Waits until every insert is done.
     pub async fn finish(self) {
         for task in self.tasks {
-            if let Ok(memory_delta) = task.await {
-                self.store.add_memory(memory_delta);
+            if let Ok((instance, memory_delta)) = task.await {
+                self.store.add_memory(instance, memory_delta);
             }
         }
     }
@@ -133,7 +142,7 @@ impl SketchStore {
         if rules.is_empty() {
             return feeding;
         }
-        let mut groups: HashMap<(usize, usize), Vec<Batch>> = HashMap::new();
+        let mut groups: HashMap<InstanceKey, Vec<Batch>> = HashMap::new();
         for series in &request.timeseries {
             let Some(sketched) = self.lookup(&series.labels, rules, plugins) else {
                 continue;
@@ -149,7 +158,7 @@ impl SketchStore {
             }
             let samples = Arc::new(samples);
             for sketch in sketched.functions.read().iter() {
-                let Some(key) = sketch.with(|s| (Arc::as_ptr(s.plugin()) as usize, s.instance())) else {
+                let Some(key) = sketch.with(instance_key) else {
                     continue;
                 };
                 groups.entry(key).or_default().push(Batch {
@@ -159,10 +168,10 @@ impl SketchStore {
             }
         }
         feeding.tasks = groups
-            .into_values()
-            .map(|batches| {
+            .into_iter()
+            .map(|(instance, batches)| {
                 let metrics = self.metrics.clone();
-                tokio::task::spawn_blocking(move || insert_all(&batches, &metrics))
+                tokio::task::spawn_blocking(move || (instance, insert_all(&batches, &metrics)))
             })
             .collect();
         feeding
@@ -259,8 +268,23 @@ impl SketchStore {
         };
         match plugin.create(hash, &config) {
             Ok(sketch) => {
+                let instance = instance_key(&sketch);
+                let held = self.instance_memory.lock().get(&instance).copied().unwrap_or(0);
+                if held as f64 >= plugin.memory_limit() as f64 * INSTANCE_FILL_LIMIT {
+                    let refused = self.metrics.series_refused.get_or_create(&"plugin_memory".into());
+                    refused.inc();
+                    if refused.get() == 1 || refused.get().is_multiple_of(1000) {
+                        tracing::warn!(
+                            function,
+                            held,
+                            limit = plugin.memory_limit(),
+                            "plugin instance near plugins.memory_limit_bytes; new sketch not created"
+                        );
+                    }
+                    return None;
+                }
                 let memory = sketch.memory_bytes().unwrap_or(0);
-                self.add_memory(signed(memory));
+                self.add_memory(instance, signed(memory));
                 Some(Arc::new(FunctionSketch {
                     function: function.to_owned(),
                     state: Mutex::new(State {
@@ -277,7 +301,8 @@ impl SketchStore {
         }
     }
 
-    fn add_memory(&self, delta: i64) {
+    fn add_memory(&self, instance: InstanceKey, delta: i64) {
+        *self.instance_memory.lock().entry(instance).or_default() += delta;
         let now = if delta >= 0 {
             self.memory.fetch_add(delta.unsigned_abs(), Ordering::Relaxed) + delta.unsigned_abs()
         } else {
@@ -347,6 +372,10 @@ fn insert_all(batches: &[Batch], metrics: &SketchMetrics) -> i64 {
         }
     }
     memory_delta
+}
+
+fn instance_key(sketch: &Sketch) -> InstanceKey {
+    (Arc::as_ptr(sketch.plugin()) as usize, sketch.instance())
 }
 
 fn signed(bytes: u64) -> i64 {
