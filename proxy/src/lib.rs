@@ -12,6 +12,7 @@
 //! - [`ingest`]: the remote-write receiver, its durable per-destination queues and
 //!   senders; [`prompb`] holds the remote-write messages.
 //! - [`sketches`]: which ingested series get sketches, and feeding them.
+//! - [`source`]: raw series for local evaluation (remote read).
 //! - [`state`]: the reloadable runtime shared by requests.
 //! - [`metrics`]: the proxy's own metrics.
 //! - [`plugin_host`]: loads and sandboxes the WebAssembly sketch plugins; the only
@@ -29,4 +30,5 @@ pub mod plugin_host;
 pub mod prompb;
 pub mod promql;
 pub mod sketches;
+pub mod source;
 pub mod state;

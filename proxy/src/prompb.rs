@@ -107,3 +107,81 @@ pub fn series_hash(labels: &[Label]) -> u64 {
     }
     xxh3_64(&bytes)
 }
+
+/// `prometheus.ReadRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadRequest {
+    /// Answered independently, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub queries: Vec<Query>,
+    /// `ResponseType` values the client takes, best first (0 = SAMPLES).
+    #[prost(int32, repeated, tag = "2")]
+    pub accepted_response_types: Vec<i32>,
+}
+
+/// `prometheus.Query`. Hints (field 4) are never sent: 2.42 lets them override the range.
+#[derive(Clone, PartialEq, Message)]
+pub struct Query {
+    /// Inclusive start, ms.
+    #[prost(int64, tag = "1")]
+    pub start_timestamp_ms: i64,
+    /// Inclusive end, ms.
+    #[prost(int64, tag = "2")]
+    pub end_timestamp_ms: i64,
+    /// ANDed matchers.
+    #[prost(message, repeated, tag = "3")]
+    pub matchers: Vec<LabelMatcher>,
+}
+
+/// `prometheus.LabelMatcher`.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct LabelMatcher {
+    /// 0 EQ, 1 NEQ, 2 RE, 3 NRE (regexes fully anchored).
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    /// Label name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Value or regex.
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+/// `prometheus.ReadResponse` (SAMPLES mode).
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadResponse {
+    /// One per query, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub results: Vec<QueryResult>,
+}
+
+/// `prometheus.QueryResult`.
+#[derive(Clone, PartialEq, Message)]
+pub struct QueryResult {
+    /// The series, in no promised order.
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<ReadSeries>,
+}
+
+/// `prometheus.TimeSeries` as read back: labels as bytes, because 2.42 stores invalid
+/// UTF-8 that a strict string decoder would refuse for the whole answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadSeries {
+    /// Label pairs, sorted by name.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<ByteLabel>,
+    /// Samples in time order, stale markers included.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+}
+
+/// `prometheus.Label` with byte strings.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct ByteLabel {
+    /// Label name.
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    /// Label value.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}

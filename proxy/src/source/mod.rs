@@ -1,0 +1,82 @@
+//! Raw data for local evaluation, behind one trait so that several shards can answer
+//! later: the series a selector picks, with their samples in a closed time range.
+
+mod remote_read;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use promql_parser::label::Matchers;
+
+pub use remote_read::RemoteRead;
+
+use crate::prompb::{Label, Sample};
+
+/// One selector over one time range.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The selector's matchers (metric name included as `__name__`).
+    pub matchers: Matchers,
+    /// Inclusive start, ms.
+    pub start_ms: i64,
+    /// Inclusive end, ms.
+    pub end_ms: i64,
+}
+
+/// A series and its samples in time order (stale markers included, bit-exact).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSeries {
+    /// Labels sorted by name.
+    pub labels: Vec<Label>,
+    /// Samples, oldest first.
+    pub samples: Vec<Sample>,
+}
+
+/// Why raw data could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source could not be reached, or did not answer in time.
+    #[error("{url}: {reason}")]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source answered with an error.
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        /// Where.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The answer could not be decoded.
+    #[error("{url}: unreadable answer: {reason}")]
+    Malformed {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The answer holds more than allowed.
+    #[error("the query would load more than {limit} {what}")]
+    TooMuch {
+        /// `samples` or `bytes`.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// A boxed future, so sources can be trait objects.
+pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, SourceError>> + Send + 'a>>;
+
+/// Where raw series come from.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The series of each selection (one list per selection, in order), each series
+    /// once, sorted by labels.
+    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a>;
+}

@@ -1,0 +1,232 @@
+//! [`RemoteRead`]: raw series from a Prometheus over `POST /api/v1/read` (SAMPLES mode,
+//! snappy protobuf), the protocol Prometheus' own remote-read client uses.
+//!
+//! Traps handled (docs of the wire contract: `remote-protocols.md` in the project's
+//! research): no hints are sent, since 2.42 lets them override the range; the status is
+//! checked before decompressing, since errors come as plain text marked snappy; labels
+//! are read as bytes; `or` selectors become one query per group; and every returned
+//! series is checked against the matchers again, since external labels are only half
+//! handled by the server.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use promql_parser::label::{MatchOp, Matcher};
+use prost::Message;
+
+use super::{Fetch, RawSeries, Selection, Source, SourceError};
+use crate::downstream::error_chain;
+use crate::prompb::{Label, LabelMatcher, Query, ReadRequest, ReadResponse, ReadSeries};
+use crate::promql;
+
+/// A Prometheus read over remote read.
+#[derive(Debug, Clone)]
+pub struct RemoteRead {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: Uri,
+    timeout: Duration,
+    max_samples: u64,
+    max_bytes: u64,
+}
+
+impl RemoteRead {
+    /// A client for the Prometheus at `base` (its `/api/v1/read`), giving up after
+    /// `timeout`, refusing answers over `max_samples` samples or `max_bytes` bytes.
+    pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Result<Self, SourceError> {
+        let text = format!("{}/api/v1/read", base.to_string().trim_end_matches('/'));
+        let url = text.parse().map_err(|e| SourceError::Unreachable {
+            url: text.clone(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            url,
+            timeout,
+            max_samples,
+            max_bytes,
+        })
+    }
+
+    async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
+        // One query per `or` group; `owners[i]` is the selection query i serves.
+        let mut queries = Vec::new();
+        let mut owners = Vec::new();
+        for (i, selection) in selections.iter().enumerate() {
+            let groups: Vec<Vec<&Matcher>> = if selection.matchers.or_matchers.is_empty() {
+                vec![selection.matchers.matchers.iter().collect()]
+            } else {
+                selection
+                    .matchers
+                    .or_matchers
+                    .iter()
+                    .map(|g| selection.matchers.matchers.iter().chain(g).collect())
+                    .collect()
+            };
+            for group in groups {
+                queries.push(Query {
+                    start_timestamp_ms: selection.start_ms,
+                    end_timestamp_ms: selection.end_ms,
+                    matchers: group.into_iter().map(wire_matcher).collect(),
+                });
+                owners.push(i);
+            }
+        }
+        let request = ReadRequest {
+            queries,
+            accepted_response_types: vec![0],
+        };
+        let response = self.exchange(request).await?;
+        if response.results.len() != owners.len() {
+            return Err(self.malformed(format!(
+                "{} results for {} queries",
+                response.results.len(),
+                owners.len()
+            )));
+        }
+        let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); selections.len()];
+        let mut samples = 0u64;
+        for (result, &owner) in response.results.into_iter().zip(&owners) {
+            for series in result.timeseries {
+                let series = raw_series(series);
+                let value_of = |name: &str| {
+                    series
+                        .labels
+                        .iter()
+                        .find(|l| l.name == name)
+                        .map_or("", |l| l.value.as_str())
+                };
+                if !promql::selects(&selections[owner].matchers, value_of) {
+                    continue;
+                }
+                samples += series.samples.len() as u64;
+                if samples > self.max_samples {
+                    return Err(SourceError::TooMuch {
+                        what: "samples",
+                        limit: self.max_samples,
+                    });
+                }
+                out[owner].push(series);
+            }
+        }
+        for series in &mut out {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            // `or` groups can select one series twice.
+            series.dedup_by(|a, b| a.labels == b.labels);
+        }
+        Ok(out)
+    }
+
+    async fn exchange(&self, request: ReadRequest) -> Result<ReadResponse, SourceError> {
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .map_err(|e| self.malformed(format!("cannot compress the request: {e}")))?;
+        let http = Request::post(self.url.clone())
+            .header(CONTENT_ENCODING, "snappy")
+            .header(ACCEPT_ENCODING, "snappy")
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header(USER_AGENT, concat!("sketch-proxy/", env!("CARGO_PKG_VERSION")))
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| self.malformed(e.to_string()))?;
+        let limit = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let exchange = async {
+            let response = self
+                .client
+                .request(http)
+                .await
+                .map_err(|e| self.unreachable(error_chain(&e)))?;
+            let status = response.status();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "bounded: the body is wrapped in Limited"
+            )]
+            let collected = Limited::new(response.into_body(), limit).collect().await;
+            let body = collected
+                .map_err(|_| SourceError::TooMuch {
+                    what: "bytes",
+                    limit: self.max_bytes,
+                })?
+                .to_bytes();
+            Ok::<_, SourceError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
+        // Errors are plain text even when marked snappy: look at the status first.
+        if !status.is_success() {
+            return Err(SourceError::Refused {
+                url: self.url.to_string(),
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body).trim().to_owned(),
+            });
+        }
+        let length = snap::raw::decompress_len(&body).map_err(|e| self.malformed(format!("snappy: {e}")))?;
+        if length as u64 > self.max_bytes {
+            return Err(SourceError::TooMuch {
+                what: "bytes",
+                limit: self.max_bytes,
+            });
+        }
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .map_err(|e| self.malformed(format!("snappy: {e}")))?;
+        ReadResponse::decode(raw.as_slice()).map_err(|e| self.malformed(format!("protobuf: {e}")))
+    }
+
+    fn unreachable(&self, reason: String) -> SourceError {
+        SourceError::Unreachable {
+            url: self.url.to_string(),
+            reason,
+        }
+    }
+
+    fn malformed(&self, reason: String) -> SourceError {
+        SourceError::Malformed {
+            url: self.url.to_string(),
+            reason,
+        }
+    }
+}
+
+impl Source for RemoteRead {
+    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
+        Box::pin(self.fetch(selections))
+    }
+}
+
+fn wire_matcher(m: &Matcher) -> LabelMatcher {
+    let r#type = match &m.op {
+        MatchOp::Equal => 0,
+        MatchOp::NotEqual => 1,
+        MatchOp::Re(_) => 2,
+        MatchOp::NotRe(_) => 3,
+    };
+    LabelMatcher {
+        r#type,
+        name: m.name.clone(),
+        value: m.value.clone(),
+    }
+}
+
+/// Labels as text; bytes that are not UTF-8 are replaced, as Go prints them.
+fn raw_series(series: ReadSeries) -> RawSeries {
+    RawSeries {
+        labels: series
+            .labels
+            .into_iter()
+            .map(|l| Label {
+                name: String::from_utf8_lossy(&l.name).into_owned(),
+                value: String::from_utf8_lossy(&l.value).into_owned(),
+            })
+            .collect(),
+        samples: series.samples,
+    }
+}

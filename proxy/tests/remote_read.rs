@@ -1,0 +1,153 @@
+//! The remote-read source against a real Prometheus 2.42: it returns exactly what the
+//! query API returns for the same selectors and range, stale markers bit for bit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod support;
+
+use std::time::Duration;
+
+use sketch_proxy::prompb::STALE_NAN_BITS;
+use sketch_proxy::promql::parse_selector;
+use sketch_proxy::source::{RemoteRead, Selection, Source, SourceError};
+use sketch_proxy_testkit::demo::TEST_END;
+use support::write::{self, Stored};
+
+fn client(url: &str, max_samples: u64) -> RemoteRead {
+    RemoteRead::new(
+        &url.parse().unwrap(),
+        Duration::from_secs(30),
+        max_samples,
+        64 << 20,
+    )
+    .unwrap()
+}
+
+fn select(source: &RemoteRead, selections: &[Selection]) -> Result<Vec<Stored>, SourceError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(source.select(selections))?;
+    Ok(answers
+        .into_iter()
+        .map(|series| {
+            series
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                        s.samples.into_iter().map(|x| (x.timestamp, x.value)).collect(),
+                    )
+                })
+                .collect()
+        })
+        .collect())
+}
+
+#[test]
+fn selections_return_what_the_query_api_returns() {
+    let prometheus = support::demo_prometheus();
+    let end = TEST_END * 1000;
+    // In Prometheus 2.x `x[2h]` at `end` covers [end − 2h, end], closed like remote read.
+    let start = end - 7_200_000;
+    let selectors = [
+        "demo_http_requests_total",
+        "demo_http_requests_total{code=~\"5..\"}",
+        "{__name__=~\"demo_.*\", instance!=\"demo-0\"}",
+        "no_such_metric",
+    ];
+    let selections: Vec<Selection> = selectors
+        .iter()
+        .map(|s| Selection {
+            matchers: parse_selector(s).unwrap(),
+            start_ms: start,
+            end_ms: end,
+        })
+        .collect();
+    let answers = select(&client(&prometheus.url(), 10_000_000), &selections).unwrap();
+    for (selector, got) in selectors.iter().zip(answers) {
+        let expected = write::stored(&prometheus.url(), selector, end, "2h");
+        let differing = got
+            .iter()
+            .find(|(k, v)| expected.get(*k) != Some(*v))
+            .map(|(k, _)| k);
+        assert_eq!(got.len(), expected.len(), "{selector}: series count");
+        assert_eq!(differing, None, "{selector}: samples of this series differ");
+    }
+}
+
+#[test]
+fn an_or_selector_is_the_union_of_its_groups() {
+    // Prometheus 2.42's parser has no `or` in braces, but promql-parser does; each group
+    // becomes its own remote-read query.
+    let prometheus = support::demo_prometheus();
+    let end = TEST_END * 1000;
+    let selection = |s: &str| Selection {
+        matchers: parse_selector(s).unwrap(),
+        start_ms: end - 600_000,
+        end_ms: end,
+    };
+    let answers = select(
+        &client(&prometheus.url(), 10_000_000),
+        &[
+            selection("demo_http_requests_total{code=\"500\" or method=\"GET\"}"),
+            selection("demo_http_requests_total{code=\"500\"}"),
+            selection("demo_http_requests_total{method=\"GET\"}"),
+        ],
+    )
+    .unwrap();
+    let mut union = answers[1].clone();
+    union.extend(answers[2].clone());
+    assert!(
+        answers[1].keys().any(|k| answers[2].contains_key(k)),
+        "the groups overlap"
+    );
+    assert_eq!(answers[0], union);
+}
+
+#[test]
+fn stale_markers_come_back_bit_exact() {
+    let prometheus = sketch_proxy_testkit::Prometheus::start(&Default::default()).unwrap();
+    let t = write::now_ms() - 60_000;
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let mut data = Stored::new();
+    data.insert(
+        vec![("__name__".into(), "read_stale".into())],
+        vec![(t, 1.0), (t + 1000, stale)],
+    );
+    assert_eq!(write::post(&prometheus.url(), &data).status, 204);
+    let selection = Selection {
+        matchers: parse_selector("read_stale").unwrap(),
+        start_ms: t - 1,
+        end_ms: t + 2000,
+    };
+    let answers = select(&client(&prometheus.url(), 100), &[selection]).unwrap();
+    let samples = &answers[0].values().next().unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[1].1.to_bits(), STALE_NAN_BITS);
+}
+
+#[test]
+fn limits_and_failures_are_typed_errors() {
+    let prometheus = support::demo_prometheus();
+    let selection = Selection {
+        matchers: parse_selector("demo_http_requests_total").unwrap(),
+        start_ms: 0,
+        end_ms: TEST_END * 1000,
+    };
+    let too_many = select(&client(&prometheus.url(), 10), std::slice::from_ref(&selection)).unwrap_err();
+    assert!(
+        matches!(
+            too_many,
+            SourceError::TooMuch {
+                what: "samples",
+                limit: 10
+            }
+        ),
+        "{too_many}"
+    );
+    let port = sketch_proxy_testkit::free_port().unwrap();
+    let down = select(&client(&format!("http://127.0.0.1:{port}"), 10), &[selection]).unwrap_err();
+    assert!(matches!(down, SourceError::Unreachable { .. }), "{down}");
+}
