@@ -9,13 +9,7 @@ use promqltest::{Command, EvalKind, Expected};
 
 #[test]
 fn every_upstream_script_parses_into_its_566_cases() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/promqltest-v2.42.0");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "test"))
-        .collect();
-    files.sort();
+    let files = promqltest::script_files();
     assert_eq!(files.len(), 11);
     let (mut loads, mut clears, mut samples) = (0, 0, 0);
     let mut evals = [0; 3];

@@ -53,6 +53,18 @@ pub enum Expected {
     Vector(Vec<(Labels, f64)>),
 }
 
+/// The vendored scripts, sorted by name.
+pub fn script_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/promqltest-v2.42.0");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Parses a whole script; errors name the line.
 pub fn parse(script: &str) -> Result<Vec<Command>, String> {
     let lines: Vec<String> = script

@@ -1,0 +1,225 @@
+//! Prometheus 2.42's own PromQL test scripts replayed through the proxy: every `load`
+//! goes into a real Prometheus 2.42 by remote write (a fresh server after each
+//! `clear`), every `eval` is sent to the proxy as `/api/v1/query`, and answers are
+//! compared as `promql/test.go` compares them (1e-6 relative, NaN equals NaN, order
+//! only for `eval_ordered`). Today the proxy forwards these queries (passthrough), so
+//! this checks the runner; local evaluation will be run through the same cases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod promqltest;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use promqltest::{Command, EvalKind, Expected, Labels};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
+use support::TestProxy;
+use support::write::{self, Stored};
+
+/// Samples sent per request are this close in time: Prometheus refuses samples more than
+/// an hour behind the newest it has.
+const WINDOW_MS: i64 = 1_800_000;
+
+/// A Prometheus with what the script loaded since its last `clear`, and the proxy.
+struct Server {
+    prometheus: Prometheus,
+    proxy: TestProxy,
+    /// Every sample loaded since the last `clear`: (time, labels, value).
+    loaded: Vec<(i64, Labels, f64)>,
+    /// The newest timestamp sent.
+    newest: i64,
+}
+
+impl Server {
+    fn start() -> Self {
+        let prometheus = Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus");
+        let proxy = TestProxy::start("", &prometheus.url());
+        Self {
+            prometheus,
+            proxy,
+            loaded: Vec::new(),
+            newest: i64::MIN,
+        }
+    }
+
+    /// Sends a `load` block. A block reaching further back than Prometheus takes (an hour
+    /// behind its newest sample) is loaded with everything before it into a fresh server,
+    /// all in time order.
+    fn load(&mut self, step_ms: i64, series: &[(Labels, Vec<Option<f64>>)]) {
+        // A series defined twice in one block keeps its last definition (`loadCmd.set`).
+        let series: BTreeMap<&Labels, &Vec<Option<f64>>> = series.iter().map(|(l, v)| (l, v)).collect();
+        let mut points: Vec<(i64, Labels, f64)> = series
+            .into_iter()
+            .flat_map(|(labels, values)| {
+                values
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, v)| v.map(|v| (i as i64 * step_ms, (*labels).clone(), v)))
+            })
+            .collect();
+        let oldest = points.iter().map(|p| p.0).min().unwrap_or(i64::MAX);
+        if self.newest != i64::MIN && oldest < self.newest - WINDOW_MS {
+            let mut fresh = Self::start();
+            fresh.loaded = std::mem::take(&mut self.loaded);
+            fresh.loaded.append(&mut points);
+            let everything = std::mem::take(&mut fresh.loaded);
+            fresh.send(&everything);
+            fresh.loaded = everything;
+            *self = fresh;
+        } else {
+            self.send(&points);
+            self.loaded.append(&mut points);
+        }
+    }
+
+    fn send(&mut self, points: &[(i64, Labels, f64)]) {
+        let mut sorted: Vec<&(i64, Labels, f64)> = points.iter().collect();
+        sorted.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for window in sorted.chunk_by(|a, b| a.0 / WINDOW_MS == b.0 / WINDOW_MS) {
+            let mut data = Stored::new();
+            for (t, labels, v) in window {
+                data.entry(labels.clone()).or_default().push((*t, *v));
+            }
+            let answer = write::post(&self.prometheus.url(), &data);
+            assert_eq!(answer.status, 204, "load: {}", answer.body);
+        }
+        self.newest = self
+            .newest
+            .max(points.iter().map(|p| p.0).max().unwrap_or(i64::MIN));
+    }
+
+    /// `None` if the answer matches, else why not.
+    fn eval(&self, kind: EvalKind, at_ms: i64, query: &str, expected: &Expected) -> Option<String> {
+        let form = format!(
+            "query={}&time={}",
+            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>(),
+            at_ms as f64 / 1000.0
+        );
+        let answer = support::send(&self.proxy.url(), "POST", "/api/v1/query", "", &form);
+        let json = answer.json();
+        if kind == EvalKind::Fail {
+            return (json["status"] == "success").then(|| format!("expected an error, got {}", answer.body));
+        }
+        if json["status"] != "success" {
+            return Some(format!("failed: {}", answer.body));
+        }
+        let data = &json["data"];
+        match (data["resultType"].as_str(), expected) {
+            (Some("scalar"), Expected::Scalar(want)) => {
+                let got = number(&data["result"][1]);
+                (!almost_equal(*want, got)).then(|| format!("scalar {got}, expected {want}"))
+            }
+            (Some("vector"), Expected::Vector(want)) => {
+                let got: Vec<(Labels, f64)> = data["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| {
+                        let labels: BTreeMap<String, String> = s["metric"]
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                            .collect();
+                        (labels.into_iter().collect(), number(&s["value"][1]))
+                    })
+                    .collect();
+                compare_vectors(&got, want, kind == EvalKind::Ordered)
+            }
+            (kind, _) => Some(format!("result type {kind:?} does not match {expected:?}")),
+        }
+    }
+}
+
+fn number(v: &serde_json::Value) -> f64 {
+    match v.as_str().unwrap() {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        s => s.parse().unwrap(),
+    }
+}
+
+/// `promql/test.go`'s `almostEqual`.
+fn almost_equal(a: f64, b: f64) -> bool {
+    const EPSILON: f64 = 0.000_001;
+    if a.is_nan() && b.is_nan() || a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || diff < f64::MIN_POSITIVE {
+        return diff < EPSILON * f64::MIN_POSITIVE;
+    }
+    diff / (a.abs() + b.abs()) < EPSILON
+}
+
+/// `compareResult` for vectors: every result expected (in order if `ordered`), with an
+/// almost-equal value, and every expected series present.
+fn compare_vectors(got: &[(Labels, f64)], want: &[(Labels, f64)], ordered: bool) -> Option<String> {
+    for (pos, (labels, value)) in got.iter().enumerate() {
+        let Some(at) = want.iter().position(|w| &w.0 == labels) else {
+            return Some(format!("unexpected series {labels:?} = {value}"));
+        };
+        if ordered && at != pos {
+            return Some(format!("{labels:?} at position {pos}, expected {at}"));
+        }
+        if !almost_equal(want[at].1, *value) {
+            return Some(format!("{labels:?} = {value}, expected {}", want[at].1));
+        }
+    }
+    want.iter()
+        .find(|w| !got.iter().any(|g| g.0 == w.0))
+        .map(|w| format!("expected series {:?} missing", w.0))
+}
+
+/// Runs one script; returns (passed, failures).
+fn run(path: &PathBuf) -> (usize, Vec<String>) {
+    let script = std::fs::read_to_string(path).unwrap();
+    let commands = promqltest::parse(&script).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let mut server = Server::start();
+    let (mut passed, mut failures) = (0, Vec::new());
+    for command in commands {
+        match command {
+            Command::Clear => server = Server::start(),
+            Command::Load { step_ms, series } => server.load(step_ms, &series),
+            Command::Eval {
+                kind,
+                at_ms,
+                query,
+                expected,
+                line,
+            } => match server.eval(kind, at_ms, &query, &expected) {
+                None => passed += 1,
+                Some(why) => failures.push(format!("{name}:{line}: {query}: {why}")),
+            },
+        }
+    }
+    (passed, failures)
+}
+
+#[test]
+fn prometheus_test_scripts_pass_through_the_proxy() {
+    let files = promqltest::script_files();
+    // Two scripts at a time: each has its own Prometheus and proxy.
+    let results: Vec<(usize, Vec<String>)> = files
+        .chunks(files.len().div_ceil(2))
+        .map(|half| {
+            let half = half.to_vec();
+            std::thread::spawn(move || half.iter().map(run).collect::<Vec<_>>())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let passed: usize = results.iter().map(|r| r.0).sum();
+    let failures: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+    assert!(
+        failures.is_empty(),
+        "{passed} passed, {} failed:\n{failures:#?}",
+        failures.len()
+    );
+    assert_eq!(passed, 566);
+}
