@@ -60,7 +60,35 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
             message: "no expression found in input".to_owned(),
         });
     }
-    parser::parse(query).map_err(|message| ParseError { message })
+    let expr = parser::parse(query).map_err(|message| ParseError { message })?;
+    if uses_or_matchers(&expr) {
+        // promql-parser knows `{a="1" or b="2"}` (Prometheus 3); 2.42's parser does not.
+        return Err(ParseError {
+            message: "unexpected identifier \"or\" in label matching, expected \",\" or \"}\"".to_owned(),
+        });
+    }
+    Ok(expr)
+}
+
+/// Whether any selector in `expr` has `or` groups.
+fn uses_or_matchers(expr: &Expr) -> bool {
+    struct Find(bool);
+    impl ExprVisitor for Find {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, plan: &Expr) -> Result<bool, Self::Error> {
+            let selector = match plan {
+                Expr::VectorSelector(vs) => Some(vs),
+                Expr::MatrixSelector(ms) => Some(&ms.vs),
+                _ => None,
+            };
+            self.0 |= selector.is_some_and(|vs| !vs.matchers.or_matchers.is_empty());
+            Ok(!self.0)
+        }
+    }
+    let mut find = Find(false);
+    // The visitor is infallible.
+    let _ = walk_expr(&mut find, expr);
+    find.0
 }
 
 /// Parses a series selector (`match[]`), like Prometheus' `parser.ParseMetricSelector`:

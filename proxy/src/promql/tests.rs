@@ -97,11 +97,32 @@ fn selectors_select_as_prometheus_does() {
         ("{job=~\"a\"}", false),
         ("http_latency_ms{missing=\"\"}", true),
         ("http_latency_ms{missing!=\"\"}", false),
-        ("http_latency_ms{job=\"web\" or code=\"200\"}", true),
-        ("other{job=\"web\" or code=\"200\"}", false),
-        ("http_latency_ms{job=\"web\" or code=\"500\"}", false),
     ] {
         let matchers = parse_selector(selector).unwrap();
         assert_eq!(selects(&matchers, value_of), selected, "{selector}");
+    }
+    // `or` groups (which only promql-parser's own syntax produces): one whole group must hold.
+    let eq =
+        |n: &str, v: &str| promql_parser::label::Matcher::new(promql_parser::label::MatchOp::Equal, n, v);
+    for (name, groups, selected) in [
+        ("http_latency_ms", [("job", "web"), ("code", "200")], true),
+        ("other", [("job", "web"), ("code", "200")], false),
+        ("http_latency_ms", [("job", "web"), ("code", "500")], false),
+    ] {
+        let matchers = Matchers::new(vec![eq("__name__", name)])
+            .with_or_matchers(groups.iter().map(|(n, v)| vec![eq(n, v)]).collect());
+        assert_eq!(selects(&matchers, value_of), selected, "{name} {groups:?}");
+    }
+}
+
+#[test]
+fn or_inside_braces_is_refused_as_prometheus_2_42_refuses_it() {
+    for query in ["up{a=\"1\" or b=\"2\"}", "rate(up{a=\"1\" or b=\"2\"}[5m])"] {
+        let error = parse(query).unwrap_err();
+        assert!(
+            error.message.contains("unexpected identifier \"or\""),
+            "{query}: {}",
+            error.message
+        );
     }
 }
