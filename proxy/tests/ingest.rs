@@ -25,6 +25,19 @@ fn config(dir: &std::path::Path, extra: &str) -> String {
     )
 }
 
+/// Two Prometheus shards, `a` and `b`, behind a proxy (queues in the returned directory).
+fn two_shards() -> (tempfile::TempDir, Prometheus, Prometheus, TestProxy) {
+    let (a, b) = (prometheus(), prometheus());
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "  destinations:\n    - url: {}/api/v1/write\n      name: a\n    - url: {}/api/v1/write\n      name: b\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = TestProxy::start(&config(dir.path(), &extra), &a.url());
+    (dir, a, b, proxy)
+}
+
 /// Waits until Prometheus holds exactly `expected` for `selector`.
 fn wait_stored(prometheus: &Prometheus, selector: &str, expected: &Stored) {
     let mut last = Stored::new();
@@ -75,14 +88,7 @@ fn samples_written_through_the_proxy_are_stored_exactly() {
 
 #[test]
 fn two_shards_each_get_whole_series_and_together_everything() {
-    let (a, b) = (prometheus(), prometheus());
-    let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "  destinations:\n    - url: {}/api/v1/write\n      name: a\n    - url: {}/api/v1/write\n      name: b\n",
-        a.url(),
-        b.url()
-    );
-    let proxy = TestProxy::start(&config(dir.path(), &extra), &a.url());
+    let (_dir, a, b, proxy) = two_shards();
     let data = write::generate("ingest_sharded", 200, 10, write::now_ms() - 600_000, 15_000, 7);
     assert_eq!(write::post(&proxy.url(), &data).status, 204);
     let mut union = Stored::new();
@@ -419,15 +425,8 @@ fn samples_the_destination_refuses_are_counted_and_the_queue_moves_on() {
 
 #[test]
 fn stale_markers_stay_stale_markers_on_every_path() {
-    let (a, b) = (prometheus(), prometheus());
-    let dir = tempfile::tempdir().unwrap();
     // Two shards, so requests are split and re-encoded rather than passed through.
-    let extra = format!(
-        "  destinations:\n    - url: {}/api/v1/write\n      name: a\n    - url: {}/api/v1/write\n      name: b\n",
-        a.url(),
-        b.url()
-    );
-    let proxy = TestProxy::start(&config(dir.path(), &extra), &a.url());
+    let (_dir, a, b, proxy) = two_shards();
     let t = write::now_ms() - 600_000;
     let stale = f64::from_bits(sketch_proxy::prompb::STALE_NAN_BITS);
     let mut data = Stored::new();
