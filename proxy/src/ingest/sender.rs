@@ -19,12 +19,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
+use prost::encoding::WireType;
 
 use super::Settings;
 use super::queue::{Queue, Reader, Record};
 use crate::downstream::error_chain;
 use crate::metrics::IngestMetrics;
-use crate::prompb::{WriteRequest, series_hash};
+use crate::prompb::{Label, series_hash};
 
 /// Batches smaller than this go as one request: splitting buys nothing there.
 const MIN_SPLIT_SAMPLES: u64 = 10_000;
@@ -252,22 +253,148 @@ fn compress(raw: &[u8]) -> Result<Bytes, String> {
 
 /// The records' series in `lanes` requests by series hash (labels sorted first, so one
 /// series always lands in one lane), with their sample counts; metadata rides in the
-/// first.
+/// first. Fields are copied as encoded: only labels are read, never samples.
 fn split(records: &[Record], lanes: usize) -> Result<Vec<(u64, Bytes)>, String> {
-    let request = WriteRequest::decode(decompress(records)?.as_slice()).map_err(|e| e.to_string())?;
-    let mut parts: Vec<WriteRequest> = (0..lanes).map(|_| WriteRequest::default()).collect();
-    parts[0].metadata = request.metadata;
-    for mut series in request.timeseries {
-        series.labels.sort_by(|a, b| a.name.cmp(&b.name));
-        let lane = (series_hash(&series.labels) % lanes as u64) as usize;
-        parts[lane].timeseries.push(series);
+    let raw = decompress(records)?;
+    let mut parts: Vec<(u64, Vec<u8>)> = vec![(0, Vec::new()); lanes];
+    let mut rest = raw.as_slice();
+    while !rest.is_empty() {
+        let before = rest;
+        let (tag, body) = next_field(&mut rest)?;
+        let field = &before[..before.len() - rest.len()];
+        let lane = match (tag, body) {
+            (1, Some(series)) => {
+                let (hash, samples) = scan_series(series)?;
+                let lane = (hash % lanes as u64) as usize;
+                parts[lane].0 += samples;
+                lane
+            }
+            _ => 0,
+        };
+        parts[lane].1.extend_from_slice(field);
     }
     parts
         .into_iter()
-        .filter(|p| !p.timeseries.is_empty() || !p.metadata.is_empty())
-        .map(|p| {
-            let samples = p.timeseries.iter().map(|s| s.samples.len() as u64).sum();
-            Ok((samples, compress(&p.encode_to_vec())?))
-        })
+        .filter(|p| !p.1.is_empty())
+        .map(|(samples, raw)| Ok((samples, compress(&raw)?)))
         .collect()
+}
+
+/// Reads one field: its number, and its bytes when length-delimited.
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, Option<&'a [u8]>), String> {
+    let (tag, wire_type) = prost::encoding::decode_key(buf).map_err(|e| e.to_string())?;
+    let skip = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
+        let (taken, left) = buf.split_at_checked(n).ok_or("truncated protobuf field")?;
+        *buf = left;
+        Ok(taken)
+    };
+    match wire_type {
+        WireType::LengthDelimited => {
+            let len = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
+            Ok((
+                tag,
+                Some(skip(buf, usize::try_from(len).map_err(|e| e.to_string())?)?),
+            ))
+        }
+        WireType::Varint => prost::encoding::decode_varint(buf)
+            .map(|_| (tag, None))
+            .map_err(|e| e.to_string()),
+        WireType::SixtyFourBit => skip(buf, 8).map(|_| (tag, None)),
+        WireType::ThirtyTwoBit => skip(buf, 4).map(|_| (tag, None)),
+        WireType::StartGroup | WireType::EndGroup => {
+            Err("protobuf groups are not used by remote write".into())
+        }
+    }
+}
+
+/// A `TimeSeries`' label hash (labels sorted by name) and sample count.
+fn scan_series(mut series: &[u8]) -> Result<(u64, u64), String> {
+    let mut labels: Vec<Label> = Vec::new();
+    let mut samples = 0;
+    while !series.is_empty() {
+        match next_field(&mut series)? {
+            (1, Some(label)) => labels.push(Label::decode(label).map_err(|e| e.to_string())?),
+            (2, Some(_)) => samples += 1,
+            _ => {}
+        }
+    }
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((series_hash(&labels), samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompb::{MetricMetadata, Sample, TimeSeries, WriteRequest};
+
+    #[test]
+    fn splitting_keeps_every_series_whole_in_the_lane_of_its_sorted_labels() {
+        let label = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        let request = WriteRequest {
+            timeseries: (0..50)
+                .map(|i| TimeSeries {
+                    // Unsorted on purpose: the lane must not depend on the order sent.
+                    labels: vec![label("i", &i.to_string()), label("__name__", "m")],
+                    samples: (0..i)
+                        .map(|t| Sample {
+                            value: f64::from(t),
+                            timestamp: i64::from(t),
+                        })
+                        .collect(),
+                    ..TimeSeries::default()
+                })
+                .collect(),
+            metadata: vec![MetricMetadata {
+                r#type: 1,
+                metric_family_name: "m".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        };
+        let record = Record {
+            appended_ms: 0,
+            samples: 0,
+            payload: snap::raw::Encoder::new()
+                .compress_vec(&request.encode_to_vec())
+                .unwrap(),
+        };
+        let parts = split(std::slice::from_ref(&record), 4).unwrap();
+        assert_eq!(parts.len(), 4, "50 series fill every lane");
+        let mut seen = Vec::new();
+        for (lane, (samples, body)) in parts.iter().enumerate() {
+            let part = WriteRequest::decode(decompress_one(body).as_slice()).unwrap();
+            assert_eq!(
+                *samples,
+                part.timeseries
+                    .iter()
+                    .map(|s| s.samples.len() as u64)
+                    .sum::<u64>()
+            );
+            for series in part.timeseries {
+                let mut sorted = series.labels.clone();
+                sorted.sort_by(|a, b| a.name.cmp(&b.name));
+                assert_eq!((series_hash(&sorted) % 4) as usize, lane, "{sorted:?}");
+                seen.push(series);
+            }
+        }
+        let metadata: usize = parts
+            .iter()
+            .map(|(_, b)| {
+                WriteRequest::decode(decompress_one(b).as_slice())
+                    .unwrap()
+                    .metadata
+                    .len()
+            })
+            .sum();
+        assert_eq!(metadata, 1);
+        seen.sort_by_key(|s| s.samples.len());
+        assert_eq!(seen, request.timeseries, "every series once, whole, as sent");
+    }
+
+    fn decompress_one(body: &Bytes) -> Vec<u8> {
+        snap::raw::Decoder::new().decompress_vec(body).unwrap()
+    }
 }
