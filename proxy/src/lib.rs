@@ -7,7 +7,8 @@
 //!   `http::rescue` is the one place errors become responses.
 //! - [`api`]: the Prometheus API surface: endpoints, parameter checks as Prometheus
 //!   2.42 makes them, the JSON wire format.
-//! - [`promql`]: parsing and analysis of PromQL. Pure: no IO.
+//! - [`promql`]: parsing, analysis and evaluation of PromQL. Pure: no IO.
+//! - [`query`]: local evaluation: fetch what a query needs from the [`source`], evaluate.
 //! - [`downstream`]: the client for the Prometheus or Thanos behind the proxy.
 //! - [`ingest`]: the remote-write receiver, its durable per-destination queues and
 //!   senders; [`prompb`] holds the remote-write messages.
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod plugin_host;
 pub mod prompb;
 pub mod promql;
+pub mod query;
 pub mod sketches;
 pub mod source;
 pub mod state;

@@ -41,6 +41,11 @@ struct Cli {
     /// receiver on). Several destinations shard series by a hash of their labels.
     #[arg(long = "remote-write.url", value_name = "URL")]
     remote_write_url: Vec<String>,
+    /// How query and query_range are answered: auto (forward unless the query uses a
+    /// function only the proxy knows) or local (always evaluate in the proxy over raw
+    /// data read from downstream) [default: auto, or query.mode].
+    #[arg(long = "query.mode", value_name = "MODE")]
+    query_mode: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             log_level: cli.log_level,
             remote_write_urls: cli.remote_write_url,
             enable_remote_write_receiver: cli.enable_remote_write_receiver,
+            query_mode: cli.query_mode,
         },
     };
     let config = match source.load() {

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub queries_in_flight: Gauge,
     /// Queries refused because every slot was taken.
     pub queries_rejected: Counter,
+    /// Time to answer a query locally: fetch, evaluation and encoding.
+    pub local_query_duration: Histogram,
     /// 1 if the last configuration reload worked, else 0.
     pub reload_success: Gauge,
     /// When the configuration was last loaded successfully (Unix seconds).
@@ -289,6 +291,7 @@ impl Metrics {
             downstream_errors: Family::default(),
             queries_in_flight: Gauge::default(),
             queries_rejected: Counter::default(),
+            local_query_duration: latency_histogram(),
             reload_success: Gauge::default(),
             reload_success_time: Gauge::default(),
             plugins_loaded: Gauge::default(),
@@ -325,6 +328,11 @@ impl Metrics {
             "queries_rejected",
             "Queries refused because limits.max_concurrent_queries were running",
             m.queries_rejected.clone(),
+        );
+        registry.register(
+            "local_query_duration_seconds",
+            "Time to answer a query in the proxy: raw-data fetch, evaluation and encoding",
+            m.local_query_duration.clone(),
         );
         registry.register(
             "config_last_reload_successful",

@@ -14,6 +14,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
 use crate::sketches::{Rules, SketchStore};
+use crate::source::{RemoteRead, Source};
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct Runtime {
     pub plugins: Arc<PluginSet>,
     /// Which ingested series get sketches.
     pub sketch_rules: Arc<Rules>,
+    /// Raw data for local evaluation (downstream's remote read).
+    pub source: Arc<dyn Source>,
 }
 
 impl Runtime {
@@ -54,7 +57,18 @@ impl Runtime {
         let plugins = host.load(&config.plugins.settings(), observer);
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
+        let source = RemoteRead::new(
+            &config.downstream.url,
+            config.query.timeout,
+            u64::try_from(config.query.max_samples).unwrap_or(u64::MAX),
+            config.query.max_read_bytes,
+        );
         Self {
+            // The URL was validated with the configuration, so this cannot fail.
+            source: match source {
+                Ok(s) => Arc::new(s),
+                Err(e) => Arc::new(crate::source::Unavailable(e.to_string())),
+            },
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),

@@ -2,8 +2,9 @@
 //! goes into a real Prometheus 2.42 by remote write (a fresh server after each
 //! `clear`), every `eval` is sent to the proxy as `/api/v1/query`, and answers are
 //! compared as `promql/test.go` compares them (1e-6 relative, NaN equals NaN, order
-//! only for `eval_ordered`). Today the proxy forwards these queries (passthrough), so
-//! this checks the runner; local evaluation will be run through the same cases.
+//! only for `eval_ordered`). Run twice: with the proxy forwarding every query
+//! (passthrough, a check on the runner) and with the proxy evaluating every query itself
+//! over raw data it reads back by remote read (`query.mode: local`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -24,6 +25,7 @@ const WINDOW_MS: i64 = 1_800_000;
 
 /// A Prometheus with what the script loaded since its last `clear`, and the proxy.
 struct Server {
+    mode: Mode,
     prometheus: Prometheus,
     proxy: TestProxy,
     /// Every sample loaded since the last `clear`: (time, labels, value).
@@ -33,10 +35,15 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Self {
+    fn start(mode: Mode) -> Self {
         let prometheus = Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus");
-        let proxy = TestProxy::start("", &prometheus.url());
+        let config = match mode {
+            Mode::Passthrough => "",
+            Mode::Local => "query:\n  mode: local\n",
+        };
+        let proxy = TestProxy::start(config, &prometheus.url());
         Self {
+            mode,
             prometheus,
             proxy,
             loaded: Vec::new(),
@@ -61,7 +68,7 @@ impl Server {
             .collect();
         let oldest = points.iter().map(|p| p.0).min().unwrap_or(i64::MAX);
         if self.newest != i64::MIN && oldest < self.newest - WINDOW_MS {
-            let mut fresh = Self::start();
+            let mut fresh = Self::start(self.mode);
             fresh.loaded = std::mem::take(&mut self.loaded);
             fresh.loaded.append(&mut points);
             let everything = std::mem::take(&mut fresh.loaded);
@@ -99,6 +106,14 @@ impl Server {
         );
         let answer = support::send(&self.proxy.url(), "POST", "/api/v1/query", "", &form);
         let json = answer.json();
+        let path = answer.path.clone();
+        let want_path = match self.mode {
+            Mode::Passthrough => "downstream",
+            Mode::Local => "local",
+        };
+        if json["status"] == "success" && path.as_deref() != Some(want_path) {
+            return Some(format!("answered by {path:?}, expected {want_path}"));
+        }
         if kind == EvalKind::Fail {
             return (json["status"] == "success").then(|| format!("expected an error, got {}", answer.body));
         }
@@ -174,16 +189,25 @@ fn compare_vectors(got: &[(Labels, f64)], want: &[(Labels, f64)], ordered: bool)
         .map(|w| format!("expected series {:?} missing", w.0))
 }
 
+/// Who evaluates the queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The proxy forwards them to Prometheus.
+    Passthrough,
+    /// The proxy evaluates them.
+    Local,
+}
+
 /// Runs one script; returns (passed, failures).
-fn run(path: &PathBuf) -> (usize, Vec<String>) {
+fn run(path: &PathBuf, mode: Mode) -> (usize, Vec<String>) {
     let script = std::fs::read_to_string(path).unwrap();
     let commands = promqltest::parse(&script).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let mut server = Server::start();
+    let mut server = Server::start(mode);
     let (mut passed, mut failures) = (0, Vec::new());
     for command in commands {
         match command {
-            Command::Clear => server = Server::start(),
+            Command::Clear => server = Server::start(mode),
             Command::Load { step_ms, series } => server.load(step_ms, &series),
             Command::Eval {
                 kind,
@@ -200,15 +224,15 @@ fn run(path: &PathBuf) -> (usize, Vec<String>) {
     (passed, failures)
 }
 
-#[test]
-fn prometheus_test_scripts_pass_through_the_proxy() {
+/// Runs every script, two at a time (each has its own Prometheus and proxy), and
+/// checks that all 566 cases pass.
+fn run_all(mode: Mode) {
     let files = promqltest::script_files();
-    // Two scripts at a time: each has its own Prometheus and proxy.
     let results: Vec<(usize, Vec<String>)> = files
         .chunks(files.len().div_ceil(2))
         .map(|half| {
             let half = half.to_vec();
-            std::thread::spawn(move || half.iter().map(run).collect::<Vec<_>>())
+            std::thread::spawn(move || half.iter().map(|f| run(f, mode)).collect::<Vec<_>>())
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -218,8 +242,18 @@ fn prometheus_test_scripts_pass_through_the_proxy() {
     let failures: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
     assert!(
         failures.is_empty(),
-        "{passed} passed, {} failed:\n{failures:#?}",
+        "{mode:?}: {passed} passed, {} failed:\n{failures:#?}",
         failures.len()
     );
     assert_eq!(passed, 566);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_through_the_proxy() {
+    run_all(Mode::Passthrough);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_evaluated_by_the_proxy() {
+    run_all(Mode::Local);
 }

@@ -4,6 +4,7 @@ use http::Method;
 
 use crate::downstream::DownstreamError;
 use crate::ingest::IngestError;
+use crate::query::QueryError;
 
 /// Why a request to the Prometheus API was not answered with data.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum ApiError {
     /// A remote-write request was refused.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// A query evaluated locally failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
 fn allowed_list(methods: &[Method]) -> String {

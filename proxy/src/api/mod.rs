@@ -10,7 +10,10 @@ use http::Method;
 pub use error::ApiError;
 use params::{Form, MAX_TIME, MIN_TIME, parse_duration, parse_time, parse_time_param};
 
+use promql_parser::parser::value::ValueType;
+
 use crate::promql;
+use crate::promql::eval::Range;
 
 /// An endpoint of the Prometheus query API (paths relative to `/api/v1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,12 +138,27 @@ impl Endpoint {
 }
 
 /// What the checks decided about a request that may go on.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Checked {
     /// Forward it downstream unchanged.
     Forward,
     /// Answer with this `format_query` result; Prometheus cannot parse the query.
     Formatted(String),
+    /// A `query` or `query_range`: forward it or evaluate it locally.
+    Query(QueryRequest),
+}
+
+/// A checked `query` or `query_range` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRequest {
+    /// The parsed query.
+    pub expr: promql_parser::parser::Expr,
+    /// Its evaluation range (`start == end`, step 1 for an instant query).
+    pub range: Range,
+    /// The request's `timeout`, if any.
+    pub timeout: Option<std::time::Duration>,
+    /// Functions it uses that only the proxy knows.
+    pub proxy_functions: Vec<&'static str>,
 }
 
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
@@ -149,10 +167,16 @@ pub enum Checked {
 pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Result<Checked, ApiError> {
     match endpoint {
         Endpoint::Query => {
-            parse_time_param(form, "time", 0).map_err(|e| invalid_param("time", e))?;
-            check_timeout(form)?;
+            let now = params::now_nanos();
+            let time = parse_time_param(form, "time", now).map_err(|e| invalid_param("time", e))?;
+            let timeout = check_timeout(form)?;
             let expr = promql::parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
-            refuse_proxy_functions(&expr)?;
+            return Ok(Checked::Query(QueryRequest {
+                proxy_functions: promql::proxy_functions_used(&expr),
+                expr,
+                range: Range::instant(nanos_to_ms(time)),
+                timeout,
+            }));
         }
         Endpoint::QueryRange => {
             let start = parse_time(form.get("start")).map_err(|e| invalid_param("start", e))?;
@@ -175,9 +199,24 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".to_owned(),
                 ));
             }
-            check_timeout(form)?;
+            let timeout = check_timeout(form)?;
             let expr = promql::parse(form.get("query")).map_err(bad_data)?;
-            refuse_proxy_functions(&expr)?;
+            if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
+                return Err(ApiError::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_name(expr.value_type())
+                )));
+            }
+            return Ok(Checked::Query(QueryRequest {
+                proxy_functions: promql::proxy_functions_used(&expr),
+                expr,
+                range: Range {
+                    start_ms: nanos_to_ms(start),
+                    end_ms: nanos_to_ms(end),
+                    step_ms: (step / 1_000_000).max(1),
+                },
+                timeout,
+            }));
         }
         Endpoint::QueryExemplars => {
             let (start, end) = check_time_range(form)?;
@@ -230,19 +269,37 @@ fn check_time_range(form: &Form) -> Result<(params::UnixNanos, params::UnixNanos
     Ok((start, end))
 }
 
-fn check_timeout(form: &Form) -> Result<(), ApiError> {
+fn check_timeout(form: &Form) -> Result<Option<std::time::Duration>, ApiError> {
     let timeout = form.get("timeout");
-    if !timeout.is_empty() {
-        parse_duration(timeout).map_err(|e| invalid_param("timeout", e))?;
+    if timeout.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let nanos = parse_duration(timeout).map_err(|e| invalid_param("timeout", e))?;
+    Ok(Some(std::time::Duration::from_nanos(
+        u64::try_from(nanos).unwrap_or(0),
+    )))
+}
+
+/// Unix nanoseconds to milliseconds, rounding down like Go's `timestamp.FromTime`.
+fn nanos_to_ms(nanos: params::UnixNanos) -> i64 {
+    i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Prometheus' names of value types in messages.
+fn type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+    }
 }
 
 fn refuse_proxy_functions(expr: &promql_parser::parser::Expr) -> Result<(), ApiError> {
     match promql::proxy_functions_used(expr).as_slice() {
         [] => Ok(()),
         names => Err(ApiError::Execution(format!(
-            "{} {} known to sketch-proxy but not served yet: this version answers neither from sketches nor exactly",
+            "{} {} known only to sketch-proxy, and exemplar queries are answered by downstream",
             names.join(", "),
             if names.len() == 1 { "is" } else { "are" },
         ))),

@@ -118,6 +118,14 @@ fn is_prometheus_duration(s: &str) -> bool {
     !s.is_empty() && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// Now, in Unix nanoseconds: the default `time` of an instant query.
+pub fn now_nanos() -> UnixNanos {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    UnixNanos::try_from(now.as_nanos()).unwrap_or(0)
+}
+
 /// Go's `strconv.ParseFloat(s, 64)` succeeds on decimal and special spellings; hex
 /// floats and underscores are left out because no client sends them as times.
 fn go_parse_float(s: &str) -> Option<f64> {

@@ -2,6 +2,8 @@ use super::*;
 
 enum Want {
     Forward,
+    /// A query request using these proxy-only functions.
+    Query(&'static [&'static str]),
     Formatted,
     BadData(&'static str),
     Execution(&'static str),
@@ -10,7 +12,7 @@ enum Want {
 /// (endpoint, label name, URL query, outcome): the checks Prometheus 2.42 makes, in
 /// its order, with its wording (parse messages excepted: they come from promql-parser).
 const CASES: &[(Endpoint, Option<&str>, &str, Want)] = &[
-    (Endpoint::Query, None, "query=up", Want::Forward),
+    (Endpoint::Query, None, "query=up", Want::Query(&[])),
     (
         Endpoint::Query,
         None,
@@ -47,25 +49,39 @@ const CASES: &[(Endpoint, Option<&str>, &str, Want)] = &[
         Endpoint::Query,
         None,
         "query=entropy_over_time(x[5m])",
-        Want::Execution("entropy_over_time is known to sketch-proxy but not served yet"),
+        Want::Query(&["entropy_over_time"]),
     ),
     (
         Endpoint::Query,
         None,
         "query=l2_over_time(x[5m])%2Bdistinct_over_time(x[5m])",
-        Want::Execution("l2_over_time, distinct_over_time are known"),
+        Want::Query(&["l2_over_time", "distinct_over_time"]),
     ),
     (
         Endpoint::Query,
         None,
         "query=quantile_over_time(0.9,x[5m])",
-        Want::Forward,
+        Want::Query(&[]),
     ),
     (
         Endpoint::QueryRange,
         None,
         "query=up&start=1&end=2&step=1",
-        Want::Forward,
+        Want::Query(&[]),
+    ),
+    (
+        Endpoint::QueryRange,
+        None,
+        "query=up[5m]&start=1&end=2&step=1",
+        Want::BadData(
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+        ),
+    ),
+    (
+        Endpoint::QueryExemplars,
+        None,
+        "query=entropy_over_time(x[5m])&start=1&end=2",
+        Want::Execution("entropy_over_time is known only to sketch-proxy"),
     ),
     (
         Endpoint::QueryRange,
@@ -105,7 +121,7 @@ const CASES: &[(Endpoint, Option<&str>, &str, Want)] = &[
         Endpoint::QueryRange,
         None,
         "query=up&start=0&end=11000&step=1",
-        Want::Forward,
+        Want::Query(&[]),
     ),
     (
         Endpoint::QueryRange,
@@ -193,6 +209,7 @@ fn checks_follow_prometheus() {
         let got = check(*endpoint, &form, *label);
         let ok = match (want, &got) {
             (Want::Forward, Ok(Checked::Forward)) => true,
+            (Want::Query(names), Ok(Checked::Query(q))) => q.proxy_functions == *names,
             (Want::Formatted, Ok(Checked::Formatted(_))) => true,
             (Want::BadData(prefix), Err(ApiError::BadData(msg))) => msg.starts_with(prefix),
             (Want::Execution(prefix), Err(ApiError::Execution(msg))) => msg.starts_with(prefix),

@@ -152,3 +152,90 @@ pub fn format_float(v: f64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `{"status":"success","data":{"resultType":…,"result":…}}` for a query answered
+/// locally, byte for byte as Prometheus 2.42 writes it; `at_ms` is the evaluation time
+/// of an instant query.
+pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64) -> Vec<u8> {
+    use crate::promql::eval::Answer;
+    let mut out = String::with_capacity(256);
+    out.push_str(r#"{"status":"success","data":{"resultType":"#);
+    match answer {
+        Answer::Scalar(v) => {
+            out.push_str(r#""scalar","result":"#);
+            push_point(&mut out, at_ms, &format_float(*v));
+        }
+        Answer::String(s) => {
+            out.push_str(r#""string","result":"#);
+            push_point(&mut out, at_ms, &go_string(s));
+        }
+        Answer::Vector(samples) => {
+            out.push_str(r#""vector","result":["#);
+            for (i, (labels, v)) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                push_labels(&mut out, labels);
+                out.push_str(r#","value":"#);
+                push_point(&mut out, at_ms, &format_float(*v));
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Answer::Matrix(series) => {
+            out.push_str(r#""matrix","result":["#);
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                push_labels(&mut out, &s.labels);
+                out.push_str(r#","values":["#);
+                for (j, p) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, p.t, &format_float(p.v));
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+/// `[<seconds>,"<value>"]`; `value` is already a quoted-or-bare JSON fragment for strings.
+fn push_point(out: &mut String, t_ms: i64, value: &str) {
+    out.push('[');
+    out.push_str(&format_timestamp(t_ms));
+    out.push(',');
+    if value.starts_with('"') {
+        out.push_str(value);
+    } else {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    }
+    out.push(']');
+}
+
+fn push_labels(out: &mut String, labels: &crate::promql::eval::value::Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&go_string(&l.name));
+        out.push(':');
+        out.push_str(&go_string(&l.value));
+    }
+    out.push('}');
+}
+
+/// A JSON string escaped as Go escapes it.
+fn go_string(s: &str) -> String {
+    String::from_utf8(to_go_json(&s)).unwrap_or_default()
+}

@@ -6,6 +6,7 @@
 
 mod duration;
 mod ingest;
+mod query;
 mod sketches;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use ingest::{DestinationConfig, IngestConfig};
+pub use query::{QueryConfig, QueryMode};
 pub use sketches::{SketchRule, SketchesConfig};
 
 use crate::plugin_host::{self, Grant};
@@ -47,6 +49,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Which ingested series are sketched.
     pub sketches: SketchesConfig,
+    /// How queries are answered, and local evaluation's limits.
+    pub query: QueryConfig,
 }
 
 /// `downstream:` section.
@@ -208,6 +212,8 @@ pub struct Overrides {
     pub remote_write_urls: Vec<String>,
     /// `--web.enable-remote-write-receiver`: turns ingest on.
     pub enable_remote_write_receiver: bool,
+    /// `--query.mode`: `auto` or `local`.
+    pub query_mode: Option<String>,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -273,9 +279,10 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "plugins" => section(&key, value, &mut raw.plugins, &mut errors),
                     "ingest" => section(&key, value, &mut raw.ingest, &mut errors),
                     "sketches" => section(&key, value, &mut raw.sketches, &mut errors),
+                    "query" => section(&key, value, &mut raw.query, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`, `query`",
                     )),
                 }
             }
@@ -301,6 +308,7 @@ struct RawConfig {
     plugins: PluginsConfig,
     ingest: IngestConfig,
     sketches: SketchesConfig,
+    query: QueryConfig,
 }
 
 /// Deserializes one section, reporting every bad field: after each error the offending
@@ -388,6 +396,16 @@ impl RawConfig {
         if o.enable_remote_write_receiver {
             self.ingest.enabled = true;
         }
+        if let Some(mode) = &o.query_mode {
+            match mode.as_str() {
+                "auto" => self.query.mode = QueryMode::Auto,
+                "local" => self.query.mode = QueryMode::Local,
+                other => errors.push(error(
+                    "--query.mode",
+                    format!("{other:?} is neither auto nor local"),
+                )),
+            }
+        }
     }
 
     fn validate(self, errors: &mut Vec<ConfigError>) -> Config {
@@ -431,6 +449,7 @@ impl RawConfig {
         validate_plugins(&self.plugins, errors);
         self.ingest.validate(&self.downstream.url, errors);
         self.sketches.validate(errors);
+        self.query.validate(errors);
         Config {
             listen,
             downstream: self.downstream,
@@ -440,6 +459,7 @@ impl RawConfig {
             plugins: self.plugins,
             ingest: self.ingest,
             sketches: self.sketches,
+            query: self.query,
         }
     }
 }

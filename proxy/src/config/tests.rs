@@ -101,9 +101,10 @@ fn flags_override_the_file() {
             "http://b:9090/api/v1/write".to_owned(),
         ],
         enable_remote_write_receiver: false,
+        query_mode: Some("local".to_owned()),
     };
     let c = load_str(
-        "listen: 127.0.0.1:8000\ndownstream:\n  url: http://prom:9090\ningest:\n  destinations:\n    - url: http://c:9090/api/v1/write\n",
+        "listen: 127.0.0.1:8000\nquery:\n  mode: auto\ndownstream:\n  url: http://prom:9090\ningest:\n  destinations:\n    - url: http://c:9090/api/v1/write\n",
         &overrides,
     )
     .unwrap();
@@ -111,6 +112,7 @@ fn flags_override_the_file() {
     assert_eq!(c.downstream.url, "http://other:9090");
     assert_eq!(c.web.route_prefix, "/p");
     assert_eq!(c.log.level, "warn");
+    assert_eq!(c.query.mode, QueryMode::Local);
     assert!(c.ingest.enabled, "--remote-write.url turns the receiver on");
     let names: Vec<String> = c
         .ingest
@@ -158,6 +160,32 @@ fn bad_flag_is_reported_with_its_name() {
     };
     let errors = load_str("", &overrides).unwrap_err().0;
     assert_eq!(errors[0].at, "--upstream");
+}
+
+#[test]
+fn query_section_reports_every_bad_field() {
+    let errors = load_str(
+        "query:\n  mode: remote\n  lookback_delta: 0s\n  max_samples: 0\n  timeout: soon\n",
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .0;
+    let at: Vec<&str> = errors.iter().map(|e| e.at.as_str()).collect();
+    assert_eq!(
+        at,
+        [
+            "query.mode",
+            "query.timeout",
+            "query.lookback_delta",
+            "query.max_samples"
+        ],
+        "{errors:?}"
+    );
+    let bad_flag = Overrides {
+        query_mode: Some("remote".to_owned()),
+        ..Overrides::default()
+    };
+    assert_eq!(load_str("", &bad_flag).unwrap_err().0[0].at, "--query.mode");
 }
 
 #[test]

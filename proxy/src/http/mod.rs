@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
+//!   │          │                                          └─▶ evaluate (query, query_range
+//!   │          │                                                answered locally)
 //!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
 //!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics
 //!   └─ metrics and a log line for every request
@@ -136,14 +138,26 @@ async fn run(
     let body = stages::read_body(body, &parts.headers, runtime.config.limits.max_request_body_bytes).await?;
     // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
     // without looking at them).
+    let mut query = None;
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
-        if let Checked::Formatted(text) = api::check(endpoint, &form, label_name)? {
-            return Ok(stages::json(StatusCode::OK, api::wire::success(text)));
+        match api::check(endpoint, &form, label_name)? {
+            Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
+            Checked::Query(request) => query = Some(request),
+            Checked::Forward => {}
         }
     }
     let _slot = stages::admit(proxy, &runtime, endpoint)?;
-    stages::forward(proxy, &runtime, endpoint, parts, body).await
+    match query {
+        Some(request) if stages::answers_locally(&runtime, &request) => {
+            stages::evaluate(proxy, &runtime, request).await
+        }
+        Some(_) => Ok(stages::mark_path(
+            stages::forward(proxy, &runtime, endpoint, parts, body).await?,
+            stages::Path::Downstream,
+        )),
+        None => stages::forward(proxy, &runtime, endpoint, parts, body).await,
+    }
 }
 
 /// `POST /api/v1/write`: read_body (draining) ─▶ decode ─▶ (feed sketches ‖ enqueue) ─▶ 204.

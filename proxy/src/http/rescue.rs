@@ -8,6 +8,15 @@ use crate::api::ApiError;
 use crate::api::wire;
 use crate::downstream::DownstreamError;
 use crate::ingest::IngestError;
+use crate::promql::eval::EvalError;
+use crate::query::QueryError;
+use crate::source::SourceError;
+
+/// nginx's "client closed request", which Prometheus answers a cancelled query with.
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// Maps an error to its status and `errorType` (Prometheus' pairs where it has one)
 /// and logs the ones that are the proxy's or downstream's fault.
@@ -31,6 +40,19 @@ pub fn rescue(error: ApiError) -> Response {
             // retry_on_http_429 is set, and retry every 5xx.
             IngestError::Backpressure(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             IngestError::Queue(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        },
+        // Prometheus' pairs (`web/api/v1/api.go`): 499 when the client went away.
+        ApiError::Query(e) => match e {
+            QueryError::Eval(EvalError::Timeout) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            QueryError::Eval(EvalError::Canceled) => (CLIENT_CLOSED, "canceled"),
+            QueryError::Eval(_) | QueryError::TooManySeries { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
+            QueryError::Source(SourceError::TooMuch { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
+            QueryError::Source(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            QueryError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         },
     };
     if status.is_server_error() {

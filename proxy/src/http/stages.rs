@@ -14,8 +14,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::api::params::Form;
-use crate::api::{ApiError, Endpoint};
+use crate::api::{ApiError, Endpoint, QueryRequest};
+use crate::config::QueryMode;
 use crate::metrics::{DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
+use crate::query::{self, QueryLimits};
 use crate::state::{Proxy, Runtime};
 
 /// Stage `observe`: counts and times every request and logs it.
@@ -216,4 +218,66 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// Which path answered a query: the `X-Sketch-Proxy-Path` response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Forwarded unchanged to downstream.
+    Downstream,
+    /// Evaluated by the proxy over raw data from downstream.
+    Local,
+}
+
+impl Path {
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Path::Downstream => "downstream",
+            Path::Local => "local",
+        })
+    }
+}
+
+/// The response header naming the path that answered a query.
+pub const PATH_HEADER: &str = "x-sketch-proxy-path";
+
+/// Adds the path header to a query's response.
+pub fn mark_path(mut response: Response, path: Path) -> Response {
+    response.headers_mut().insert(PATH_HEADER, path.header_value());
+    response
+}
+
+/// Whether the proxy evaluates `request` itself: always in `local` mode, and in `auto`
+/// when it uses a function downstream does not know.
+pub fn answers_locally(runtime: &Runtime, request: &QueryRequest) -> bool {
+    runtime.config.query.mode == QueryMode::Local || !request.proxy_functions.is_empty()
+}
+
+/// Stage `evaluate`: the query answered by the proxy's engine.
+pub async fn evaluate(proxy: &Proxy, runtime: &Runtime, request: QueryRequest) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let q = &runtime.config.query;
+    let limits = QueryLimits {
+        max_samples: q.max_samples,
+        max_series: q.max_series,
+        lookback: q.lookback_delta,
+        timeout: q.timeout,
+    };
+    let timeout = request.timeout.map_or(q.timeout, |t| t.min(q.timeout));
+    let at_ms = request.range.start_ms;
+    let result = query::evaluate(
+        runtime.source.as_ref(),
+        Arc::new(request.expr),
+        request.range,
+        &limits,
+        timeout,
+    )
+    .await;
+    proxy
+        .metrics
+        .local_query_duration
+        .observe(started.elapsed().as_secs_f64());
+    let answer = result.map_err(ApiError::Query)?;
+    let body = crate::api::wire::query_success(&answer, at_ms);
+    Ok(mark_path(json(StatusCode::OK, body), Path::Local))
 }

@@ -1,5 +1,8 @@
-//! PromQL analysis: parsing and inspection of queries. Pure: no IO, no clock, no global
+//! PromQL analysis: parsing and inspection of queries, and [`eval`]uation over data
+//! fetched beforehand. Pure: no IO, no clock (but an evaluation's deadline), no global
 //! state beyond the function registry `promql-parser` keeps.
+
+pub mod eval;
 
 use std::sync::Once;
 

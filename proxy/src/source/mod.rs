@@ -80,3 +80,19 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// once, sorted by labels.
     fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a>;
 }
+
+/// A source that cannot be built (its URL is unusable): every fetch fails with why.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl Source for Unavailable {
+    fn select<'a>(&'a self, _: &'a [Selection]) -> Fetch<'a> {
+        let reason = self.0.clone();
+        Box::pin(async move {
+            Err(SourceError::Unreachable {
+                url: String::new(),
+                reason,
+            })
+        })
+    }
+}

@@ -124,12 +124,21 @@ impl Drop for TestProxy {
     }
 }
 
-/// An HTTP answer reduced to what the tests compare.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP answer reduced to what the tests compare (equality ignores `path`, which
+/// only the proxy sends).
+#[derive(Debug, Clone, Eq)]
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    /// The `X-Sketch-Proxy-Path` header: which path answered a query.
+    pub path: Option<String>,
+}
+
+impl PartialEq for Answer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.status, &self.content_type, &self.body) == (other.status, &other.content_type, &other.body)
+    }
 }
 
 impl Answer {
@@ -158,10 +167,15 @@ pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> An
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
+    let path = response
+        .headers()
+        .get("x-sketch-proxy-path")
+        .map(|v| v.to_str().unwrap().to_owned());
     Answer {
         status: response.status().as_u16(),
         content_type,
         body: response.body_mut().read_to_string().unwrap(),
+        path,
     }
 }
 

@@ -104,6 +104,7 @@ pub fn post_with(base: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer 
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default(),
         body: response.body_mut().read_to_string().unwrap(),
+        path: None,
     }
 }
 

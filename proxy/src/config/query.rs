@@ -1,0 +1,76 @@
+//! `query:`: how `query` and `query_range` requests are answered, and the limits of
+//! local evaluation.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, duration, error};
+
+/// Which path answers `query` and `query_range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// Forward to downstream unless the query uses a function only the proxy knows.
+    #[default]
+    Auto,
+    /// Always evaluate in the proxy, over raw data read from downstream.
+    Local,
+}
+
+/// `query:` section. Reloadable.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// `auto` (default) or `local`; the flag `--query.mode` overrides it.
+    pub mode: QueryMode,
+    /// How far back an instant vector looks for a sample, like Prometheus'
+    /// `--query.lookback-delta` (default 5m). Must match downstream's for answers to agree.
+    #[serde(with = "duration::prometheus")]
+    pub lookback_delta: Duration,
+    /// Longest local evaluation, fetch included, like `--query.timeout` (default 2m).
+    /// A request's own `timeout` parameter can only shorten it.
+    #[serde(with = "duration::prometheus")]
+    pub timeout: Duration,
+    /// Most samples a local evaluation may hold at once, like `--query.max-samples`
+    /// (default 50,000,000); past it, 422 `execution`.
+    pub max_samples: usize,
+    /// Most series all selectors of one query may select together (default 500,000);
+    /// past it, 422 `execution`.
+    pub max_series: usize,
+    /// Most bytes one remote-read answer may hold, compressed or not (default 1 GiB).
+    pub max_read_bytes: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            mode: QueryMode::Auto,
+            lookback_delta: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            max_series: 500_000,
+            max_read_bytes: 1 << 30,
+        }
+    }
+}
+
+impl QueryConfig {
+    pub(super) fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if self.lookback_delta.is_zero() {
+            errors.push(error("query.lookback_delta", "must be greater than 0"));
+        }
+        if self.timeout.is_zero() {
+            errors.push(error("query.timeout", "must be greater than 0"));
+        }
+        if self.max_samples == 0 {
+            errors.push(error("query.max_samples", "must be greater than 0"));
+        }
+        if self.max_series == 0 {
+            errors.push(error("query.max_series", "must be greater than 0"));
+        }
+        if self.max_read_bytes == 0 {
+            errors.push(error("query.max_read_bytes", "must be greater than 0"));
+        }
+    }
+}

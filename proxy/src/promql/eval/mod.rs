@@ -1,0 +1,551 @@
+//! A PromQL evaluator with Prometheus 2.42's semantics (its `promql/engine.go` and
+//! `functions.go` are the reference), over raw series fetched beforehand. Pure: the
+//! caller fetches what [`plan::needs`] lists and hands it over; evaluation does no IO
+//! and reads no clock except through [`Interrupt`].
+//!
+//! Like Prometheus, every expression is evaluated over all steps at once: an instant
+//! vector travels as a matrix with one point per step, a scalar as one series without
+//! labels. An instant query is a range evaluation of one step.
+
+mod aggregate;
+mod binary;
+mod call;
+mod functions;
+pub mod plan;
+mod quantile;
+pub mod value;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, UNIX_EPOCH};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use self::value::{Labels, Matrix, Point, Sample, Series, Vector};
+
+/// Prometheus' stale marker, bit for bit.
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// The evaluation range: `start` to `end` inclusive every `step` ms. An instant query
+/// is `start == end` with step 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// First step, ms.
+    pub start_ms: i64,
+    /// Last step, ms.
+    pub end_ms: i64,
+    /// Step, ms (> 0).
+    pub step_ms: i64,
+}
+
+impl Range {
+    /// One evaluation at `t_ms`.
+    pub fn instant(t_ms: i64) -> Self {
+        Self {
+            start_ms: t_ms,
+            end_ms: t_ms,
+            step_ms: 1,
+        }
+    }
+
+    fn steps(&self) -> impl Iterator<Item = i64> + use<> {
+        let (start, end, step) = (self.start_ms, self.end_ms, self.step_ms.max(1));
+        std::iter::successors(Some(start), move |t| t.checked_add(step)).take_while(move |t| *t <= end)
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from((self.end_ms - self.start_ms) / self.step_ms.max(1) + 1).unwrap_or(0)
+    }
+}
+
+/// Identifies a selector node of an expression by its address. Valid while the
+/// expression it came from is neither dropped nor moved (keep it in an `Arc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SelectorId(usize);
+
+impl SelectorId {
+    /// The id of `vs`.
+    pub fn of(vs: &VectorSelector) -> Self {
+        Self(std::ptr::from_ref(vs) as usize)
+    }
+}
+
+/// The raw series each selector selected, sorted by labels, samples oldest first,
+/// stale markers included.
+pub type Data = HashMap<SelectorId, Vec<Series>>;
+
+/// Limits on one evaluation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most samples held at once (Prometheus' `--query.max-samples`).
+    pub max_samples: usize,
+    /// How far back an instant vector looks for a sample, ms.
+    pub lookback_ms: i64,
+}
+
+/// Stops an evaluation: past a deadline, or when the client went away.
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    /// When the query times out.
+    pub deadline: Instant,
+    /// Set when the client is gone.
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    fn check(&self) -> Result<(), EvalError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(EvalError::Canceled);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(EvalError::Timeout);
+        }
+        Ok(())
+    }
+}
+
+/// Why an evaluation failed. Messages are Prometheus'.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// Past `Limits::max_samples`.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// Past the deadline.
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    /// The client went away.
+    #[error("query was canceled in expression evaluation")]
+    Canceled,
+    /// The query cannot be answered (duplicate label sets, bad arguments, …).
+    #[error("{0}")]
+    Execution(String),
+}
+
+fn exec(message: impl Into<String>) -> EvalError {
+    EvalError::Execution(message.into())
+}
+
+/// What an expression evaluates to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Series; instant vectors and scalars over the steps too.
+    Matrix(Matrix),
+    /// A string literal.
+    String(String),
+}
+
+/// The answer to a query, shaped like Prometheus' API result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An instant query's vector, in evaluation order.
+    Vector(Vec<(Labels, f64)>),
+    /// An instant query's scalar.
+    Scalar(f64),
+    /// A string literal.
+    String(String),
+    /// A range query's result (sorted by labels) or an instant query's range vector.
+    Matrix(Matrix),
+}
+
+/// Evaluates `expr` over `range` with the fetched `data`.
+pub fn evaluate(
+    expr: &Expr,
+    range: Range,
+    data: &Data,
+    limits: &Limits,
+    interrupt: &Interrupt,
+) -> Result<Answer, EvalError> {
+    let mut ev = Evaluator {
+        data,
+        query: range,
+        range,
+        limits,
+        interrupt,
+        samples: 0,
+    };
+    let value = ev.eval(expr)?;
+    let instant = range.start_ms == range.end_ms;
+    Ok(match value {
+        Value::String(s) => Answer::String(s),
+        Value::Matrix(m) if instant && expr.value_type() == ValueType::Vector => Answer::Vector(
+            m.into_iter()
+                .filter_map(|s| s.points.first().map(|p| (s.labels, p.v)))
+                .collect(),
+        ),
+        Value::Matrix(m) if instant && expr.value_type() == ValueType::Scalar => {
+            Answer::Scalar(m.first().and_then(|s| s.points.first()).map_or(f64::NAN, |p| p.v))
+        }
+        Value::Matrix(m) if instant => Answer::Matrix(m),
+        Value::Matrix(mut m) => {
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Answer::Matrix(m)
+        }
+    })
+}
+
+/// An `@` modifier's time in ms; `start()`/`end()` are the query's.
+pub fn at_ms(at: &AtModifier, query: &Range) -> i64 {
+    match at {
+        AtModifier::Start => query.start_ms,
+        AtModifier::End => query.end_ms,
+        AtModifier::At(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        },
+    }
+}
+
+/// An offset in ms; negative offsets look ahead.
+pub fn offset_ms(offset: Option<&Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Some(Offset::Neg(d)) => -i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+struct Evaluator<'a> {
+    data: &'a Data,
+    /// The top-level query's range (what `start()` and `end()` mean).
+    query: Range,
+    /// This evaluator's range (a subquery's differs).
+    range: Range,
+    limits: &'a Limits,
+    interrupt: &'a Interrupt,
+    /// Samples held now, as Prometheus counts them.
+    samples: usize,
+}
+
+/// What `range_eval` calls at every step: the arguments' values there, and the step.
+type StepFn<'f> = dyn FnMut(&[Arg<'_>], i64) -> Result<Vector, EvalError> + 'f;
+
+/// One argument of a step function.
+#[derive(Debug, Clone, Copy)]
+enum Arg<'v> {
+    Vector(&'v [Sample]),
+    String(&'v str),
+}
+
+impl<'v> Arg<'v> {
+    fn vector(self) -> &'v [Sample] {
+        match self {
+            Arg::Vector(v) => v,
+            Arg::String(_) => &[],
+        }
+    }
+
+    fn scalar(self) -> f64 {
+        self.vector().first().map_or(f64::NAN, |s| s.v)
+    }
+}
+
+impl Evaluator<'_> {
+    fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
+        self.interrupt.check()?;
+        match expr {
+            Expr::NumberLiteral(n) => {
+                let v = n.val;
+                self.range_eval(&[], &mut |_, _| {
+                    Ok(vec![Sample {
+                        labels: Labels::default(),
+                        t: 0,
+                        v,
+                    }])
+                })
+                .map(Value::Matrix)
+            }
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => {
+                let mut m = self.matrix(&u.expr)?;
+                for s in &mut m {
+                    s.labels = s.labels.without_name();
+                    for p in &mut s.points {
+                        p.v = -p.v;
+                    }
+                }
+                check_unique(m.iter().map(|s| &s.labels))?;
+                Ok(Value::Matrix(m))
+            }
+            Expr::VectorSelector(vs) => self.vector_selector(vs).map(Value::Matrix),
+            Expr::MatrixSelector(ms) => {
+                if self.range.start_ms != self.range.end_ms {
+                    return Err(exec("cannot do range evaluation of matrix selector"));
+                }
+                let reference = self.reference(&ms.vs, self.range.start_ms);
+                let window = duration_ms(ms.range);
+                let mut out = Vec::new();
+                for series in selected(self.data, &ms.vs) {
+                    let points: Vec<Point> = series
+                        .points
+                        .iter()
+                        .filter(|p| p.t >= reference - window && p.t <= reference && !is_stale(p.v))
+                        .copied()
+                        .collect();
+                    if !points.is_empty() {
+                        self.take(points.len())?;
+                        out.push(Series {
+                            labels: series.labels.clone(),
+                            points,
+                        });
+                    }
+                }
+                Ok(Value::Matrix(out))
+            }
+            Expr::Subquery(sq) => self.subquery(sq).map(|(m, _)| Value::Matrix(m)),
+            Expr::Call(call) => self.call(call).map(Value::Matrix),
+            Expr::Aggregate(agg) => self.aggregate(agg).map(Value::Matrix),
+            Expr::Binary(b) => self.binary(b).map(Value::Matrix),
+            Expr::Extension(_) => Err(exec("extension expressions are not supported")),
+        }
+    }
+
+    /// Evaluates an expression that yields series.
+    fn matrix(&mut self, expr: &Expr) -> Result<Matrix, EvalError> {
+        match self.eval(expr)? {
+            Value::Matrix(m) => Ok(m),
+            Value::String(_) => Err(exec("expected series, got a string")),
+        }
+    }
+
+    /// Counts `n` more samples held, failing past the limit.
+    fn take(&mut self, n: usize) -> Result<(), EvalError> {
+        self.samples += n;
+        if self.samples > self.limits.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    /// The time a selector reads at evaluation step `ts`: its `@` time or `ts`, less
+    /// its offset.
+    fn reference(&self, vs: &VectorSelector, ts: i64) -> i64 {
+        let base = vs.at.as_ref().map_or(ts, |at| at_ms(at, &self.query));
+        base - offset_ms(vs.offset.as_ref())
+    }
+
+    /// An instant-vector selector over all steps: at each, the newest sample no older
+    /// than the lookback delta, unless it is a stale marker.
+    fn vector_selector(&mut self, vs: &VectorSelector) -> Result<Matrix, EvalError> {
+        let mut out = Vec::new();
+        let steps = self.range;
+        let lookback = self.limits.lookback_ms;
+        for series in selected(self.data, vs) {
+            let mut points = Vec::new();
+            let mut next = 0;
+            for ts in steps.steps() {
+                let reference = self.reference(vs, ts);
+                if let Some(p) = lookup(&series.points, &mut next, reference, lookback) {
+                    points.push(Point { t: ts, v: p.v });
+                }
+            }
+            if !points.is_empty() {
+                self.take(points.len())?;
+                out.push(Series {
+                    labels: series.labels.clone(),
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The instant vector of `vs` at one step, samples keeping their own timestamps
+    /// (what `timestamp()` reports).
+    fn vector_at(&mut self, vs: &VectorSelector, ts: i64) -> Result<Vector, EvalError> {
+        let reference = self.reference(vs, ts);
+        let lookback = self.limits.lookback_ms;
+        let mut out = Vec::new();
+        for series in selected(self.data, vs) {
+            let mut next = 0;
+            if let Some(p) = lookup(&series.points, &mut next, reference, lookback) {
+                out.push(Sample {
+                    labels: series.labels.clone(),
+                    t: p.t,
+                    v: p.v,
+                });
+            }
+        }
+        self.take(out.len())?;
+        Ok(out)
+    }
+
+    /// A subquery: its expression over its own steps (aligned to multiples of its step),
+    /// and the offset that places its windows, as Prometheus' `evalSubquery` does.
+    fn subquery(&mut self, sq: &promql_parser::parser::SubqueryExpr) -> Result<(Matrix, i64), EvalError> {
+        let offset = offset_ms(sq.offset.as_ref());
+        let window = duration_ms(sq.range);
+        let step = match sq.step {
+            Some(s) if !s.is_zero() => duration_ms(s),
+            // Prometheus' default: the global evaluation interval, 1m unless configured.
+            _ => 60_000,
+        };
+        let (outer_start, outer_end) = match &sq.at {
+            Some(at) => {
+                let t = at_ms(at, &self.query);
+                (t, t)
+            }
+            None => (self.range.start_ms, self.range.end_ms),
+        };
+        let from = outer_start - offset - window;
+        let mut start = step * from.div_euclid(step);
+        if start < from {
+            start += step;
+        }
+        let inner = Range {
+            start_ms: start,
+            end_ms: outer_end - offset,
+            step_ms: step,
+        };
+        let saved = self.range;
+        self.range = inner;
+        let result = self.matrix(&sq.expr);
+        self.range = saved;
+        Ok((result?, offset))
+    }
+
+    /// Prometheus' `rangeEval`: evaluates `args` (strings are passed through), then
+    /// calls `f` at every step with each argument's vector at that step, and gathers
+    /// the results into series.
+    fn range_eval(&mut self, args: &[&Expr], f: &mut StepFn<'_>) -> Result<Matrix, EvalError> {
+        let before = self.samples;
+        let mut inputs: Vec<Option<Matrix>> = Vec::with_capacity(args.len());
+        let mut strings: Vec<Option<String>> = Vec::with_capacity(args.len());
+        for arg in args {
+            match self.eval(arg)? {
+                Value::Matrix(m) => {
+                    inputs.push(Some(m));
+                    strings.push(None);
+                }
+                Value::String(s) => {
+                    inputs.push(None);
+                    strings.push(Some(s));
+                }
+            }
+        }
+        let mut cursors: Vec<Vec<usize>> = inputs
+            .iter()
+            .map(|m| vec![0; m.as_ref().map_or(0, Vec::len)])
+            .collect();
+        let mut vectors: Vec<Vector> = vec![Vec::new(); args.len()];
+        let mut out = Gather::default();
+        let instant = self.range.start_ms == self.range.end_ms;
+        let held = self.samples;
+        let mut out_points = 0;
+        for ts in self.range.steps() {
+            self.interrupt.check()?;
+            for (i, input) in inputs.iter().enumerate() {
+                let vector = &mut vectors[i];
+                vector.clear();
+                let Some(matrix) = input else { continue };
+                for (si, series) in matrix.iter().enumerate() {
+                    let at = &mut cursors[i][si];
+                    if let Some(p) = series.points.get(*at)
+                        && p.t == ts
+                    {
+                        vector.push(Sample {
+                            labels: series.labels.clone(),
+                            t: ts,
+                            v: p.v,
+                        });
+                        *at += 1;
+                    }
+                }
+            }
+            let step_args: Vec<Arg<'_>> = vectors
+                .iter()
+                .zip(&strings)
+                .map(|(v, s)| match s {
+                    Some(s) => Arg::String(s),
+                    None => Arg::Vector(v),
+                })
+                .collect();
+            let result = f(&step_args, ts)?;
+            check_unique(result.iter().map(|s| &s.labels))?;
+            self.samples = held;
+            self.take(out_points + result.len())?;
+            if instant {
+                self.samples = before + result.len();
+                return Ok(result
+                    .into_iter()
+                    .map(|s| Series {
+                        labels: s.labels,
+                        points: vec![Point { t: ts, v: s.v }],
+                    })
+                    .collect());
+            }
+            out_points += result.len();
+            out.push(ts, result);
+        }
+        self.samples = before;
+        self.take(out_points)?;
+        Ok(out.out)
+    }
+}
+
+/// The series `vs` selected.
+fn selected<'d>(data: &'d Data, vs: &VectorSelector) -> &'d [Series] {
+    data.get(&SelectorId::of(vs)).map_or(&[], Vec::as_slice)
+}
+
+/// The newest point at or before `reference` and no older than `lookback`, unless it is
+/// a stale marker. `next` is a cursor for calls with growing `reference`.
+fn lookup(points: &[Point], next: &mut usize, reference: i64, lookback: i64) -> Option<Point> {
+    if *next > 0 && points.get(*next - 1).is_some_and(|p| p.t > reference) {
+        *next = 0;
+    }
+    while points.get(*next).is_some_and(|p| p.t <= reference) {
+        *next += 1;
+    }
+    let p = *points.get(next.checked_sub(1)?)?;
+    (p.t >= reference - lookback && !is_stale(p.v)).then_some(p)
+}
+
+/// Prometheus' "vector cannot contain metrics with the same labelset" check.
+fn check_unique<'l>(labels: impl ExactSizeIterator<Item = &'l Labels>) -> Result<(), EvalError> {
+    if labels.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(labels.len());
+    let mut labels = labels;
+    if labels.all(|l| seen.insert(l)) {
+        Ok(())
+    } else {
+        Err(exec("vector cannot contain metrics with the same labelset"))
+    }
+}
+
+/// Per-step results gathered into series, in order of first appearance.
+#[derive(Default)]
+struct Gather {
+    out: Vec<Series>,
+    index: HashMap<Labels, usize>,
+}
+
+impl Gather {
+    fn push(&mut self, ts: i64, vector: Vector) {
+        for sample in vector {
+            let at = *self.index.entry(sample.labels.clone()).or_insert_with(|| {
+                self.out.push(Series {
+                    labels: sample.labels,
+                    points: Vec::new(),
+                });
+                self.out.len() - 1
+            });
+            self.out[at].points.push(Point { t: ts, v: sample.v });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
