@@ -69,6 +69,8 @@ pub struct Metrics {
     pub queries_rejected: Counter,
     /// Time to answer a query locally: fetch, evaluation and encoding.
     pub local_query_duration: Histogram,
+    /// Local evaluations stopped because the client went away.
+    pub local_queries_canceled: Counter,
     /// 1 if the last configuration reload worked, else 0.
     pub reload_success: Gauge,
     /// When the configuration was last loaded successfully (Unix seconds).
@@ -292,6 +294,7 @@ impl Metrics {
             queries_in_flight: Gauge::default(),
             queries_rejected: Counter::default(),
             local_query_duration: latency_histogram(),
+            local_queries_canceled: Counter::default(),
             reload_success: Gauge::default(),
             reload_success_time: Gauge::default(),
             plugins_loaded: Gauge::default(),
@@ -333,6 +336,11 @@ impl Metrics {
             "local_query_duration_seconds",
             "Time to answer a query in the proxy: raw-data fetch, evaluation and encoding",
             m.local_query_duration.clone(),
+        );
+        registry.register(
+            "local_queries_canceled",
+            "Local evaluations stopped because the client went away",
+            m.local_queries_canceled.clone(),
         );
         registry.register(
             "config_last_reload_successful",

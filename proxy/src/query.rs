@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use promql_parser::parser::Expr;
 
 use crate::promql::eval::value::{Labels, Point, Series};
@@ -61,12 +62,15 @@ impl Drop for CancelOnDrop {
 
 /// Evaluates `expr` over `range` with data from `source`, giving up after `timeout`
 /// (the smaller of the request's and the configured one).
+/// `canceled` counts evaluations stopped because the client went away (nobody else
+/// sees their end).
 pub async fn evaluate(
     source: &dyn Source,
     expr: Arc<Expr>,
     range: Range,
     limits: &QueryLimits,
     timeout: Duration,
+    canceled: Counter,
 ) -> Result<Answer, QueryError> {
     let deadline = Instant::now() + timeout;
     let lookback_ms = i64::try_from(limits.lookback.as_millis()).unwrap_or(i64::MAX);
@@ -83,6 +87,10 @@ pub async fn evaluate(
         Vec::new()
     } else {
         match tokio::time::timeout_at(deadline.into(), source.select(&selections)).await {
+            // Past the remote-read sample cap is past the evaluation's too: same error.
+            Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
+                return Err(EvalError::TooManySamples.into());
+            }
             Ok(result) => result?,
             Err(_) => return Err(EvalError::Timeout.into()),
         }
@@ -118,8 +126,13 @@ pub async fn evaluate(
         max_samples: limits.max_samples,
         lookback_ms,
     };
-    let task =
-        tokio::task::spawn_blocking(move || eval::evaluate(&expr, range, &data, &eval_limits, &interrupt));
+    let task = tokio::task::spawn_blocking(move || {
+        let result = eval::evaluate(&expr, range, &data, &eval_limits, &interrupt);
+        if result == Err(EvalError::Canceled) {
+            canceled.inc();
+        }
+        result
+    });
     let result = task.await.map_err(|e| QueryError::Internal(e.to_string()));
     guard.1 = false;
     Ok(result??)

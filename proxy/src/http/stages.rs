@@ -271,6 +271,7 @@ pub async fn evaluate(proxy: &Proxy, runtime: &Runtime, request: QueryRequest) -
         request.range,
         &limits,
         timeout,
+        proxy.metrics.local_queries_canceled.clone(),
     )
     .await;
     proxy
