@@ -185,3 +185,42 @@ pub struct ByteLabel {
     #[prost(bytes = "vec", tag = "2")]
     pub value: Vec<u8>,
 }
+
+/// `prometheus.ChunkedReadResponse`: one frame of a STREAMED_XOR_CHUNKS answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedReadResponse {
+    /// The series (2.42 sends one per frame; a series may continue in the next frame).
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    /// Which query of the request the series answer.
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+/// `prometheus.ChunkedSeries`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedSeries {
+    /// Label pairs, sorted by name.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<ByteLabel>,
+    /// Chunks in time order.
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
+}
+
+/// `prometheus.Chunk`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Chunk {
+    /// First sample's time, ms.
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    /// Last sample's time, ms.
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    /// 1 XOR (floats); others are native histograms.
+    #[prost(int32, tag = "3")]
+    pub r#type: i32,
+    /// The chunk's bytes as stored.
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}

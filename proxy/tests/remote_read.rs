@@ -65,15 +65,21 @@ fn selections_return_what_the_query_api_returns() {
             end_ms: end,
         })
         .collect();
-    let answers = select(&client(&prometheus.url(), 10_000_000), &selections).unwrap();
-    for (selector, got) in selectors.iter().zip(answers) {
-        let expected = write::stored(&prometheus.url(), selector, end, "2h");
-        let differing = got
-            .iter()
-            .find(|(k, v)| expected.get(*k) != Some(*v))
-            .map(|(k, _)| k);
-        assert_eq!(got.len(), expected.len(), "{selector}: series count");
-        assert_eq!(differing, None, "{selector}: samples of this series differ");
+    // Streamed chunks (what Prometheus answers by default) and SAMPLES.
+    for source in [
+        client(&prometheus.url(), 10_000_000),
+        client(&prometheus.url(), 10_000_000).samples_only(),
+    ] {
+        let answers = select(&source, &selections).unwrap();
+        for (selector, got) in selectors.iter().zip(answers) {
+            let expected = write::stored(&prometheus.url(), selector, end, "2h");
+            let differing = got
+                .iter()
+                .find(|(k, v)| expected.get(*k) != Some(*v))
+                .map(|(k, _)| k);
+            assert_eq!(got.len(), expected.len(), "{selector}: series count");
+            assert_eq!(differing, None, "{selector}: samples of this series differ");
+        }
     }
 }
 
@@ -126,10 +132,15 @@ fn stale_markers_come_back_bit_exact() {
         start_ms: t - 1,
         end_ms: t + 2000,
     };
-    let answers = select(&client(&prometheus.url(), 100), &[selection]).unwrap();
-    let samples = &answers[0].values().next().unwrap();
-    assert_eq!(samples.len(), 2);
-    assert_eq!(samples[1].1.to_bits(), STALE_NAN_BITS);
+    for source in [
+        client(&prometheus.url(), 100),
+        client(&prometheus.url(), 100).samples_only(),
+    ] {
+        let answers = select(&source, std::slice::from_ref(&selection)).unwrap();
+        let samples = &answers[0].values().next().unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[1].1.to_bits(), STALE_NAN_BITS);
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! later: the series a selector picks, with their samples in a closed time range.
 
 mod remote_read;
+mod streamed;
 
 use std::future::Future;
 use std::pin::Pin;

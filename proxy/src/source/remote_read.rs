@@ -1,5 +1,7 @@
-//! [`RemoteRead`]: raw series from a Prometheus over `POST /api/v1/read` (SAMPLES mode,
-//! snappy protobuf), the protocol Prometheus' own remote-read client uses.
+//! [`RemoteRead`]: raw series from a Prometheus over `POST /api/v1/read`, asking for
+//! STREAMED_XOR_CHUNKS first (Prometheus sends its stored chunks as they are, several
+//! times cheaper for it; see [`streamed`]) and taking SAMPLES (snappy protobuf, what
+//! Prometheus' own remote-read client uses) from servers without it.
 //!
 //! Traps handled (docs of the wire contract: `remote-protocols.md` in the project's
 //! research): no hints are sent, since 2.42 lets them override the range; the status is
@@ -20,10 +22,15 @@ use hyper_util::rt::TokioExecutor;
 use promql_parser::label::{MatchOp, Matcher};
 use prost::Message;
 
-use super::{Fetch, RawSeries, Selection, Source, SourceError};
+use super::{Fetch, RawSeries, Selection, Source, SourceError, streamed};
 use crate::downstream::error_chain;
 use crate::prompb::{Label, LabelMatcher, Query, ReadRequest, ReadResponse, ReadSeries};
 use crate::promql;
+
+/// `ResponseType` SAMPLES: decoded samples, snappy protobuf.
+const SAMPLES: i32 = 0;
+/// `ResponseType` STREAMED_XOR_CHUNKS: raw chunks in CRC'd frames.
+const STREAMED_XOR_CHUNKS: i32 = 1;
 
 /// A Prometheus read over remote read.
 #[derive(Debug, Clone)]
@@ -33,6 +40,8 @@ pub struct RemoteRead {
     timeout: Duration,
     max_samples: u64,
     max_bytes: u64,
+    /// Response types asked for, best first.
+    modes: Vec<i32>,
 }
 
 impl RemoteRead {
@@ -52,7 +61,14 @@ impl RemoteRead {
             timeout,
             max_samples,
             max_bytes,
+            modes: vec![STREAMED_XOR_CHUNKS, SAMPLES],
         })
+    }
+
+    /// Asks for SAMPLES only, as a server without streamed read answers.
+    pub fn samples_only(mut self) -> Self {
+        self.modes = vec![SAMPLES];
+        self
     }
 
     async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
@@ -79,42 +95,38 @@ impl RemoteRead {
                 owners.push(i);
             }
         }
+        let ranges: Vec<(i64, i64)> = queries
+            .iter()
+            .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
+            .collect();
         let request = ReadRequest {
             queries,
-            accepted_response_types: vec![0],
+            accepted_response_types: self.modes.clone(),
         };
-        let response = self.exchange(request).await?;
-        if response.results.len() != owners.len() {
-            return Err(self.malformed(format!(
-                "{} results for {} queries",
-                response.results.len(),
-                owners.len()
-            )));
-        }
+        let answered = self.exchange(request, &ranges).await?;
         let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); selections.len()];
         let mut samples = 0u64;
-        for (result, &owner) in response.results.into_iter().zip(&owners) {
-            for series in result.timeseries {
-                let series = raw_series(series);
-                let value_of = |name: &str| {
-                    series
-                        .labels
-                        .iter()
-                        .find(|l| l.name == name)
-                        .map_or("", |l| l.value.as_str())
-                };
-                if !promql::selects(&selections[owner].matchers, value_of) {
-                    continue;
-                }
-                samples += series.samples.len() as u64;
-                if samples > self.max_samples {
-                    return Err(SourceError::TooMuch {
-                        what: "samples",
-                        limit: self.max_samples,
-                    });
-                }
-                out[owner].push(series);
+        for (query, series) in answered {
+            let owner = owners[query];
+            let series = raw_series(series);
+            let value_of = |name: &str| {
+                series
+                    .labels
+                    .iter()
+                    .find(|l| l.name == name)
+                    .map_or("", |l| l.value.as_str())
+            };
+            if !promql::selects(&selections[owner].matchers, value_of) {
+                continue;
             }
+            samples += series.samples.len() as u64;
+            if samples > self.max_samples {
+                return Err(SourceError::TooMuch {
+                    what: "samples",
+                    limit: self.max_samples,
+                });
+            }
+            out[owner].push(series);
         }
         for series in &mut out {
             series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -124,7 +136,13 @@ impl RemoteRead {
         Ok(out)
     }
 
-    async fn exchange(&self, request: ReadRequest) -> Result<ReadResponse, SourceError> {
+    /// Sends `request` and decodes the answer in whichever mode the server chose: the
+    /// series with the index of the query each answers.
+    async fn exchange(
+        &self,
+        request: ReadRequest,
+        ranges: &[(i64, i64)],
+    ) -> Result<Vec<(usize, ReadSeries)>, SourceError> {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .map_err(|e| self.malformed(format!("cannot compress the request: {e}")))?;
@@ -144,6 +162,11 @@ impl RemoteRead {
                 .await
                 .map_err(|e| self.unreachable(error_chain(&e)))?;
             let status = response.status();
+            let streamed = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-streamed-protobuf"));
             #[expect(
                 clippy::disallowed_methods,
                 reason = "bounded: the body is wrapped in Limited"
@@ -155,9 +178,9 @@ impl RemoteRead {
                     limit: self.max_bytes,
                 })?
                 .to_bytes();
-            Ok::<_, SourceError>((status, body))
+            Ok::<_, SourceError>((status, streamed, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+        let (status, streamed, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
         // Errors are plain text even when marked snappy: look at the status first.
@@ -167,6 +190,9 @@ impl RemoteRead {
                 status: status.as_u16(),
                 message: String::from_utf8_lossy(&body).trim().to_owned(),
             });
+        }
+        if streamed {
+            return streamed::decode(&body, ranges).map_err(|e| self.malformed(e));
         }
         let length = snap::raw::decompress_len(&body).map_err(|e| self.malformed(format!("snappy: {e}")))?;
         if length as u64 > self.max_bytes {
@@ -178,7 +204,21 @@ impl RemoteRead {
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&body)
             .map_err(|e| self.malformed(format!("snappy: {e}")))?;
-        ReadResponse::decode(raw.as_slice()).map_err(|e| self.malformed(format!("protobuf: {e}")))
+        let response =
+            ReadResponse::decode(raw.as_slice()).map_err(|e| self.malformed(format!("protobuf: {e}")))?;
+        if response.results.len() != ranges.len() {
+            return Err(self.malformed(format!(
+                "{} results for {} queries",
+                response.results.len(),
+                ranges.len()
+            )));
+        }
+        Ok(response
+            .results
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.timeseries.into_iter().map(move |s| (i, s)))
+            .collect())
     }
 
     fn unreachable(&self, reason: String) -> SourceError {
