@@ -8,13 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use crate::config::RawSource;
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
 use crate::sketches::{Rules, SketchStore};
-use crate::source::{RemoteRead, Source};
+use crate::source::{QueryApi, ReadOrQuery, RemoteRead, Source};
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +49,7 @@ pub struct Runtime {
     pub plugins: Arc<PluginSet>,
     /// Which ingested series get sketches.
     pub sketch_rules: Arc<Rules>,
-    /// Raw data for local evaluation (downstream's remote read).
+    /// Raw data for local evaluation (`query.source`).
     pub source: Arc<dyn Source>,
 }
 
@@ -57,24 +58,36 @@ impl Runtime {
         let plugins = host.load(&config.plugins.settings(), observer);
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
-        let source = RemoteRead::new(
-            &config.downstream.url,
-            config.query.timeout,
-            u64::try_from(config.query.max_samples).unwrap_or(u64::MAX),
-            config.query.max_read_bytes,
-        );
+        let source = raw_source(&config);
         Self {
-            // The URL was validated with the configuration, so this cannot fail.
-            source: match source {
-                Ok(s) => Arc::new(s),
-                Err(e) => Arc::new(crate::source::Unavailable(e.to_string())),
-            },
+            source,
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
             plugins: Arc::new(plugins),
             config,
         }
+    }
+}
+
+/// The source local evaluation reads raw data from (`query.source`).
+fn raw_source(config: &Config) -> Arc<dyn Source> {
+    let q = &config.query;
+    let url = &config.downstream.url;
+    let max_samples = u64::try_from(q.max_samples).unwrap_or(u64::MAX);
+    // Each query's deadline ends its fetch (a 503 timeout); the sources' own timeout
+    // is only a backstop, later so that it never wins the race.
+    let backstop = q.timeout + std::time::Duration::from_secs(1);
+    let query_api = QueryApi::new(url, backstop, max_samples, q.max_read_bytes);
+    let remote_read = match RemoteRead::new(url, backstop, max_samples, q.max_read_bytes) {
+        Ok(r) => r,
+        // The URL was validated with the configuration; this cannot happen.
+        Err(e) => return Arc::new(crate::source::Unavailable(e.to_string())),
+    };
+    match q.source {
+        RawSource::Auto => Arc::new(ReadOrQuery::new(remote_read, query_api)),
+        RawSource::RemoteRead => Arc::new(remote_read),
+        RawSource::QueryApi => Arc::new(query_api),
     }
 }
 

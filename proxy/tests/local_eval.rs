@@ -278,7 +278,7 @@ fn limits_end_in_prometheus_error_types() {
         let answer = run(config, query);
         assert_eq!(answer.status, *status, "{what}: {}", answer.body);
         let json = answer.json();
-        assert_eq!(json["errorType"], *error_type, "{what}");
+        assert_eq!(json["errorType"], *error_type, "{what}: {}", answer.body);
         assert!(
             json["error"].as_str().unwrap().starts_with(message),
             "{what}: {}",
@@ -328,4 +328,85 @@ fn a_client_that_goes_away_cancels_its_evaluation() {
         canceled,
     )
     .unwrap();
+}
+
+/// A downstream like a Thanos Querier: `/api/v1/read` is 404, the query API answers
+/// (from the real Prometheus behind it). Serves until dropped.
+struct NoRemoteRead {
+    url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl NoRemoteRead {
+    fn start(prometheus: String) -> Self {
+        use axum::extract::RawQuery;
+        use axum::routing::any;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let query = move |RawQuery(query): RawQuery, body: String| {
+                    let prometheus = prometheus.clone();
+                    async move {
+                        let answer = tokio::task::spawn_blocking(move || {
+                            send(
+                                &prometheus,
+                                "POST",
+                                "/api/v1/query",
+                                &query.unwrap_or_default(),
+                                &body,
+                            )
+                        })
+                        .await
+                        .unwrap();
+                        ([("content-type", "application/json")], answer.body)
+                    }
+                };
+                let app = axum::Router::new()
+                    .route("/api/v1/query", any(query))
+                    .fallback(|| async { (http::StatusCode::NOT_FOUND, "404 page not found") });
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            url,
+            _stop: stop,
+            _thread: thread,
+        }
+    }
+}
+
+#[test]
+fn a_downstream_without_remote_read_is_read_through_its_query_api() {
+    let prometheus = demo_prometheus();
+    let querier = NoRemoteRead::start(prometheus.url());
+    let proxy = TestProxy::start("query:\n  mode: local\n", &querier.url);
+    for query in [
+        "sum by (code) (rate(demo_http_requests_total[5m]))",
+        "entropy_over_time(demo_temperature_celsius[30m])",
+    ] {
+        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let range = format!("query={q}&start={}&end={}&step=300", TEST_START + 600, TEST_END);
+        let local = send(&proxy.url(), "GET", "/api/v1/query_range", &range, "");
+        assert_eq!(local.status, 200, "{query}: {}", local.body);
+        if query.starts_with("entropy") {
+            assert_eq!(series(&local).len(), 2, "one series per room");
+        } else {
+            let direct = send(&prometheus.url(), "GET", "/api/v1/query_range", &range, "");
+            assert_same(query, &local, &direct);
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sketch_proxy::prompb::STALE_NAN_BITS;
 use sketch_proxy::promql::parse_selector;
-use sketch_proxy::source::{RemoteRead, Selection, Source, SourceError};
+use sketch_proxy::source::{QueryApi, RemoteRead, Selection, Source, SourceError};
 use sketch_proxy_testkit::demo::TEST_END;
 use support::write::{self, Stored};
 
@@ -23,7 +23,7 @@ fn client(url: &str, max_samples: u64) -> RemoteRead {
     .unwrap()
 }
 
-fn select(source: &RemoteRead, selections: &[Selection]) -> Result<Vec<Stored>, SourceError> {
+fn select(source: &dyn Source, selections: &[Selection]) -> Result<Vec<Stored>, SourceError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,12 +65,20 @@ fn selections_return_what_the_query_api_returns() {
             end_ms: end,
         })
         .collect();
-    // Streamed chunks (what Prometheus answers by default) and SAMPLES.
-    for source in [
-        client(&prometheus.url(), 10_000_000),
-        client(&prometheus.url(), 10_000_000).samples_only(),
-    ] {
-        let answers = select(&source, &selections).unwrap();
+    // Streamed chunks (what Prometheus answers by default), SAMPLES, and the query API
+    // (for downstreams without remote read; the demo data has no stale markers).
+    let sources: [Box<dyn Source>; 3] = [
+        Box::new(client(&prometheus.url(), 10_000_000)),
+        Box::new(client(&prometheus.url(), 10_000_000).samples_only()),
+        Box::new(QueryApi::new(
+            &prometheus.url().parse().unwrap(),
+            Duration::from_secs(30),
+            10_000_000,
+            64 << 20,
+        )),
+    ];
+    for source in sources {
+        let answers = select(source.as_ref(), &selections).unwrap();
         for (selector, got) in selectors.iter().zip(answers) {
             let expected = write::stored(&prometheus.url(), selector, end, "2h");
             let differing = got

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use ingest::{DestinationConfig, IngestConfig};
-pub use query::{QueryConfig, QueryMode};
+pub use query::{QueryConfig, QueryMode, RawSource};
 pub use sketches::{SketchRule, SketchesConfig};
 
 use crate::plugin_host::{self, Grant};

@@ -18,12 +18,30 @@ pub enum QueryMode {
     Local,
 }
 
+/// Where local evaluation reads raw data from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSource {
+    /// Remote read; the query API once downstream answers remote read with 404, 405
+    /// or 501 (a Thanos Querier).
+    #[default]
+    Auto,
+    /// `/api/v1/read` only.
+    RemoteRead,
+    /// `/api/v1/query` with range-vector selectors only, as promxy reads. Stale markers
+    /// are invisible this way.
+    QueryApi,
+}
+
 /// `query:` section. Reloadable.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
     /// `auto` (default) or `local`; the flag `--query.mode` overrides it.
     pub mode: QueryMode,
+    /// Where local evaluation reads raw data: `auto` (default), `remote_read` or
+    /// `query_api`.
+    pub source: RawSource,
     /// How far back an instant vector looks for a sample, like Prometheus'
     /// `--query.lookback-delta` (default 5m). Must match downstream's for answers to agree.
     #[serde(with = "duration::prometheus")]
@@ -46,6 +64,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             mode: QueryMode::Auto,
+            source: RawSource::Auto,
             lookback_delta: Duration::from_secs(300),
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,

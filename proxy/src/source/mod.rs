@@ -1,6 +1,8 @@
 //! Raw data for local evaluation, behind one trait so that several shards can answer
 //! later: the series a selector picks, with their samples in a closed time range.
 
+mod client;
+mod query_api;
 mod remote_read;
 mod streamed;
 
@@ -9,6 +11,7 @@ use std::pin::Pin;
 
 use promql_parser::label::Matchers;
 
+pub use query_api::QueryApi;
 pub use remote_read::RemoteRead;
 
 use crate::prompb::{Label, Sample};
@@ -95,5 +98,50 @@ impl Source for Unavailable {
                 reason,
             })
         })
+    }
+}
+
+/// Remote read while the downstream serves it; the query API for good once it answers
+/// that it does not (404, 405 or 501, as a Thanos Querier does).
+#[derive(Debug)]
+pub struct ReadOrQuery {
+    read: RemoteRead,
+    query: QueryApi,
+    no_read: std::sync::atomic::AtomicBool,
+}
+
+impl ReadOrQuery {
+    /// Tries `read` first, then `query`.
+    pub fn new(read: RemoteRead, query: QueryApi) -> Self {
+        Self {
+            read,
+            query,
+            no_read: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
+        use std::sync::atomic::Ordering;
+        if !self.no_read.load(Ordering::Relaxed) {
+            match self.read.select(selections).await {
+                Err(SourceError::Refused {
+                    status: 404 | 405 | 501,
+                    ..
+                }) => {
+                    tracing::info!(
+                        "downstream serves no remote read; reading through its query API from now on"
+                    );
+                    self.no_read.store(true, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        self.query.select(selections).await
+    }
+}
+
+impl Source for ReadOrQuery {
+    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
+        Box::pin(self.fetch(selections))
     }
 }

@@ -12,20 +12,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use promql_parser::label::{MatchOp, Matcher};
 use prost::Message;
 
+use super::client::{Gathered, Http, or_groups};
 use super::{Fetch, RawSeries, Selection, Source, SourceError, streamed};
-use crate::downstream::error_chain;
 use crate::prompb::{Label, LabelMatcher, Query, ReadRequest, ReadResponse, ReadSeries};
-use crate::promql;
 
 /// `ResponseType` SAMPLES: decoded samples, snappy protobuf.
 const SAMPLES: i32 = 0;
@@ -35,11 +29,8 @@ const STREAMED_XOR_CHUNKS: i32 = 1;
 /// A Prometheus read over remote read.
 #[derive(Debug, Clone)]
 pub struct RemoteRead {
-    client: Client<HttpConnector, Full<Bytes>>,
-    url: Uri,
-    timeout: Duration,
+    http: Http,
     max_samples: u64,
-    max_bytes: u64,
     /// Response types asked for, best first.
     modes: Vec<i32>,
 }
@@ -49,18 +40,13 @@ impl RemoteRead {
     /// `timeout`, refusing answers over `max_samples` samples or `max_bytes` bytes.
     pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Result<Self, SourceError> {
         let text = format!("{}/api/v1/read", base.to_string().trim_end_matches('/'));
-        let url = text.parse().map_err(|e| SourceError::Unreachable {
+        text.parse::<Uri>().map_err(|e| SourceError::Unreachable {
             url: text.clone(),
             reason: format!("not a URL: {e}"),
         })?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            url,
-            timeout,
+            http: Http::new(text, timeout, max_bytes),
             max_samples,
-            max_bytes,
             modes: vec![STREAMED_XOR_CHUNKS, SAMPLES],
         })
     }
@@ -76,17 +62,7 @@ impl RemoteRead {
         let mut queries = Vec::new();
         let mut owners = Vec::new();
         for (i, selection) in selections.iter().enumerate() {
-            let groups: Vec<Vec<&Matcher>> = if selection.matchers.or_matchers.is_empty() {
-                vec![selection.matchers.matchers.iter().collect()]
-            } else {
-                selection
-                    .matchers
-                    .or_matchers
-                    .iter()
-                    .map(|g| selection.matchers.matchers.iter().chain(g).collect())
-                    .collect()
-            };
-            for group in groups {
+            for group in or_groups(&selection.matchers) {
                 queries.push(Query {
                     start_timestamp_ms: selection.start_ms,
                     end_timestamp_ms: selection.end_ms,
@@ -103,37 +79,12 @@ impl RemoteRead {
             queries,
             accepted_response_types: self.modes.clone(),
         };
-        let answered = self.exchange(request, &ranges).await?;
-        let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); selections.len()];
-        let mut samples = 0u64;
-        for (query, series) in answered {
+        let mut gathered = Gathered::new(selections.len(), self.max_samples);
+        for (query, series) in self.exchange(request, &ranges).await? {
             let owner = owners[query];
-            let series = raw_series(series);
-            let value_of = |name: &str| {
-                series
-                    .labels
-                    .iter()
-                    .find(|l| l.name == name)
-                    .map_or("", |l| l.value.as_str())
-            };
-            if !promql::selects(&selections[owner].matchers, value_of) {
-                continue;
-            }
-            samples += series.samples.len() as u64;
-            if samples > self.max_samples {
-                return Err(SourceError::TooMuch {
-                    what: "samples",
-                    limit: self.max_samples,
-                });
-            }
-            out[owner].push(series);
+            gathered.add(owner, &selections[owner], raw_series(series))?;
         }
-        for series in &mut out {
-            series.sort_by(|a, b| a.labels.cmp(&b.labels));
-            // `or` groups can select one series twice.
-            series.dedup_by(|a, b| a.labels == b.labels);
-        }
-        Ok(out)
+        Ok(gathered.finish())
     }
 
     /// Sends `request` and decodes the answer in whichever mode the server chose: the
@@ -143,71 +94,38 @@ impl RemoteRead {
         request: ReadRequest,
         ranges: &[(i64, i64)],
     ) -> Result<Vec<(usize, ReadSeries)>, SourceError> {
+        let http = &self.http;
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
-            .map_err(|e| self.malformed(format!("cannot compress the request: {e}")))?;
-        let http = Request::post(self.url.clone())
+            .map_err(|e| http.malformed(format!("cannot compress the request: {e}")))?;
+        let builder = Request::post("/")
             .header(CONTENT_ENCODING, "snappy")
             .header(ACCEPT_ENCODING, "snappy")
             .header(CONTENT_TYPE, "application/x-protobuf")
-            .header(USER_AGENT, concat!("sketch-proxy/", env!("CARGO_PKG_VERSION")))
-            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| self.malformed(e.to_string()))?;
-        let limit = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
-        let exchange = async {
-            let response = self
-                .client
-                .request(http)
-                .await
-                .map_err(|e| self.unreachable(error_chain(&e)))?;
-            let status = response.status();
-            let streamed = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/x-streamed-protobuf"));
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "bounded: the body is wrapped in Limited"
-            )]
-            let collected = Limited::new(response.into_body(), limit).collect().await;
-            let body = collected
-                .map_err(|_| SourceError::TooMuch {
-                    what: "bytes",
-                    limit: self.max_bytes,
-                })?
-                .to_bytes();
-            Ok::<_, SourceError>((status, streamed, body))
-        };
-        let (status, streamed, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0");
+        let (status, headers, body) = http.exchange(builder, body).await?;
         // Errors are plain text even when marked snappy: look at the status first.
         if !status.is_success() {
-            return Err(SourceError::Refused {
-                url: self.url.to_string(),
-                status: status.as_u16(),
-                message: String::from_utf8_lossy(&body).trim().to_owned(),
-            });
+            return Err(http.refused(status, String::from_utf8_lossy(&body).trim().to_owned()));
         }
+        let streamed = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-streamed-protobuf"));
         if streamed {
-            return streamed::decode(&body, ranges).map_err(|e| self.malformed(e));
+            return streamed::decode(&body, ranges).map_err(|e| http.malformed(e));
         }
-        let length = snap::raw::decompress_len(&body).map_err(|e| self.malformed(format!("snappy: {e}")))?;
-        if length as u64 > self.max_bytes {
-            return Err(SourceError::TooMuch {
-                what: "bytes",
-                limit: self.max_bytes,
-            });
+        let length = snap::raw::decompress_len(&body).map_err(|e| http.malformed(format!("snappy: {e}")))?;
+        if length as u64 > http.max_bytes() {
+            return Err(http.too_many_bytes());
         }
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&body)
-            .map_err(|e| self.malformed(format!("snappy: {e}")))?;
+            .map_err(|e| http.malformed(format!("snappy: {e}")))?;
         let response =
-            ReadResponse::decode(raw.as_slice()).map_err(|e| self.malformed(format!("protobuf: {e}")))?;
+            ReadResponse::decode(raw.as_slice()).map_err(|e| http.malformed(format!("protobuf: {e}")))?;
         if response.results.len() != ranges.len() {
-            return Err(self.malformed(format!(
+            return Err(http.malformed(format!(
                 "{} results for {} queries",
                 response.results.len(),
                 ranges.len()
@@ -219,20 +137,6 @@ impl RemoteRead {
             .enumerate()
             .flat_map(|(i, r)| r.timeseries.into_iter().map(move |s| (i, s)))
             .collect())
-    }
-
-    fn unreachable(&self, reason: String) -> SourceError {
-        SourceError::Unreachable {
-            url: self.url.to_string(),
-            reason,
-        }
-    }
-
-    fn malformed(&self, reason: String) -> SourceError {
-        SourceError::Malformed {
-            url: self.url.to_string(),
-            reason,
-        }
     }
 }
 

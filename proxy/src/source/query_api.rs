@@ -1,0 +1,175 @@
+//! [`QueryApi`]: raw series from a downstream without remote read (the Thanos Querier),
+//! read as promxy reads them: an instant query of a range-vector selector,
+//! `{matchers}[<end − start>]` at `end`, whose answer holds the raw samples of
+//! `[start, end]` (closed at both ends in Prometheus 2.x).
+//!
+//! What this cannot see: stale markers. The query API leaves them out of range vectors,
+//! so a series that ended still counts as present for the lookback delta after its last
+//! sample. Remote read has no such gap; it is preferred whenever the downstream serves it.
+
+use std::time::Duration;
+
+use http::header::CONTENT_TYPE;
+use http::{Request, Uri};
+use promql_parser::label::{MatchOp, Matcher};
+use serde::Deserialize;
+
+use super::client::{Gathered, Http, or_groups};
+use super::{Fetch, RawSeries, Selection, Source, SourceError};
+use crate::prompb::{Label, Sample};
+
+/// A downstream read through `/api/v1/query`.
+#[derive(Debug, Clone)]
+pub struct QueryApi {
+    http: Http,
+    max_samples: u64,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<MatrixSeries>,
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+impl QueryApi {
+    /// A client for the downstream at `base`, with the same limits as [`super::RemoteRead`].
+    pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Self {
+        let url = format!("{}/api/v1/query", base.to_string().trim_end_matches('/'));
+        Self {
+            http: Http::new(url, timeout, max_bytes),
+            max_samples,
+        }
+    }
+
+    async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
+        let mut gathered = Gathered::new(selections.len(), self.max_samples);
+        for (i, selection) in selections.iter().enumerate() {
+            for group in or_groups(&selection.matchers) {
+                for series in self.read(&group, selection.start_ms, selection.end_ms).await? {
+                    gathered.add(i, selection, series)?;
+                }
+            }
+        }
+        Ok(gathered.finish())
+    }
+
+    /// The raw samples in `[start, end]` of the series `matchers` select.
+    async fn read(&self, matchers: &[&Matcher], start: i64, end: i64) -> Result<Vec<RawSeries>, SourceError> {
+        let http = &self.http;
+        let range_ms = (end - start).max(1);
+        let query = format!("{}[{range_ms}ms]", selector(matchers));
+        let time = (end as f64 / 1000.0).to_string();
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", &query)
+            .append_pair("time", &time)
+            .finish();
+        let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+            if status.is_success() {
+                http.malformed(format!("JSON: {e}"))
+            } else {
+                http.refused(status, String::from_utf8_lossy(&bytes).trim().to_owned())
+            }
+        })?;
+        if answer.status != "success" || !status.is_success() {
+            return Err(http.refused(status, answer.error.unwrap_or_default()));
+        }
+        let data = answer.data.ok_or_else(|| http.malformed("no data".to_owned()))?;
+        if data.result_type != "matrix" {
+            return Err(http.malformed(format!("a {} instead of a matrix", data.result_type)));
+        }
+        data.result
+            .into_iter()
+            .map(|s| {
+                let samples = s
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| {
+                        let value = parse_value(&v).ok_or_else(|| http.malformed(format!("value {v:?}")))?;
+                        Ok(Sample {
+                            value,
+                            timestamp: (t * 1000.0).round() as i64,
+                        })
+                    })
+                    .collect::<Result<Vec<Sample>, SourceError>>()?;
+                Ok(RawSeries {
+                    labels: s
+                        .metric
+                        .into_iter()
+                        .map(|(name, value)| Label { name, value })
+                        .collect(),
+                    samples,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Source for QueryApi {
+    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
+        Box::pin(self.fetch(selections))
+    }
+}
+
+/// A sample value as Prometheus writes it.
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => text.parse().ok(),
+    }
+}
+
+/// `{name="value", …}` for `matchers`, values quoted for PromQL.
+fn selector(matchers: &[&Matcher]) -> String {
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op {
+                MatchOp::Equal => "=",
+                MatchOp::NotEqual => "!=",
+                MatchOp::Re(_) => "=~",
+                MatchOp::NotRe(_) => "!~",
+            };
+            format!("{}{op}{}", m.name, quote(&m.value))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// A PromQL double-quoted string.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
