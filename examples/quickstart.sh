@@ -68,6 +68,13 @@ One query answered through the proxy:
   promtool query instant http://127.0.0.1:$proxy_port '$query'
 TEXT
 promtool query instant "http://127.0.0.1:$proxy_port" "$query"
+entropy='entropy_over_time(demo_temperature_celsius[1h])'
+cat <<TEXT
+
+One Prometheus does not know, evaluated by the proxy over the same data:
+  promtool query instant http://127.0.0.1:$proxy_port '$entropy'
+TEXT
+promtool query instant "http://127.0.0.1:$proxy_port" "$entropy"
 
 if [ "$once" != "--once" ]; then
   echo
