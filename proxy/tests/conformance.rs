@@ -109,7 +109,7 @@ impl Server {
         let path = answer.path.clone();
         let want_path = match self.mode {
             Mode::Passthrough => "downstream",
-            Mode::Local => "local",
+            Mode::Local => "engine",
         };
         if json["status"] == "success" && path.as_deref() != Some(want_path) {
             return Some(format!("answered by {path:?}, expected {want_path}"));

@@ -95,7 +95,7 @@ fn series(answer: &Answer) -> BTreeMap<String, Vec<(f64, f64)>> {
 }
 
 fn assert_same(query: &str, local: &Answer, prometheus: &Answer) {
-    assert_eq!(local.path.as_deref(), Some("local"), "{query}");
+    assert_eq!(local.path.as_deref(), Some("engine"), "{query}");
     assert_eq!(local.status, prometheus.status, "{query}: {}", local.body);
     let (l, p) = (local.json(), prometheus.json());
     assert_eq!(l["data"]["resultType"], p["data"]["resultType"], "{query}");
@@ -196,7 +196,7 @@ fn proxy_functions_answer_over_a_vanilla_prometheus() {
             format!("query={function}(demo_temperature_celsius[30m])&start={start}&end={end}&step={step}");
         let answer = send(&proxy.url(), "GET", "/api/v1/query_range", &query, "");
         assert_eq!(answer.status, 200, "{}", answer.body);
-        assert_eq!(answer.path.as_deref(), Some("local"));
+        assert_eq!(answer.path.as_deref(), Some("engine"));
         let got = series(&answer);
         assert_eq!(got.len(), raw.len(), "{function}: one series per room");
         for (labels, points) in &raw {

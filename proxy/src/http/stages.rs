@@ -220,26 +220,26 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// Which path answered a query: the `X-Sketch-Proxy-Path` response header.
+/// Which path answered a query: the `X-Answered-By` response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     /// Forwarded unchanged to downstream.
     Downstream,
-    /// Evaluated by the proxy over raw data from downstream.
-    Local,
+    /// Evaluated by the proxy's engine over raw data from downstream.
+    Engine,
 }
 
 impl Path {
     fn header_value(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Path::Downstream => "downstream",
-            Path::Local => "local",
+            Path::Engine => "engine",
         })
     }
 }
 
 /// The response header naming the path that answered a query.
-pub const PATH_HEADER: &str = "x-sketch-proxy-path";
+pub const PATH_HEADER: &str = "x-answered-by";
 
 /// Adds the path header to a query's response.
 pub fn mark_path(mut response: Response, path: Path) -> Response {
@@ -280,5 +280,5 @@ pub async fn evaluate(proxy: &Proxy, runtime: &Runtime, request: QueryRequest) -
         .observe(started.elapsed().as_secs_f64());
     let answer = result.map_err(ApiError::Query)?;
     let body = crate::api::wire::query_success(&answer, at_ms);
-    Ok(mark_path(json(StatusCode::OK, body), Path::Local))
+    Ok(mark_path(json(StatusCode::OK, body), Path::Engine))
 }

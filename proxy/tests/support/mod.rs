@@ -131,7 +131,7 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub body: String,
-    /// The `X-Sketch-Proxy-Path` header: which path answered a query.
+    /// The `X-Answered-By` header: which path answered a query.
     pub path: Option<String>,
 }
 
@@ -169,7 +169,7 @@ pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> An
         .unwrap_or_default();
     let path = response
         .headers()
-        .get("x-sketch-proxy-path")
+        .get("x-answered-by")
         .map(|v| v.to_str().unwrap().to_owned());
     Answer {
         status: response.status().as_u16(),
