@@ -3,6 +3,7 @@
 //! state beyond the function registry `promql-parser` keeps.
 
 pub mod eval;
+pub mod sketch_plan;
 
 use std::sync::Once;
 
