@@ -11,7 +11,10 @@ use prometheus_client::metrics::counter::Counter;
 use promql_parser::parser::Expr;
 
 use crate::promql::eval::value::{Labels, Point, Series};
-use crate::promql::eval::{self, Answer, Data, EvalError, Interrupt, Limits, Range, plan};
+use crate::promql::eval::{
+    self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, plan,
+};
+use crate::promql::sketch_plan::MIN_WINDOW_MS;
 use crate::source::{Selection, Source, SourceError};
 
 /// Limits on one local evaluation (the `query:` configuration section).
@@ -71,7 +74,8 @@ pub async fn evaluate(
     limits: &QueryLimits,
     timeout: Duration,
     canceled: Counter,
-) -> Result<Answer, QueryError> {
+    sketches: Option<Arc<dyn Sketches>>,
+) -> Result<(Answer, Served), QueryError> {
     let deadline = Instant::now() + timeout;
     let lookback_ms = i64::try_from(limits.lookback.as_millis()).unwrap_or(i64::MAX);
     let needs = plan::needs(&expr, &range, lookback_ms);
@@ -127,8 +131,12 @@ pub async fn evaluate(
         lookback_ms,
     };
     let task = tokio::task::spawn_blocking(move || {
-        let result = eval::evaluate(&expr, range, &data, &eval_limits, &interrupt);
-        if result == Err(EvalError::Canceled) {
+        let using = sketches.as_deref().map(|sketches| SketchUse {
+            sketches,
+            min_window_ms: MIN_WINDOW_MS,
+        });
+        let result = eval::evaluate_with(&expr, range, &data, &eval_limits, &interrupt, using);
+        if matches!(result, Err(EvalError::Canceled)) {
             canceled.inc();
         }
         result

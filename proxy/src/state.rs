@@ -103,7 +103,7 @@ pub struct Proxy {
     /// The remote-write receiver, when `ingest.enabled`.
     pub ingest: Option<Arc<Ingest>>,
     /// Sketches of ingested series; kept across reloads.
-    pub sketches: SketchStore,
+    pub sketches: Arc<SketchStore>,
 }
 
 impl Proxy {
@@ -127,7 +127,7 @@ impl Proxy {
             source,
             host,
             observer,
-            sketches: SketchStore::new(metrics.sketches.clone()),
+            sketches: Arc::new(SketchStore::new(metrics.sketches.clone())),
             metrics,
             ingest,
         }))

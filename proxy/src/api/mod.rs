@@ -159,6 +159,8 @@ pub struct QueryRequest {
     pub timeout: Option<std::time::Duration>,
     /// Functions it uses that only the proxy knows.
     pub proxy_functions: Vec<&'static str>,
+    /// `sketch=off`: answer exactly, for side-by-side checks.
+    pub sketch_off: bool,
 }
 
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
@@ -176,6 +178,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 expr,
                 range: Range::instant(nanos_to_ms(time)),
                 timeout,
+                sketch_off: form.get("sketch") == "off",
             }));
         }
         Endpoint::QueryRange => {
@@ -216,6 +219,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                     step_ms: (step / 1_000_000).max(1),
                 },
                 timeout,
+                sketch_off: form.get("sketch") == "off",
             }));
         }
         Endpoint::QueryExemplars => {

@@ -154,9 +154,9 @@ pub fn format_float(v: f64) -> String {
 mod tests;
 
 /// `{"status":"success","data":{"resultType":…,"result":…}}` for a query answered
-/// locally, byte for byte as Prometheus 2.42 writes it; `at_ms` is the evaluation time
-/// of an instant query.
-pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64) -> Vec<u8> {
+/// locally, byte for byte as Prometheus 2.42 writes it, with `"warnings"` after the
+/// data when there are any; `at_ms` is the evaluation time of an instant query.
+pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64, warnings: &[String]) -> Vec<u8> {
     use crate::promql::eval::Answer;
     let mut out = String::with_capacity(256);
     out.push_str(r#"{"status":"success","data":{"resultType":"#);
@@ -203,7 +203,14 @@ pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64) -> Vec<u8
             out.push(']');
         }
     }
-    out.push_str("}}");
+    out.push('}');
+    if !warnings.is_empty() {
+        let list: Vec<String> = warnings.iter().map(|w| go_string(w)).collect();
+        out.push_str(r#","warnings":["#);
+        out.push_str(&list.join(","));
+        out.push(']');
+    }
+    out.push('}');
     out.into_bytes()
 }
 

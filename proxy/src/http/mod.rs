@@ -148,9 +148,12 @@ async fn run(
         }
     }
     let _slot = stages::admit(proxy, &runtime, endpoint)?;
+    let sketches = query
+        .as_ref()
+        .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers));
     match query {
-        Some(request) if stages::answers_locally(&runtime, &request) => {
-            stages::evaluate(proxy, &runtime, request).await
+        Some(request) if stages::answers_locally(&runtime, &request, sketches.is_some()) => {
+            stages::evaluate(proxy, &runtime, request, sketches).await
         }
         Some(_) => Ok(stages::mark_path(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,

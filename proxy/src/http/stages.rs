@@ -17,7 +17,10 @@ use crate::api::params::Form;
 use crate::api::{ApiError, Endpoint, QueryRequest};
 use crate::config::QueryMode;
 use crate::metrics::{DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
+use crate::promql::eval::Sketches;
+use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::query::{self, QueryLimits};
+use crate::sketches::StoreSketches;
 use crate::state::{Proxy, Runtime};
 
 /// Stage `observe`: counts and times every request and logs it.
@@ -227,14 +230,17 @@ pub enum Path {
     Downstream,
     /// Evaluated by the proxy's engine over raw data from downstream.
     Engine,
+    /// Range functions answered from sketches.
+    Sketch,
 }
 
 impl Path {
-    fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+    fn name(self) -> &'static str {
+        match self {
             Path::Downstream => "downstream",
             Path::Engine => "engine",
-        })
+            Path::Sketch => "sketch",
+        }
     }
 }
 
@@ -242,19 +248,60 @@ impl Path {
 pub const PATH_HEADER: &str = "x-answered-by";
 
 /// Adds the path header to a query's response.
-pub fn mark_path(mut response: Response, path: Path) -> Response {
-    response.headers_mut().insert(PATH_HEADER, path.header_value());
+pub fn mark_path(response: Response, path: Path) -> Response {
+    mark_paths(response, &[path])
+}
+
+/// Adds the path header naming every path that answered, comma-separated.
+fn mark_paths(mut response: Response, paths: &[Path]) -> Response {
+    let names: Vec<&str> = paths.iter().map(|p| p.name()).collect();
+    if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
+        response.headers_mut().insert(PATH_HEADER, value);
+    }
     response
 }
 
-/// Whether the proxy evaluates `request` itself: always in `local` mode, and in `auto`
-/// when it uses a function downstream does not know.
-pub fn answers_locally(runtime: &Runtime, request: &QueryRequest) -> bool {
-    runtime.config.query.mode == QueryMode::Local || !request.proxy_functions.is_empty()
+/// The sketches a query may be answered from: none with `sketch=off` or
+/// `X-Sketch: off`, nor when no call of it is a sketch candidate or nothing is sketched.
+pub fn sketches_for(
+    proxy: &Proxy,
+    runtime: &Runtime,
+    request: &QueryRequest,
+    headers: &HeaderMap,
+) -> Option<Arc<dyn Sketches>> {
+    let off = request.sketch_off
+        || headers
+            .get("x-sketch")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
+    if off || proxy.sketches.series_count() == 0 {
+        return None;
+    }
+    let plugins = runtime.plugins.clone();
+    let served = |f: &str| plugins.for_function(f).is_some();
+    let (calls, _) = sketch_plan::sketch_calls(&request.expr, &served, MIN_WINDOW_MS);
+    if calls.is_empty() {
+        return None;
+    }
+    Some(Arc::new(StoreSketches {
+        store: proxy.sketches.clone(),
+        plugins,
+    }))
 }
 
-/// Stage `evaluate`: the query answered by the proxy's engine.
-pub async fn evaluate(proxy: &Proxy, runtime: &Runtime, request: QueryRequest) -> Result<Response, ApiError> {
+/// Whether the proxy evaluates `request` itself: always in `local` mode, and in `auto`
+/// when it uses a function downstream does not know or sketches may answer it.
+pub fn answers_locally(runtime: &Runtime, request: &QueryRequest, sketches: bool) -> bool {
+    runtime.config.query.mode == QueryMode::Local || !request.proxy_functions.is_empty() || sketches
+}
+
+/// Stage `evaluate`: the query answered by the proxy's engine, from sketches where
+/// they cover. An answer that used sketches says so in its warnings, with the bound.
+pub async fn evaluate(
+    proxy: &Proxy,
+    runtime: &Runtime,
+    request: QueryRequest,
+    sketches: Option<Arc<dyn Sketches>>,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let q = &runtime.config.query;
     let limits = QueryLimits {
@@ -272,13 +319,34 @@ pub async fn evaluate(proxy: &Proxy, runtime: &Runtime, request: QueryRequest) -
         &limits,
         timeout,
         proxy.metrics.local_queries_canceled.clone(),
+        sketches,
     )
     .await;
     proxy
         .metrics
         .local_query_duration
         .observe(started.elapsed().as_secs_f64());
-    let answer = result.map_err(ApiError::Query)?;
-    let body = crate::api::wire::query_success(&answer, at_ms);
-    Ok(mark_path(json(StatusCode::OK, body), Path::Engine))
+    let (answer, served) = result.map_err(ApiError::Query)?;
+    let warnings: Vec<String> = served
+        .sketched
+        .iter()
+        .map(|(function, bound)| {
+            format!(
+                "{function} answered from sketches: values within {} relative error of the exact answer",
+                format_bound(*bound)
+            )
+        })
+        .collect();
+    let body = crate::api::wire::query_success(&answer, at_ms, &warnings);
+    let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {
+        (true, _) => &[Path::Engine],
+        (false, 0) => &[Path::Sketch],
+        (false, _) => &[Path::Sketch, Path::Engine],
+    };
+    Ok(mark_paths(json(StatusCode::OK, body), paths))
+}
+
+/// `0.01` as `1%`.
+fn format_bound(bound: f64) -> String {
+    format!("{}%", (bound * 1e6).round() / 1e4)
 }

@@ -13,6 +13,11 @@
 
 use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 
+/// The cost rule: windows shorter than this are answered exactly. Ten minutes at a
+/// 15 s scrape is 40 samples, which the exact path reads in about the time of one
+/// plugin call.
+pub const MIN_WINDOW_MS: i64 = 600_000;
+
 use super::eval::{SelectorId, offset_ms};
 
 /// One call sketches could answer.

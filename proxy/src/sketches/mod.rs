@@ -7,6 +7,7 @@
 //! blocking task per instance, the instances in parallel.
 
 mod rules;
+mod serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 pub use rules::Rules;
+pub use serve::{INGEST_LAG_MS, StoreSketches};
 
 use crate::metrics::SketchMetrics;
 use crate::plugin_host::{PluginError, PluginSet, Sketch, SketchConfig};

@@ -9,7 +9,9 @@ use promql_parser::parser::{Call, Expr};
 use super::functions::{RangeFn, Window, instant_function, range_function};
 use super::plan::selector_matchers;
 use super::value::{Labels, Matrix, Point, Sample, Series, Vector};
-use super::{EvalError, Evaluator, Gather, at_ms, check_unique, duration_ms, exec, is_stale, offset_ms};
+use super::{
+    EvalError, Evaluator, Gather, Range, at_ms, check_unique, duration_ms, exec, is_stale, offset_ms,
+};
 
 /// Drops `( )` around an expression.
 pub(super) fn unparen(mut expr: &Expr) -> &Expr {
@@ -149,10 +151,99 @@ impl Evaluator<'_> {
         let range_secs = windows.range as f64 / 1000.0;
         let mut out = Vec::new();
         let mut step_scalars = vec![0.0; scalars.len()];
+        let sketchable = matches!(args[matrix_at], Expr::MatrixSelector(_))
+            && self
+                .sketches
+                .is_some_and(|s| windows.range >= s.min_window_ms && s.sketches.serves(name))
+            && constant(&scalars).is_some();
         for series in &windows.series {
             self.interrupt.check()?;
-            let (mut lo, mut hi) = (0, 0);
             let mut points = Vec::new();
+            if sketchable && let Some(answered) = self.sketch_points(name, &series.labels, &scalars, &windows)
+            {
+                points = answered;
+            } else {
+                if sketchable {
+                    self.served.exact_series += 1;
+                }
+                self.exact_points(
+                    f,
+                    series,
+                    &windows,
+                    &scalars,
+                    &mut step_scalars,
+                    range_secs,
+                    &mut points,
+                )?;
+            }
+            if !points.is_empty() {
+                self.take(points.len())?;
+                let labels = if name == "last_over_time" {
+                    series.labels.clone()
+                } else {
+                    series.labels.without_name()
+                };
+                out.push(Series { labels, points });
+            }
+        }
+        self.finish_range_call(name, args, matrix_at, before, out)
+    }
+
+    /// A sketch's answers for one series at every step, if it covers them all.
+    fn sketch_points(
+        &mut self,
+        name: &str,
+        labels: &Labels,
+        scalars: &[Vec<f64>],
+        windows: &Windows,
+    ) -> Option<Vec<Point>> {
+        let using = self.sketches?;
+        let args = constant(scalars)?;
+        let fixed = windows.at.map(|at| at - windows.offset);
+        let ends = match fixed {
+            Some(end) => Range::instant(end),
+            None => Range {
+                start_ms: self.range.start_ms - windows.offset,
+                end_ms: self.range.end_ms - windows.offset,
+                step_ms: self.range.step_ms,
+            },
+        };
+        let answers = using.sketches.answer(name, labels, &args, ends, windows.range)?;
+        let mut points = Vec::new();
+        let mut bound: f64 = 0.0;
+        for (k, ts) in self.range.steps().enumerate() {
+            let answer = if fixed.is_some() {
+                answers.first()
+            } else {
+                answers.get(k)
+            };
+            if let Some(Some(a)) = answer {
+                bound = bound.max(a.bound);
+                points.push(Point { t: ts, v: a.value });
+            }
+        }
+        let seen = self.served.sketched.entry(name.to_owned()).or_insert(0.0);
+        *seen = seen.max(bound);
+        Some(points)
+    }
+
+    /// One series' points computed from its raw samples, window by window.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the loop state of range_call, passed whole"
+    )]
+    fn exact_points(
+        &mut self,
+        f: RangeFn,
+        series: &Series,
+        windows: &Windows,
+        scalars: &[Vec<f64>],
+        step_scalars: &mut [f64],
+        range_secs: f64,
+        points: &mut Vec<Point>,
+    ) -> Result<(), EvalError> {
+        {
+            let (mut lo, mut hi) = (0, 0);
             for (k, ts) in self.range.steps().enumerate() {
                 let end = windows.at.unwrap_or(ts) - windows.offset;
                 let start = end - windows.range;
@@ -172,7 +263,7 @@ impl Evaluator<'_> {
                 if self.samples + window.len() > self.limits.max_samples {
                     return Err(EvalError::TooManySamples);
                 }
-                for (slot, values) in step_scalars.iter_mut().zip(&scalars) {
+                for (slot, values) in step_scalars.iter_mut().zip(scalars) {
                     *slot = values[k];
                 }
                 let context = Window {
@@ -180,22 +271,25 @@ impl Evaluator<'_> {
                     start,
                     end,
                     range_secs,
-                    scalars: &step_scalars,
+                    scalars: step_scalars,
                 };
                 if let Some(v) = f(window, &context)? {
                     points.push(Point { t: ts, v });
                 }
             }
-            if !points.is_empty() {
-                self.take(points.len())?;
-                let labels = if name == "last_over_time" {
-                    series.labels.clone()
-                } else {
-                    series.labels.without_name()
-                };
-                out.push(Series { labels, points });
-            }
         }
+        Ok(())
+    }
+
+    /// `absent_over_time`'s post-processing and the duplicate check.
+    fn finish_range_call(
+        &mut self,
+        name: &str,
+        args: &[&Expr],
+        matrix_at: usize,
+        before: usize,
+        out: Matrix,
+    ) -> Result<Matrix, EvalError> {
         if name == "absent_over_time" {
             let held: HashSet<i64> = out.iter().flat_map(|s| s.points.iter().map(|p| p.t)).collect();
             let points: Vec<Point> = self
@@ -217,6 +311,21 @@ impl Evaluator<'_> {
         check_unique(out.iter().map(|s| &s.labels))?;
         Ok(out)
     }
+}
+
+/// The values of scalar arguments when each is the same at every step (sketches take
+/// constant arguments).
+fn constant(scalars: &[Vec<f64>]) -> Option<Vec<f64>> {
+    scalars
+        .iter()
+        .map(|values| {
+            let first = *values.first()?;
+            values
+                .iter()
+                .all(|v| v.to_bits() == first.to_bits())
+                .then_some(first)
+        })
+        .collect()
 }
 
 /// The labels `absent` reports: the selector's equality matchers, except the metric

@@ -153,6 +153,60 @@ pub enum Answer {
     Matrix(Matrix),
 }
 
+/// One answer of a sketch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SketchValue {
+    /// The estimate.
+    pub value: f64,
+    /// Its relative error bound (0 when exact).
+    pub bound: f64,
+}
+
+/// Sketches the engine may answer range functions from (issue 7), behind a trait so
+/// the engine stays free of plugins and IO.
+pub trait Sketches: Send + Sync {
+    /// Whether a loaded plugin serves `function`.
+    fn serves(&self, function: &str) -> bool;
+
+    /// `function(args…)` over the series with `labels`, for windows of `window_ms`
+    /// ending at every step of `ends`, if its sketch covers every one of them: one
+    /// answer per step, `None` where a window holds no sample. `None` when not covered.
+    fn answer(
+        &self,
+        function: &str,
+        labels: &Labels,
+        args: &[f64],
+        ends: Range,
+        window_ms: i64,
+    ) -> Option<Vec<Option<SketchValue>>>;
+}
+
+/// Where the sketches are, and the cost rule's minimum window.
+#[derive(Clone, Copy)]
+pub struct SketchUse<'a> {
+    /// The sketches.
+    pub sketches: &'a dyn Sketches,
+    /// Windows shorter than this are answered exactly (`promql::sketch_plan`).
+    pub min_window_ms: i64,
+}
+
+impl std::fmt::Debug for SketchUse<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SketchUse")
+            .field("min_window_ms", &self.min_window_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which paths answered a query's range functions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Served {
+    /// Functions answered from sketches for some series, with the largest bound seen.
+    pub sketched: std::collections::BTreeMap<String, f64>,
+    /// Series of sketch-served functions answered exactly instead (no covering sketch).
+    pub exact_series: usize,
+}
+
 /// Evaluates `expr` over `range` with the fetched `data`.
 pub fn evaluate(
     expr: &Expr,
@@ -161,6 +215,18 @@ pub fn evaluate(
     limits: &Limits,
     interrupt: &Interrupt,
 ) -> Result<Answer, EvalError> {
+    evaluate_with(expr, range, data, limits, interrupt, None).map(|(answer, _)| answer)
+}
+
+/// [`evaluate`], answering range functions from `sketches` where they cover.
+pub fn evaluate_with(
+    expr: &Expr,
+    range: Range,
+    data: &Data,
+    limits: &Limits,
+    interrupt: &Interrupt,
+    sketches: Option<SketchUse<'_>>,
+) -> Result<(Answer, Served), EvalError> {
     let mut ev = Evaluator {
         data,
         query: range,
@@ -168,10 +234,13 @@ pub fn evaluate(
         limits,
         interrupt,
         samples: 0,
+        sketches,
+        served: Served::default(),
     };
     let value = ev.eval(expr)?;
+    let served = std::mem::take(&mut ev.served);
     let instant = range.start_ms == range.end_ms;
-    Ok(match value {
+    let answer = match value {
         Value::String(s) => Answer::String(s),
         Value::Matrix(m) if instant && expr.value_type() == ValueType::Vector => Answer::Vector(
             m.into_iter()
@@ -186,7 +255,8 @@ pub fn evaluate(
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
             Answer::Matrix(m)
         }
-    })
+    };
+    Ok((answer, served))
 }
 
 /// An `@` modifier's time in ms; `start()`/`end()` are the query's.
@@ -224,6 +294,8 @@ struct Evaluator<'a> {
     interrupt: &'a Interrupt,
     /// Samples held now, as Prometheus counts them.
     samples: usize,
+    sketches: Option<SketchUse<'a>>,
+    served: Served,
 }
 
 /// What `range_eval` calls at every step: the arguments' values there, and the step.

@@ -1,0 +1,144 @@
+//! Queries answered from sketches fed by remote write (issue 7, first part): the answer
+//! says so (`X-Answered-By`, a warning with the bound), stays within the bound of the
+//! exact answer (`sketch=off`), and falls back to the exact path where sketches do not
+//! cover the windows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, wait_until};
+use support::write::{self, Stored};
+use support::{Answer, TestProxy, send};
+
+const RULES: &str = "  rules:\n    - match: 'served_values{job=\"ingest-test\"}'\n      functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 3h\n";
+
+/// Two hours of `served_values` (3 series, one sample every 10 s), written through the
+/// proxy in time order, and delivered to Prometheus.
+fn setup() -> (Prometheus, TestProxy, tempfile::TempDir, i64, i64) {
+    let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n{RULES}",
+        dir.path().display()
+    );
+    let proxy = TestProxy::start(&yaml, &prometheus.url());
+    let start = (write::now_ms() - 7_200_000) / 1000 * 1000;
+    let data = write::generate("served_values", 3, 720, start, 10_000, 21);
+    for part in 0..4 {
+        let batch: Stored = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v[part * 180..(part + 1) * 180].to_vec()))
+            .collect();
+        assert_eq!(write::post(&proxy.url(), &batch).status, 204);
+    }
+    let end = start + 719 * 10_000;
+    wait_until(Duration::from_secs(60), "the samples to reach Prometheus", || {
+        write::samples(&write::stored(&prometheus.url(), "served_values", end, "3h")) == 3 * 720
+    })
+    .unwrap();
+    (prometheus, proxy, dir, start, end)
+}
+
+fn values(answer: &Answer) -> BTreeMap<(String, i64), f64> {
+    let json = answer.json();
+    assert_eq!(json["status"], "success", "{}", answer.body);
+    let mut out = BTreeMap::new();
+    for s in json["data"]["result"].as_array().unwrap() {
+        for p in s["values"].as_array().unwrap() {
+            let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+            out.insert(
+                (s["metric"].to_string(), t),
+                p[1].as_str().unwrap().parse().unwrap(),
+            );
+        }
+    }
+    out
+}
+
+/// A `query_range` through the proxy from `from_ms` to `to_ms`.
+fn range_query(proxy: &TestProxy, query: &str, from_ms: i64, to_ms: i64, step: u32, extra: &str) -> Answer {
+    let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let params = format!(
+        "query={q}&start={}&end={}&step={step}{extra}",
+        from_ms as f64 / 1000.0,
+        to_ms as f64 / 1000.0
+    );
+    send(&proxy.url(), "GET", "/api/v1/query_range", &params, "")
+}
+
+fn warnings(answer: &Answer) -> Vec<String> {
+    answer.json()["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn range_functions_are_answered_from_sketches_within_their_bound() {
+    let (_prometheus, proxy, _dir, start, end) = setup();
+    let functions = [
+        (
+            "quantile_over_time(0.9, served_values[30m])",
+            "quantile_over_time",
+        ),
+        ("distinct_over_time(served_values[30m])", "distinct_over_time"),
+        ("entropy_over_time(served_values[30m])", "entropy_over_time"),
+        ("sum by (job) (l2_over_time(served_values[1h]))", "l2_over_time"),
+    ];
+    for (query, function) in functions {
+        // Windows start at the first sample and end at the last: covered.
+        let sketched = range_query(&proxy, query, start + 3_600_000, end, 60, "");
+        assert_eq!(sketched.status, 200, "{query}: {}", sketched.body);
+        assert_eq!(sketched.path.as_deref(), Some("sketch"), "{query}");
+        let warned = warnings(&sketched);
+        assert_eq!(warned.len(), 1, "{query}: {warned:?}");
+        assert!(
+            warned[0].starts_with(&format!("{function} answered from sketches")),
+            "{warned:?}"
+        );
+        let exact = range_query(&proxy, query, start + 3_600_000, end, 60, "&sketch=off");
+        assert_ne!(exact.path.as_deref(), Some("sketch"), "{query}: sketch=off");
+        assert!(warnings(&exact).is_empty());
+        let (got, want) = (values(&sketched), values(&exact));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{query}"
+        );
+        // The plugins claim 1% (quantile) and 2% (frequency functions); check the claim.
+        let bound = if function == "quantile_over_time" {
+            0.01
+        } else {
+            0.02
+        };
+        for (key, w) in &want {
+            let g = got[key];
+            assert!(
+                (g - w).abs() <= bound * w.abs() + 1e-9,
+                "{query} {key:?}: {g} vs exact {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn windows_before_the_sketches_start_are_answered_exactly() {
+    let (_prometheus, proxy, _dir, start, end) = setup();
+    // The first windows reach back before the first sample.
+    let query = "quantile_over_time(0.5, served_values[1h])";
+    let answer = range_query(&proxy, query, start + 600_000, end, 300, "");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.path.as_deref(), Some("engine"));
+    assert!(warnings(&answer).is_empty());
+    // A short window is left to the exact path by the cost rule.
+    let query = "distinct_over_time(served_values[5m])";
+    let answer = range_query(&proxy, query, start + 3_600_000, end, 300, "");
+    assert_eq!(answer.path.as_deref(), Some("engine"));
+    let json: Value = answer.json();
+    assert!(json.get("warnings").is_none());
+}
