@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use promql_parser::parser::Expr;
 
+use crate::promql::eval::SelectorId;
 use crate::promql::eval::value::{Labels, Point, Series};
 use crate::promql::eval::{
     self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, plan,
 };
-use crate::promql::sketch_plan::MIN_WINDOW_MS;
+use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::source::{Selection, Source, SourceError};
 
 /// Limits on one local evaluation (the `query:` configuration section).
@@ -87,10 +88,24 @@ pub async fn evaluate(
             end_ms: n.end_ms,
         })
         .collect();
-    let fetched = if selections.is_empty() {
+    let mut data: Data = HashMap::with_capacity(needs.len());
+    if let Some(sketches) = &sketches {
+        for (id, series) in
+            sketch_covered(source, &expr, range, &needs, &selections, sketches, deadline).await
+        {
+            data.insert(id, series);
+        }
+    }
+    let (wanted, to_fetch): (Vec<&plan::Need>, Vec<Selection>) = needs
+        .iter()
+        .zip(&selections)
+        .filter(|(n, _)| !data.contains_key(&n.id))
+        .map(|(n, s)| (n, s.clone()))
+        .unzip();
+    let fetched = if to_fetch.is_empty() {
         Vec::new()
     } else {
-        match tokio::time::timeout_at(deadline.into(), source.select(&selections)).await {
+        match tokio::time::timeout_at(deadline.into(), source.select(&to_fetch)).await {
             // Past the remote-read sample cap is past the evaluation's too: same error.
             Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
                 return Err(EvalError::TooManySamples.into());
@@ -99,14 +114,14 @@ pub async fn evaluate(
             Err(_) => return Err(EvalError::Timeout.into()),
         }
     };
-    let total: usize = fetched.iter().map(Vec::len).sum();
+    let total: usize =
+        fetched.iter().map(Vec::len).sum::<usize>() + data.values().map(Vec::len).sum::<usize>();
     if total > limits.max_series {
         return Err(QueryError::TooManySeries {
             limit: limits.max_series,
         });
     }
-    let mut data: Data = HashMap::with_capacity(needs.len());
-    for (need, series) in needs.iter().zip(fetched) {
+    for (need, series) in wanted.into_iter().zip(fetched) {
         let converted = series
             .into_iter()
             .map(|s| Series {
@@ -144,4 +159,58 @@ pub async fn evaluate(
     let result = task.await.map_err(|e| QueryError::Internal(e.to_string()));
     guard.1 = false;
     Ok(result??)
+}
+
+/// Selectors whose every series the sketches answer, with those series' labels and no
+/// samples: their raw data is not fetched. Only calls outside subqueries qualify (their
+/// windows end at the query's steps), and a selector stays fetched when downstream's
+/// series list cannot be had in time.
+async fn sketch_covered(
+    source: &dyn Source,
+    expr: &Expr,
+    range: Range,
+    needs: &[plan::Need],
+    selections: &[Selection],
+    sketches: &Arc<dyn Sketches>,
+    deadline: Instant,
+) -> Vec<(SelectorId, Vec<Series>)> {
+    let served = |f: &str| sketches.serves(f);
+    let (calls, _) = sketch_plan::sketch_calls(expr, &served, MIN_WINDOW_MS);
+    let mut covered = Vec::new();
+    for call in calls.iter().filter(|c| !c.in_subquery) {
+        let Some(at) = needs.iter().position(|n| n.id == call.id) else {
+            continue;
+        };
+        let ends = match call.at {
+            Some(at) => Range::instant(eval::at_ms(at, &range) - call.offset_ms),
+            None => Range {
+                start_ms: range.start_ms - call.offset_ms,
+                end_ms: range.end_ms - call.offset_ms,
+                step_ms: range.step_ms,
+            },
+        };
+        let Ok(Ok(series)) = tokio::time::timeout_at(deadline.into(), source.series(&selections[at])).await
+        else {
+            continue;
+        };
+        let (function, window, sketches) = (call.function, call.window_ms, sketches.clone());
+        // Coverage asks each sketch's plugin: blocking calls.
+        let check = tokio::task::spawn_blocking(move || {
+            let labelled: Vec<Series> = series
+                .into_iter()
+                .map(|l| Series {
+                    labels: Labels::from_sorted(l),
+                    points: Vec::new(),
+                })
+                .collect();
+            labelled
+                .iter()
+                .all(|s| sketches.covers(function, &s.labels, ends, window))
+                .then_some(labelled)
+        });
+        if let Ok(Some(labelled)) = check.await {
+            covered.push((call.id, labelled));
+        }
+    }
+    covered
 }

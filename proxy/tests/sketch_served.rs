@@ -80,7 +80,7 @@ fn warnings(answer: &Answer) -> Vec<String> {
 
 #[test]
 fn range_functions_are_answered_from_sketches_within_their_bound() {
-    let (_prometheus, proxy, _dir, start, end) = setup();
+    let (prometheus, proxy, _dir, start, end) = setup();
     let functions = [
         (
             "quantile_over_time(0.9, served_values[30m])",
@@ -92,7 +92,13 @@ fn range_functions_are_answered_from_sketches_within_their_bound() {
     ];
     for (query, function) in functions {
         // Windows start at the first sample and end at the last: covered.
+        let reads = prometheus.requests_served("/api/v1/read").unwrap();
         let sketched = range_query(&proxy, query, start + 3_600_000, end, 60, "");
+        assert_eq!(
+            prometheus.requests_served("/api/v1/read").unwrap(),
+            reads,
+            "{query}: no raw data is read when sketches cover every series"
+        );
         assert_eq!(sketched.status, 200, "{query}: {}", sketched.body);
         assert_eq!(sketched.path.as_deref(), Some("sketch"), "{query}");
         let warned = warnings(&sketched);
@@ -102,6 +108,12 @@ fn range_functions_are_answered_from_sketches_within_their_bound() {
             "{warned:?}"
         );
         let exact = range_query(&proxy, query, start + 3_600_000, end, 60, "&sketch=off");
+        if exact.path.as_deref() == Some("engine") {
+            assert!(
+                prometheus.requests_served("/api/v1/read").unwrap() > reads,
+                "{query}: the exact path reads raw data (the check above can fail)"
+            );
+        }
         assert_ne!(exact.path.as_deref(), Some("sketch"), "{query}: sketch=off");
         assert!(warnings(&exact).is_empty());
         let (got, want) = (values(&sketched), values(&exact));

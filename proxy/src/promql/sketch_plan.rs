@@ -37,6 +37,8 @@ pub struct SketchCall<'e> {
     pub at: Option<&'e AtModifier>,
     /// The constant scalar arguments, in order, without the range argument.
     pub args: Vec<f64>,
+    /// Inside a subquery: its windows end at the subquery's steps, not the query's.
+    pub in_subquery: bool,
 }
 
 /// Why a call of a served function is left to the exact path.
@@ -58,39 +60,45 @@ pub fn sketch_calls<'e>(
     min_window_ms: i64,
 ) -> (Vec<SketchCall<'e>>, Vec<(&'static str, Exact)>) {
     let mut found = (Vec::new(), Vec::new());
-    walk(expr, served, min_window_ms, &mut found);
+    walk(expr, served, min_window_ms, false, &mut found);
     found
 }
 
 type Found<'e> = (Vec<SketchCall<'e>>, Vec<(&'static str, Exact)>);
 
-fn walk<'e>(expr: &'e Expr, served: &dyn Fn(&str) -> bool, min_window_ms: i64, found: &mut Found<'e>) {
+fn walk<'e>(
+    expr: &'e Expr,
+    served: &dyn Fn(&str) -> bool,
+    min_window_ms: i64,
+    in_subquery: bool,
+    found: &mut Found<'e>,
+) {
     match expr {
         Expr::Call(call) => {
             let name = call.func.name;
             if served(name) {
                 match candidate(call, min_window_ms) {
-                    Ok(c) => found.0.push(c),
+                    Ok(c) => found.0.push(SketchCall { in_subquery, ..c }),
                     Err(why) => found.1.push((name, why)),
                 }
             }
             for arg in &call.args.args {
-                walk(arg, served, min_window_ms, found);
+                walk(arg, served, min_window_ms, in_subquery, found);
             }
         }
         Expr::Aggregate(a) => {
             if let Some(p) = &a.param {
-                walk(p, served, min_window_ms, found);
+                walk(p, served, min_window_ms, in_subquery, found);
             }
-            walk(&a.expr, served, min_window_ms, found);
+            walk(&a.expr, served, min_window_ms, in_subquery, found);
         }
         Expr::Binary(b) => {
-            walk(&b.lhs, served, min_window_ms, found);
-            walk(&b.rhs, served, min_window_ms, found);
+            walk(&b.lhs, served, min_window_ms, in_subquery, found);
+            walk(&b.rhs, served, min_window_ms, in_subquery, found);
         }
-        Expr::Unary(u) => walk(&u.expr, served, min_window_ms, found),
-        Expr::Paren(p) => walk(&p.expr, served, min_window_ms, found),
-        Expr::Subquery(s) => walk(&s.expr, served, min_window_ms, found),
+        Expr::Unary(u) => walk(&u.expr, served, min_window_ms, in_subquery, found),
+        Expr::Paren(p) => walk(&p.expr, served, min_window_ms, in_subquery, found),
+        Expr::Subquery(s) => walk(&s.expr, served, min_window_ms, true, found),
         Expr::NumberLiteral(_)
         | Expr::StringLiteral(_)
         | Expr::VectorSelector(_)
@@ -123,6 +131,7 @@ fn candidate<'e>(call: &'e promql_parser::parser::Call, min_window_ms: i64) -> R
         offset_ms: offset_ms(ms.vs.offset.as_ref()),
         at: ms.vs.at.as_ref(),
         args,
+        in_subquery: false,
     })
 }
 

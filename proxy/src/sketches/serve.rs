@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::SketchStore;
-use crate::plugin_host::{PluginSet, RangeRequest};
+use crate::plugin_host::{PluginSet, RangeRequest, Sketch};
 use crate::prompb::Label;
 use crate::promql::eval::value::Labels;
 use crate::promql::eval::{Range, SketchValue, Sketches};
@@ -29,6 +29,14 @@ impl Sketches for StoreSketches {
         self.plugins.for_function(function).is_some()
     }
 
+    fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool {
+        let key: Vec<Label> = labels.iter().cloned().collect();
+        self.store
+            .get(&key, function)
+            .and_then(|sketch| sketch.with(|s| covered(s, ends, window_ms)))
+            .unwrap_or(false)
+    }
+
     fn answer(
         &self,
         function: &str,
@@ -41,9 +49,7 @@ impl Sketches for StoreSketches {
         let sketch = self.store.get(&key, function)?;
         sketch
             .with(|s| {
-                let (oldest, newest) = s.coverage().ok()??;
-                // Every window lies within what the sketch has seen.
-                if ends.start_ms - window_ms < oldest || ends.end_ms > newest + INGEST_LAG_MS {
+                if !covered(s, ends, window_ms) {
                     return None;
                 }
                 let request = RangeRequest {
@@ -66,5 +72,15 @@ impl Sketches for StoreSketches {
                 )
             })
             .flatten()
+    }
+}
+
+/// Every window lies within what the sketch has seen.
+fn covered(sketch: &Sketch, ends: Range, window_ms: i64) -> bool {
+    match sketch.coverage() {
+        Ok(Some((oldest, newest))) => {
+            ends.start_ms - window_ms >= oldest && ends.end_ms <= newest + INGEST_LAG_MS
+        }
+        _ => false,
     }
 }

@@ -9,10 +9,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use promql_parser::label::{Matcher, Matchers};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
 
 use super::{RawSeries, Selection, SourceError};
 use crate::downstream::error_chain;
+use crate::prompb::Label;
 use crate::promql;
 
 /// An HTTP client for one URL with a timeout and a body limit.
@@ -174,4 +175,89 @@ impl Gathered {
         }
         self.out
     }
+}
+
+/// The label sets of the series `selection` selects in its range, from downstream's
+/// `/api/v1/series` (an index lookup: no samples are read). `http` points at that path.
+pub(super) async fn series(http: &Http, selection: &Selection) -> Result<Vec<Vec<Label>>, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: String,
+        #[serde(default)]
+        data: Vec<std::collections::BTreeMap<String, String>>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for group in or_groups(&selection.matchers) {
+            form.append_pair("match[]", &selector(&group));
+        }
+        form.append_pair("start", &(selection.start_ms as f64 / 1000.0).to_string());
+        form.append_pair("end", &(selection.end_ms as f64 / 1000.0).to_string());
+        form.finish().into_bytes()
+    };
+    let builder = Request::post("/").header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let (status, _, bytes) = http.exchange(builder, body).await?;
+    let answer: Answer = serde_json::from_slice(&bytes)
+        .map_err(|_| http.refused(status, String::from_utf8_lossy(&bytes).trim().to_owned()))?;
+    if answer.status != "success" || !status.is_success() {
+        return Err(http.refused(status, answer.error.unwrap_or_default()));
+    }
+    let mut out: Vec<Vec<Label>> = answer
+        .data
+        .into_iter()
+        .map(|labels| {
+            labels
+                .into_iter()
+                .map(|(name, value)| Label { name, value })
+                .collect()
+        })
+        .filter(|labels: &Vec<Label>| {
+            promql::selects(&selection.matchers, |name| {
+                labels
+                    .iter()
+                    .find(|l| l.name == name)
+                    .map_or("", |l| l.value.as_str())
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `{name="value", …}` for `matchers`, values quoted for PromQL.
+pub(super) fn selector(matchers: &[&Matcher]) -> String {
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op {
+                MatchOp::Equal => "=",
+                MatchOp::NotEqual => "!=",
+                MatchOp::Re(_) => "=~",
+                MatchOp::NotRe(_) => "!~",
+            };
+            format!("{}{op}{}", m.name, quote(&m.value))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// A PromQL double-quoted string.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

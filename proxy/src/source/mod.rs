@@ -78,26 +78,42 @@ pub enum SourceError {
 /// A boxed future, so sources can be trait objects.
 pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, SourceError>> + Send + 'a>>;
 
+/// The label sets of the series a selection selects.
+pub type SeriesFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<Label>>, SourceError>> + Send + 'a>>;
+
 /// Where raw series come from.
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// The series of each selection (one list per selection, in order), each series
     /// once, sorted by labels.
     fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a>;
+
+    /// The label sets of the series `selection` selects in its range, sorted, without
+    /// samples: for selections whose series sketches answer.
+    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a>;
 }
 
 /// A source that cannot be built (its URL is unusable): every fetch fails with why.
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+impl Unavailable {
+    fn error(&self) -> SourceError {
+        SourceError::Unreachable {
+            url: String::new(),
+            reason: self.0.clone(),
+        }
+    }
+}
+
 impl Source for Unavailable {
     fn select<'a>(&'a self, _: &'a [Selection]) -> Fetch<'a> {
-        let reason = self.0.clone();
-        Box::pin(async move {
-            Err(SourceError::Unreachable {
-                url: String::new(),
-                reason,
-            })
-        })
+        let error = self.error();
+        Box::pin(async move { Err(error) })
+    }
+
+    fn series<'a>(&'a self, _: &'a Selection) -> SeriesFetch<'a> {
+        let error = self.error();
+        Box::pin(async move { Err(error) })
     }
 }
 
@@ -143,5 +159,9 @@ impl ReadOrQuery {
 impl Source for ReadOrQuery {
     fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
+    }
+
+    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a> {
+        self.query.series(selection)
     }
 }

@@ -11,17 +11,19 @@ use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{Request, Uri};
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
 use serde::Deserialize;
 
-use super::client::{Gathered, Http, or_groups};
-use super::{Fetch, RawSeries, Selection, Source, SourceError};
+use super::client::{Gathered, Http, or_groups, selector};
+use super::{Fetch, RawSeries, Selection, SeriesFetch, Source, SourceError, client};
 use crate::prompb::{Label, Sample};
 
 /// A downstream read through `/api/v1/query`.
 #[derive(Debug, Clone)]
 pub struct QueryApi {
     http: Http,
+    /// Downstream's `/api/v1/series`.
+    series: Http,
     max_samples: u64,
 }
 
@@ -51,9 +53,11 @@ struct MatrixSeries {
 impl QueryApi {
     /// A client for the downstream at `base`, with the same limits as [`super::RemoteRead`].
     pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Self {
-        let url = format!("{}/api/v1/query", base.to_string().trim_end_matches('/'));
+        let base = base.to_string();
+        let base = base.trim_end_matches('/');
         Self {
-            http: Http::new(url, timeout, max_bytes),
+            http: Http::new(format!("{base}/api/v1/query"), timeout, max_bytes),
+            series: Http::new(format!("{base}/api/v1/series"), timeout, max_bytes),
             max_samples,
         }
     }
@@ -127,6 +131,10 @@ impl Source for QueryApi {
     fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
     }
+
+    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a> {
+        Box::pin(client::series(&self.series, selection))
+    }
 }
 
 /// A sample value as Prometheus writes it.
@@ -137,39 +145,4 @@ fn parse_value(text: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         _ => text.parse().ok(),
     }
-}
-
-/// `{name="value", …}` for `matchers`, values quoted for PromQL.
-fn selector(matchers: &[&Matcher]) -> String {
-    let parts: Vec<String> = matchers
-        .iter()
-        .map(|m| {
-            let op = match m.op {
-                MatchOp::Equal => "=",
-                MatchOp::NotEqual => "!=",
-                MatchOp::Re(_) => "=~",
-                MatchOp::NotRe(_) => "!~",
-            };
-            format!("{}{op}{}", m.name, quote(&m.value))
-        })
-        .collect();
-    format!("{{{}}}", parts.join(", "))
-}
-
-/// A PromQL double-quoted string.
-fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

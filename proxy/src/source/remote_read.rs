@@ -18,7 +18,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use prost::Message;
 
 use super::client::{Gathered, Http, or_groups};
-use super::{Fetch, RawSeries, Selection, Source, SourceError, streamed};
+use super::{Fetch, RawSeries, Selection, SeriesFetch, Source, SourceError, client, streamed};
 use crate::prompb::{Label, LabelMatcher, Query, ReadRequest, ReadResponse, ReadSeries};
 
 /// `ResponseType` SAMPLES: decoded samples, snappy protobuf.
@@ -30,6 +30,8 @@ const STREAMED_XOR_CHUNKS: i32 = 1;
 #[derive(Debug, Clone)]
 pub struct RemoteRead {
     http: Http,
+    /// Downstream's `/api/v1/series`.
+    series: Http,
     max_samples: u64,
     /// Response types asked for, best first.
     modes: Vec<i32>,
@@ -44,8 +46,11 @@ impl RemoteRead {
             url: text.clone(),
             reason: format!("not a URL: {e}"),
         })?;
+        let base = base.to_string();
+        let series = format!("{}/api/v1/series", base.trim_end_matches('/'));
         Ok(Self {
             http: Http::new(text, timeout, max_bytes),
+            series: Http::new(series, timeout, max_bytes),
             max_samples,
             modes: vec![STREAMED_XOR_CHUNKS, SAMPLES],
         })
@@ -143,6 +148,10 @@ impl RemoteRead {
 impl Source for RemoteRead {
     fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
+    }
+
+    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a> {
+        Box::pin(client::series(&self.series, selection))
     }
 }
 

@@ -168,6 +168,10 @@ pub trait Sketches: Send + Sync {
     /// Whether a loaded plugin serves `function`.
     fn serves(&self, function: &str) -> bool;
 
+    /// Whether the sketch of `function` over the series with `labels` covers windows
+    /// of `window_ms` ending at every step of `ends`.
+    fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool;
+
     /// `function(args…)` over the series with `labels`, for windows of `window_ms`
     /// ending at every step of `ends`, if its sketch covers every one of them: one
     /// answer per step, `None` where a window holds no sample. `None` when not covered.
