@@ -43,3 +43,20 @@ pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
     })?;
     Ok((ProxyProcess(child), url))
 }
+
+/// Writes a proxy configuration into `dir` that receives remote write (queue in
+/// `dir/queue`) and sketches every series `selector` selects for all four built-in
+/// functions, keeping 26 h. Returns the file.
+pub fn sketching_config(dir: &std::path::Path, selector: &str) -> anyhow::Result<std::path::PathBuf> {
+    let file = dir.join("sketch-proxy.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "ingest:\n  enabled: true\n  queue_dir: {}\n  max_queue_bytes: 4294967296\n\
+             sketches:\n  max_series: 1000000\n  rules:\n    - match: '{selector}'\n      \
+             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 26h\n",
+            dir.join("queue").display()
+        ),
+    )?;
+    Ok(file)
+}

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
-use sketch_proxy_load_tests::start_proxy;
+use sketch_proxy_load_tests::{sketching_config, start_proxy};
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until};
 
 const SERIES_PER_REQUEST: usize = 1000;
@@ -35,16 +35,7 @@ fn main() -> anyhow::Result<()> {
     let per_sender = args.get(1).copied().unwrap_or(5);
     let prometheus = Prometheus::start(&PrometheusOptions::default())?;
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("sketch-proxy.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "ingest:\n  enabled: true\n  queue_dir: {}\n  max_queue_bytes: 4294967296\n\
-             sketches:\n  max_series: 1000000\n  rules:\n    - match: '{{__name__=~\"load_.*\"}}'\n      \
-             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 26h\n",
-            dir.path().join("queue").display()
-        ),
-    )?;
+    let config = sketching_config(dir.path(), "{__name__=~\"load_.*\"}")?;
     let (proxy, url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),

@@ -1,0 +1,303 @@
+//! The Grafana panel sketches exist for, side by side in one run: 25 h of 100 series at a
+//! 10 s scrape (50 lognormal, 50 Zipf-distributed integers) are remote-written through
+//! the release proxy, which sketches them under a rule and forwards them into a real
+//! Prometheus 2.42. Then, repeated and interleaved:
+//! - P1: the 24 h panel of `quantile_over_time(0.99, m[1h])` at a 60 s step,
+//!   Prometheus against the proxy (sketches);
+//! - P2: instant `quantile_over_time(0.99, m[1d])`, the same two;
+//! - P3: 24 h panels of `entropy_over_time`, `distinct_over_time`, `l2_over_time` over
+//!   1 h windows, the proxy's sketches against its own exact path (`sketch=off`).
+//!
+//! Prints medians, the ratios, and the largest relative error of each sketch answer
+//! against the exact one.
+//!
+//! ```sh
+//! cargo build --release -p sketch-proxy
+//! cargo run --release -p sketch-proxy-load-tests --bin sketch_panel -- [RUNS]
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use prost::Message;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, LogNormal, Zipf};
+use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
+use sketch_proxy_load_tests::{sketching_config, start_proxy};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until};
+
+const SERIES: usize = 100;
+const SCRAPE_MS: i64 = 10_000;
+const HOURS: i64 = 25;
+/// Samples per series in one remote-write request (30 minutes).
+const BATCH: usize = 180;
+
+#[expect(clippy::print_stdout, reason = "the report is the program's output")]
+fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(5);
+    let prometheus = Prometheus::start(&PrometheusOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sketching_config(dir.path(), "m")?;
+    let (_proxy, proxy_url) = start_proxy(&[
+        format!("--config={}", config.display()),
+        format!("--upstream={}", prometheus.url()),
+    ])?;
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let start = (now - HOURS * 3_600_000) / 60_000 * 60_000;
+    let samples = (HOURS * 3_600_000 / SCRAPE_MS) as usize;
+    let end = start + (samples as i64 - 1) * SCRAPE_MS;
+    let values = generate(samples);
+    println!("writing {SERIES} series × {samples} samples through the proxy");
+    let started = Instant::now();
+    for from in (0..samples).step_by(BATCH) {
+        let body = encode(&values, start, from, (from + BATCH).min(samples));
+        let response = http_agent()
+            .post(format!("{proxy_url}/api/v1/write"))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .send(&body[..])?;
+        if response.status() != 204 {
+            bail!("remote write answered {}", response.status());
+        }
+        // Prometheus refuses samples more than an hour behind the newest it holds, and
+        // the proxy's sender may merge queued requests: deliver one at a time.
+        let delivered = SERIES * (from + BATCH).min(samples);
+        wait_until(Duration::from_secs(60), "Prometheus to hold the request", || {
+            count(&prometheus.url(), end).is_ok_and(|n| n == delivered)
+        })?;
+    }
+    println!(
+        "written and delivered in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+
+    let panel = |query: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60",
+            encode_query(query),
+            // 24 h of steps whose 1 h windows all start at or after the first sample.
+            (start + 3_600_000) as f64 / 1000.0,
+            end as f64 / 1000.0
+        )
+    };
+    let instant = |query: &str| {
+        format!(
+            "/api/v1/query?query={}&time={}",
+            encode_query(query),
+            end as f64 / 1000.0
+        )
+    };
+    println!("| case | exact path | exact median | sketch median | speed-up | max relative error |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let cases = [
+        (
+            "P1 24 h panel, quantile_over_time(0.99, m[1h])",
+            panel("quantile_over_time(0.99, m[1h])"),
+            "Prometheus",
+        ),
+        (
+            "P2 instant quantile_over_time(0.99, m[1d])",
+            instant("quantile_over_time(0.99, m[1d])"),
+            "Prometheus",
+        ),
+        (
+            "P3 24 h panel, entropy_over_time(m[1h])",
+            panel("entropy_over_time(m[1h])"),
+            "proxy exact",
+        ),
+        (
+            "P3 24 h panel, distinct_over_time(m[1h])",
+            panel("distinct_over_time(m[1h])"),
+            "proxy exact",
+        ),
+        (
+            "P3 24 h panel, l2_over_time(m[1h])",
+            panel("l2_over_time(m[1h])"),
+            "proxy exact",
+        ),
+    ];
+    for (name, path, exact_path) in cases {
+        let exact_url = if exact_path == "Prometheus" {
+            format!("{}{path}", prometheus.url())
+        } else {
+            format!("{proxy_url}{path}&sketch=off")
+        };
+        let sketch_url = format!("{proxy_url}{path}");
+        let (exact_body, answered) = get(&exact_url)?;
+        let (sketch_body, sketch_answered) = get(&sketch_url)?;
+        if sketch_answered.as_deref() != Some("sketch") {
+            bail!("{name}: answered by {sketch_answered:?}, not from sketches");
+        }
+        if exact_path != "Prometheus" && answered.as_deref() != Some("engine") {
+            bail!("{name}: the exact path answered by {answered:?}");
+        }
+        let error = max_relative_error(&exact_body, &sketch_body)?;
+        let (mut exact, mut sketch) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            exact.push(time(&exact_url)?);
+            sketch.push(time(&sketch_url)?);
+        }
+        let (e, s) = (median(&mut exact), median(&mut sketch));
+        println!(
+            "| {name} | {exact_path} | {:.0} ms | {:.1} ms | {:.0}× | {:.3}% |",
+            e.as_secs_f64() * 1e3,
+            s.as_secs_f64() * 1e3,
+            e.as_secs_f64() / s.as_secs_f64(),
+            error * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// Values per series: the first half lognormal, the second Zipf-distributed integers.
+fn generate(samples: usize) -> Vec<Vec<f64>> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let lognormal = LogNormal::new(3.0, 1.0).unwrap_or_else(|_| unreachable!("valid parameters"));
+    let zipf = Zipf::new(1000.0, 1.2).unwrap_or_else(|_| unreachable!("valid parameters"));
+    (0..SERIES)
+        .map(|s| {
+            (0..samples)
+                .map(|_| {
+                    if s < SERIES / 2 {
+                        lognormal.sample(&mut rng)
+                    } else {
+                        zipf.sample(&mut rng)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The snappy protobuf of samples `from..to` of every series.
+fn encode(values: &[Vec<f64>], start: i64, from: usize, to: usize) -> Vec<u8> {
+    let request = WriteRequest {
+        timeseries: values
+            .iter()
+            .enumerate()
+            .map(|(s, v)| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".to_owned(),
+                        value: "m".to_owned(),
+                    },
+                    Label {
+                        name: "series".to_owned(),
+                        value: format!("s{s:03}"),
+                    },
+                ],
+                samples: (from..to)
+                    .map(|i| Sample {
+                        value: v[i],
+                        timestamp: start + i as i64 * SCRAPE_MS,
+                    })
+                    .collect(),
+                ..TimeSeries::default()
+            })
+            .collect(),
+        metadata: Vec::new(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
+}
+
+fn encode_query(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Samples Prometheus holds for `m` over the 25 h ending at `end`.
+fn count(prometheus: &str, end: i64) -> anyhow::Result<usize> {
+    let path = format!(
+        "/api/v1/query?query={}&time={}",
+        encode_query("sum(count_over_time(m[26h]))"),
+        end as f64 / 1000.0
+    );
+    let (body, _) = get(&format!("{prometheus}{path}"))?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    let value = json["data"]["result"][0]["value"][1]
+        .as_str()
+        .context("no count yet")?;
+    Ok(value.parse::<f64>()? as usize)
+}
+
+/// The body and the `X-Answered-By` header.
+fn get(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    let mut response = http_agent().get(url).call()?;
+    let answered = response
+        .headers()
+        .get("x-answered-by")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()?;
+    if response.status() != 200 {
+        bail!("{url}: {}: {body}", response.status());
+    }
+    Ok((body, answered))
+}
+
+fn time(url: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    get(url)?;
+    Ok(started.elapsed())
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Every (series, time) value of an answer.
+fn points(body: &str) -> anyhow::Result<BTreeMap<(String, String), f64>> {
+    let json: serde_json::Value = serde_json::from_str(body)?;
+    let mut out = BTreeMap::new();
+    for s in json["data"]["result"].as_array().context("no result")? {
+        let metric = s["metric"].to_string();
+        let values = match s.get("values") {
+            Some(v) => v.as_array().context("values")?.clone(),
+            None => vec![s["value"].clone()],
+        };
+        for p in values {
+            let value: f64 = p[1].as_str().context("value")?.parse()?;
+            out.insert((metric.clone(), p[0].to_string()), value);
+        }
+    }
+    Ok(out)
+}
+
+/// The largest |sketch − exact| / |exact| over every point both answers have; the
+/// answers must have the same points.
+fn max_relative_error(exact: &str, sketch: &str) -> anyhow::Result<f64> {
+    let (exact, sketch) = (points(exact)?, points(sketch)?);
+    if exact.len() != sketch.len() {
+        bail!("{} exact points, {} sketch points", exact.len(), sketch.len());
+    }
+    let mut worst = 0.0_f64;
+    for (key, e) in &exact {
+        let s = sketch
+            .get(key)
+            .with_context(|| format!("sketch answer lacks {key:?}"))?;
+        if *e != 0.0 {
+            worst = worst.max((s - e).abs() / e.abs());
+        }
+    }
+    Ok(worst)
+}
