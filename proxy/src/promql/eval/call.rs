@@ -10,7 +10,8 @@ use super::functions::{RangeFn, Window, instant_function, range_function};
 use super::plan::selector_matchers;
 use super::value::{Labels, Matrix, Point, Sample, Series, Vector};
 use super::{
-    EvalError, Evaluator, Gather, Range, at_ms, check_unique, duration_ms, exec, is_stale, offset_ms,
+    EvalError, Evaluator, Gather, Range, SketchValue, at_ms, check_unique, duration_ms, exec, is_stale,
+    offset_ms,
 };
 
 /// Drops `( )` around an expression.
@@ -156,12 +157,17 @@ impl Evaluator<'_> {
                 .sketches
                 .is_some_and(|s| windows.range >= s.min_window_ms && s.sketches.serves(name))
             && constant(&scalars).is_some();
-        for series in &windows.series {
+        let mut answered = if sketchable {
+            self.sketch_answers(name, &scalars, &windows)
+        } else {
+            Vec::new()
+        };
+        answered.resize_with(windows.series.len(), || None);
+        for (series, answers) in windows.series.iter().zip(answered) {
             self.interrupt.check()?;
             let mut points = Vec::new();
-            if sketchable && let Some(answered) = self.sketch_points(name, &series.labels, &scalars, &windows)
-            {
-                points = answered;
+            if let Some(answers) = answers {
+                points = self.sketch_points(name, &answers, &windows);
             } else {
                 if sketchable {
                     self.served.exact_series += 1;
@@ -189,30 +195,53 @@ impl Evaluator<'_> {
         self.finish_range_call(name, args, matrix_at, before, out)
     }
 
-    /// A sketch's answers for one series at every step, if it covers them all.
-    fn sketch_points(
-        &mut self,
+    /// The sketches' answers for every series of `windows`, where they cover (one
+    /// plugin call per series, the series spread over the cores).
+    fn sketch_answers(
+        &self,
         name: &str,
-        labels: &Labels,
         scalars: &[Vec<f64>],
         windows: &Windows,
-    ) -> Option<Vec<Point>> {
-        let using = self.sketches?;
-        let args = constant(scalars)?;
-        let fixed = windows.at.map(|at| at - windows.offset);
-        let ends = match fixed {
-            Some(end) => Range::instant(end),
+    ) -> Vec<Option<Vec<Option<SketchValue>>>> {
+        let (Some(using), Some(args)) = (self.sketches, constant(scalars)) else {
+            return Vec::new();
+        };
+        let ends = match windows.at {
+            Some(at) => Range::instant(at - windows.offset),
             None => Range {
                 start_ms: self.range.start_ms - windows.offset,
                 end_ms: self.range.end_ms - windows.offset,
                 step_ms: self.range.step_ms,
             },
         };
-        let answers = using.sketches.answer(name, labels, &args, ends, windows.range)?;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let chunk = windows.series.len().div_ceil(threads).max(1);
+        let ask = |s: &Series| using.sketches.answer(name, &s.labels, &args, ends, windows.range);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = windows
+                .series
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(ask).collect::<Vec<_>>()))
+                .collect();
+            // A thread that panicked answers nothing: its series are computed exactly.
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// One series' points from its sketch's answers (one per step, or one for `@`).
+    fn sketch_points(
+        &mut self,
+        name: &str,
+        answers: &[Option<SketchValue>],
+        windows: &Windows,
+    ) -> Vec<Point> {
         let mut points = Vec::new();
         let mut bound: f64 = 0.0;
         for (k, ts) in self.range.steps().enumerate() {
-            let answer = if fixed.is_some() {
+            let answer = if windows.at.is_some() {
                 answers.first()
             } else {
                 answers.get(k)
@@ -224,7 +253,7 @@ impl Evaluator<'_> {
         }
         let seen = self.served.sketched.entry(name.to_owned()).or_insert(0.0);
         *seen = seen.max(bound);
-        Some(points)
+        points
     }
 
     /// One series' points computed from its raw samples, window by window.
