@@ -60,3 +60,55 @@ pub fn sketching_config(dir: &std::path::Path, selector: &str) -> anyhow::Result
     )?;
     Ok(file)
 }
+
+/// The first argument as the number of timed rounds (default 5).
+pub fn runs_arg() -> anyhow::Result<usize> {
+    Ok(std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(5))
+}
+
+/// `query` percent-encoded for a URL.
+pub fn encode_query(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GETs `url`: the body (an error unless 200) and the `X-Answered-By` header.
+pub fn get(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    let mut response = http_agent().get(url).call()?;
+    let answered = response
+        .headers()
+        .get("x-answered-by")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()?;
+    if response.status() != 200 {
+        anyhow::bail!("{url}: {}: {body}", response.status());
+    }
+    Ok((body, answered))
+}
+
+/// How long a GET of `url` takes, body read.
+pub fn time(url: &str) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    get(url)?;
+    Ok(started.elapsed())
+}
+
+/// The median (sorts in place).
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}

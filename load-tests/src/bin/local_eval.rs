@@ -11,14 +11,14 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::bail;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
-use sketch_proxy_load_tests::start_proxy;
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent};
+use sketch_proxy_load_tests::{encode_query, get, median, runs_arg, start_proxy, time};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 
 const START: i64 = 1_700_000_000;
 const DAY: i64 = 86_400;
@@ -38,11 +38,7 @@ const QUERIES: [&str; 6] = [
 
 #[expect(clippy::print_stdout, reason = "the report is the program's output")]
 fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(5);
+    let runs = runs_arg()?;
     println!(
         "generating a day of {SERIES} counters, {SERIES} gauges and {HISTOGRAMS} histograms at {SCRAPE} s"
     );
@@ -65,22 +61,22 @@ fn main() -> anyhow::Result<()> {
     println!("| query | Prometheus median | proxy local median | ratio |");
     println!("|---|---:|---:|---:|");
     for query in QUERIES {
-        let q: String = form_urlencoded_encode(query);
+        let q: String = encode_query(query);
         let path = format!(
             "/api/v1/query_range?query={q}&start={}&end={}&step=60",
             START + 3600,
             START + DAY
         );
         // One untimed round each to warm caches, then interleaved timed rounds.
-        let direct_body = get(&prometheus.url(), &path)?;
-        let local_body = get(&proxy_url, &path)?;
+        let (direct_body, _) = get(&format!("{}{path}", prometheus.url()))?;
+        let (local_body, _) = get(&format!("{proxy_url}{path}"))?;
         if series_count(&direct_body) != series_count(&local_body) {
             bail!("{query}: answers differ in series count");
         }
         let (mut direct, mut local) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            direct.push(time(|| get(&prometheus.url(), &path))?);
-            local.push(time(|| get(&proxy_url, &path))?);
+            direct.push(time(&format!("{}{path}", prometheus.url()))?);
+            local.push(time(&format!("{proxy_url}{path}"))?);
         }
         let (d, l) = (median(&mut direct), median(&mut local));
         println!(
@@ -91,39 +87,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn form_urlencoded_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn get(base: &str, path: &str) -> anyhow::Result<String> {
-    let mut response = http_agent().get(format!("{base}{path}")).call()?;
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_string()?;
-    if response.status() != 200 {
-        bail!("{base}{path}: {}: {body}", response.status());
-    }
-    Ok(body)
-}
-
-fn time(f: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    f()?;
-    Ok(started.elapsed())
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn series_count(body: &str) -> usize {

@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
-use sketch_proxy_load_tests::{sketching_config, start_proxy};
+use sketch_proxy_load_tests::{encode_query, get, median, runs_arg, sketching_config, start_proxy, time};
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until};
 
 const SERIES: usize = 100;
@@ -36,11 +36,7 @@ const BATCH: usize = 180;
 
 #[expect(clippy::print_stdout, reason = "the report is the program's output")]
 fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(5);
+    let runs = runs_arg()?;
     let prometheus = Prometheus::start(&PrometheusOptions::default())?;
     let dir = tempfile::tempdir()?;
     let config = sketching_config(dir.path(), "m")?;
@@ -210,16 +206,6 @@ fn encode(values: &[Vec<f64>], start: i64, from: usize, to: usize) -> Vec<u8> {
         .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
 }
 
-fn encode_query(query: &str) -> String {
-    query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Samples Prometheus holds for `m` over the 25 h ending at `end`.
 fn count(prometheus: &str, end: i64) -> anyhow::Result<usize> {
     let path = format!(
@@ -233,36 +219,6 @@ fn count(prometheus: &str, end: i64) -> anyhow::Result<usize> {
         .as_str()
         .context("no count yet")?;
     Ok(value.parse::<f64>()? as usize)
-}
-
-/// The body and the `X-Answered-By` header.
-fn get(url: &str) -> anyhow::Result<(String, Option<String>)> {
-    let mut response = http_agent().get(url).call()?;
-    let answered = response
-        .headers()
-        .get("x-answered-by")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_string()?;
-    if response.status() != 200 {
-        bail!("{url}: {}: {body}", response.status());
-    }
-    Ok((body, answered))
-}
-
-fn time(url: &str) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    get(url)?;
-    Ok(started.elapsed())
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// Every (series, time) value of an answer.
