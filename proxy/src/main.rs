@@ -46,6 +46,10 @@ struct Cli {
     /// data read from downstream) [default: auto, or query.mode].
     #[arg(long = "query.mode", value_name = "MODE")]
     query_mode: Option<String>,
+    /// A rule query to keep warm as sketches (repeatable), e.g.
+    /// 'quantile_over_time(0.99, http_latency_ms[1h])'; added to sketches.queries.
+    #[arg(long = "sketch.rule", value_name = "QUERY")]
+    sketch_rule: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             remote_write_urls: cli.remote_write_url,
             enable_remote_write_receiver: cli.enable_remote_write_receiver,
             query_mode: cli.query_mode,
+            sketch_rules: cli.sketch_rule,
         },
     };
     let config = match source.load() {

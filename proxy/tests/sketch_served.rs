@@ -20,10 +20,15 @@ const RULES: &str = "  rules:\n    - match: 'served_values{job=\"ingest-test\"}'
 /// Two hours of `served_values` (3 series, one sample every 10 s), written through the
 /// proxy in time order, and delivered to Prometheus.
 fn setup() -> (Prometheus, TestProxy, tempfile::TempDir, i64, i64) {
+    setup_with(RULES)
+}
+
+/// [`setup`] with `sketches` as the `sketches:` section.
+fn setup_with(sketches: &str) -> (Prometheus, TestProxy, tempfile::TempDir, i64, i64) {
     let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n{RULES}",
+        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n{sketches}",
         dir.path().display()
     );
     let proxy = TestProxy::start(&yaml, &prometheus.url());
@@ -153,4 +158,25 @@ fn windows_before_the_sketches_start_are_answered_exactly() {
     assert_eq!(answer.path.as_deref(), Some("engine"));
     let json: Value = answer.json();
     assert!(json.get("warnings").is_none());
+}
+
+#[test]
+fn rule_queries_get_the_sketches_they_need() {
+    // No selector written twice: the rule query names what to sketch.
+    let queries = "  queries:\n    - 'sum by (job) (quantile_over_time(0.9, served_values{job=\"ingest-test\"}[30m]))'\n";
+    let (_prometheus, proxy, _dir, start, end) = setup_with(queries);
+    let query = "sum by (job) (quantile_over_time(0.9, served_values{job=\"ingest-test\"}[30m]))";
+    let answer = range_query(&proxy, query, start + 3_600_000, end, 60, "");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.path.as_deref(), Some("sketch"));
+    // Functions the query does not use get no sketches.
+    let other = range_query(
+        &proxy,
+        "distinct_over_time(served_values[30m])",
+        start + 3_600_000,
+        end,
+        60,
+        "",
+    );
+    assert_eq!(other.path.as_deref(), Some("engine"));
 }

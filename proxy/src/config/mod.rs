@@ -214,6 +214,8 @@ pub struct Overrides {
     pub enable_remote_write_receiver: bool,
     /// `--query.mode`: `auto` or `local`.
     pub query_mode: Option<String>,
+    /// `--sketch.rule` (repeatable): rule queries added to `sketches.queries`.
+    pub sketch_rules: Vec<String>,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -396,6 +398,7 @@ impl RawConfig {
         if o.enable_remote_write_receiver {
             self.ingest.enabled = true;
         }
+        self.sketches.queries.extend(o.sketch_rules.iter().cloned());
         if let Some(mode) = &o.query_mode {
             match mode.as_str() {
                 "auto" => self.query.mode = QueryMode::Auto,

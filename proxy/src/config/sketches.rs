@@ -21,6 +21,14 @@ pub struct SketchesConfig {
     /// What to sketch. Each remote-written series matching a rule's selector gets one
     /// sketch per function of every rule it matches.
     pub rules: Vec<SketchRule>,
+    /// Rule queries to keep warm, as a dashboard asks them
+    /// (`quantile_over_time(0.99, http_latency_ms[1h])`); the flag `--sketch.rule` adds
+    /// more. Each call a sketch could answer becomes a rule: its selector, its function,
+    /// and `query_retain` plus its window and offset of history.
+    pub queries: Vec<String>,
+    /// How far back dashboards look with the rule queries (default 24h).
+    #[serde(with = "duration::prometheus")]
+    pub query_retain: Duration,
 }
 
 impl Default for SketchesConfig {
@@ -29,6 +37,8 @@ impl Default for SketchesConfig {
             max_series: 100_000,
             max_memory_bytes: 4 << 30,
             rules: Vec::new(),
+            queries: Vec::new(),
+            query_retain: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -76,6 +86,27 @@ impl SketchesConfig {
             if rule.retain.is_zero() {
                 errors.push(error(&at("retain"), "must be greater than 0"));
             }
+        }
+        for (i, query) in self.queries.iter().enumerate() {
+            let at = format!("sketches.queries[{i}]");
+            match promql::parse(query) {
+                Err(e) => errors.push(error(&at, format!("{query:?}: {}", e.message))),
+                Ok(expr) => {
+                    // Custom plugins are not known yet: any range function could be one.
+                    let any = |f: &str| f.ends_with("_over_time");
+                    if promql::sketch_plan::sketch_calls(&expr, &any, 0).0.is_empty() {
+                        errors.push(error(
+                            &at,
+                            format!(
+                                "{query:?} calls no *_over_time function of a selector with literal arguments"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.query_retain.is_zero() {
+            errors.push(error("sketches.query_retain", "must be greater than 0"));
         }
     }
 }

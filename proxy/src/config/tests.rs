@@ -102,6 +102,7 @@ fn flags_override_the_file() {
         ],
         enable_remote_write_receiver: false,
         query_mode: Some("local".to_owned()),
+        sketch_rules: vec!["quantile_over_time(0.9, m[1h])".to_owned()],
     };
     let c = load_str(
         "listen: 127.0.0.1:8000\nquery:\n  mode: auto\ndownstream:\n  url: http://prom:9090\ningest:\n  destinations:\n    - url: http://c:9090/api/v1/write\n",
@@ -113,6 +114,7 @@ fn flags_override_the_file() {
     assert_eq!(c.web.route_prefix, "/p");
     assert_eq!(c.log.level, "warn");
     assert_eq!(c.query.mode, QueryMode::Local);
+    assert_eq!(c.sketches.queries, ["quantile_over_time(0.9, m[1h])"]);
     assert!(c.ingest.enabled, "--remote-write.url turns the receiver on");
     let names: Vec<String> = c
         .ingest
@@ -186,6 +188,24 @@ fn query_section_reports_every_bad_field() {
         ..Overrides::default()
     };
     assert_eq!(load_str("", &bad_flag).unwrap_err().0[0].at, "--query.mode");
+}
+
+#[test]
+fn rule_queries_are_checked() {
+    let errors = errors_of(
+        "sketches:\n  queries:\n    - 'quantile_over_time(0.9, m[1h])'\n    - 'sum(rate(m[5m]))'\n    - 'quantile_over_time(0.9, m[1h'\n  query_retain: 0s\n",
+    );
+    let fields: Vec<&str> = errors.iter().filter_map(|e| e.split(": ").next()).collect();
+    assert_eq!(
+        fields,
+        [
+            "sketches.query_retain",
+            "sketches.queries[1]",
+            "sketches.queries[2]"
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("calls no *_over_time function"), "{errors:?}");
 }
 
 #[test]

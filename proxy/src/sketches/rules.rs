@@ -58,7 +58,9 @@ impl Rules {
                     retain_ms: i64::try_from(rule.retain.as_millis()).unwrap_or(i64::MAX),
                 })
             })
-            .collect();
+            .collect::<Vec<Rule>>();
+        let mut rules = rules;
+        rules.extend(query_rules(config, plugins));
         Self {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             rules,
@@ -102,4 +104,29 @@ impl Rules {
         wanted.sort();
         wanted
     }
+}
+
+/// The rules the rule queries need: for each call a loaded plugin serves over a
+/// selector (whatever its window: a query kept warm is sketched whole), that selector
+/// and function, keeping `query_retain` plus the window and offset.
+fn query_rules(config: &SketchesConfig, plugins: &PluginSet) -> Vec<Rule> {
+    let served = |f: &str| plugins.for_function(f).is_some();
+    let mut rules = Vec::new();
+    for query in &config.queries {
+        // The configuration was validated, so the query parses.
+        let Ok(expr) = promql::parse(query) else { continue };
+        let (calls, _) = promql::sketch_plan::sketch_calls(&expr, &served, 0);
+        if calls.is_empty() {
+            tracing::error!(%query, "no loaded plugin serves a range function of this rule query; not sketched");
+        }
+        for call in calls {
+            let history = config.query_retain.as_millis() as i64 + call.window_ms + call.offset_ms.max(0);
+            rules.push(Rule {
+                matchers: promql::eval::plan::selector_matchers(call.selector),
+                functions: vec![call.function.to_owned()],
+                retain_ms: history,
+            });
+        }
+    }
+    rules
 }
