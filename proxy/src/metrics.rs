@@ -100,6 +100,29 @@ pub struct SketchMetrics {
     pub memory_bytes: Gauge,
     /// Series a limit kept from getting sketches, by limit.
     pub series_refused: Family<ReasonLabels, Counter>,
+    /// Backfills under way.
+    pub backfills_running: Gauge,
+    /// Samples read back from downstream by backfills.
+    pub backfill_samples: Counter,
+    /// Failed backfill reads (each is retried).
+    pub backfill_failures: Counter,
+    /// Share of its span each rule's backfill has read, 0 to 1.
+    pub backfill_progress: Family<RuleLabels, Gauge<f64, AtomicU64>>,
+}
+
+/// Labels naming a sketch rule.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// Selector, functions and retention.
+    pub rule: String,
+}
+
+impl From<&str> for RuleLabels {
+    fn from(rule: &str) -> Self {
+        Self {
+            rule: rule.to_owned(),
+        }
+    }
 }
 
 impl SketchMetrics {
@@ -125,6 +148,26 @@ impl SketchMetrics {
             "series_refused",
             "Series a limit (sketches.max_series, sketches.max_memory_bytes) kept from getting sketches",
             self.series_refused.clone(),
+        );
+        r.register(
+            "backfills_running",
+            "Sketch rules whose history is being read back from downstream",
+            self.backfills_running.clone(),
+        );
+        r.register(
+            "backfill_samples",
+            "Samples read back from downstream to backfill sketches",
+            self.backfill_samples.clone(),
+        );
+        r.register(
+            "backfill_failures",
+            "Failed backfill reads; each is retried",
+            self.backfill_failures.clone(),
+        );
+        r.register(
+            "backfill_progress_ratio",
+            "Share of its retained span each sketch rule's backfill has read",
+            self.backfill_progress.clone(),
         );
     }
 }

@@ -2,10 +2,11 @@
 //! built from it) and the metrics.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
 use crate::config::RawSource;
@@ -14,6 +15,7 @@ use crate::downstream::Downstream;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
+use crate::sketches::backfill::{self, Job};
 use crate::sketches::{Rules, SketchStore};
 use crate::source::{QueryApi, ReadOrQuery, RemoteRead, Source};
 
@@ -104,6 +106,10 @@ pub struct Proxy {
     pub ingest: Option<Arc<Ingest>>,
     /// Sketches of ingested series; kept across reloads.
     pub sketches: Arc<SketchStore>,
+    /// The tokio runtime background work runs on, once started.
+    background: OnceLock<tokio::runtime::Handle>,
+    /// Backfills planned before the background work started.
+    unstarted: Mutex<Vec<Arc<Job>>>,
 }
 
 impl Proxy {
@@ -122,23 +128,53 @@ impl Proxy {
         let observer: Arc<dyn Observer> = Arc::new(metrics.plugin_observer());
         mark_reload(&metrics, true);
         let runtime = Runtime::new(config, host, &metrics, &observer);
+        let sketches = Arc::new(SketchStore::new(metrics.sketches.clone()));
+        let unstarted = Mutex::new(plan_backfills(&sketches, &runtime));
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             source,
             host,
             observer,
-            sketches: Arc::new(SketchStore::new(metrics.sketches.clone())),
+            sketches,
             metrics,
             ingest,
+            background: OnceLock::new(),
+            unstarted,
         }))
     }
 
-    /// Starts the background work (remote-write senders). Call once, inside the tokio
-    /// runtime that serves.
-    pub fn start_background(&self) {
+    /// Starts the background work (remote-write senders, backfills). Call inside the
+    /// tokio runtime that serves; later calls do nothing.
+    pub fn start_background(self: &Arc<Self>) {
+        if self.background.set(tokio::runtime::Handle::current()).is_err() {
+            return;
+        }
         if let Some(ingest) = &self.ingest {
             ingest.start();
         }
+        for job in std::mem::take(&mut *self.unstarted.lock()) {
+            self.spawn_backfill(job);
+        }
+    }
+
+    /// Runs `job` in the background, or queues it until the background work starts.
+    fn spawn_backfill(self: &Arc<Self>, job: Arc<Job>) {
+        let Some(handle) = self.background.get() else {
+            self.unstarted.lock().push(job);
+            return;
+        };
+        let proxy = Arc::downgrade(self);
+        let env = move || {
+            let proxy = proxy.upgrade()?;
+            let runtime = proxy.runtime();
+            Some(backfill::Env {
+                rules: runtime.sketch_rules.clone(),
+                plugins: runtime.plugins.clone(),
+                source: runtime.source.clone(),
+                ingest: proxy.ingest.clone(),
+            })
+        };
+        handle.spawn(backfill::run(self.sketches.clone(), job, env));
     }
 
     /// The current runtime; a request keeps the one it started with.
@@ -148,7 +184,7 @@ impl Proxy {
 
     /// Reads the configuration again and swaps it in; on error the old one stays.
     /// `listen`, `web.route_prefix` and `log` need a restart and are kept as they are.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
+    pub fn reload(self: &Arc<Self>) -> Result<(), ConfigErrors> {
         let mut config = match self.source.load() {
             Ok(config) => config,
             Err(errors) => {
@@ -172,15 +208,25 @@ impl Proxy {
             config.log = old.log.clone();
             config.ingest = old.ingest.clone();
         }
-        self.runtime.store(Arc::new(Runtime::new(
-            config,
-            self.host,
-            &self.metrics,
-            &self.observer,
-        )));
+        let runtime = Runtime::new(config, self.host, &self.metrics, &self.observer);
+        // Before the swap, so that sketches the new rules create wait for their backfill.
+        let jobs = plan_backfills(&self.sketches, &runtime);
+        self.runtime.store(Arc::new(runtime));
+        for job in jobs {
+            self.spawn_backfill(job);
+        }
         mark_reload(&self.metrics, true);
         tracing::info!(downstream = %self.runtime().downstream.url(), "configuration reloaded");
         Ok(())
+    }
+}
+
+/// The backfills `runtime`'s rules need (none when `sketches.backfill` is off).
+fn plan_backfills(sketches: &SketchStore, runtime: &Runtime) -> Vec<Arc<Job>> {
+    if runtime.config.sketches.backfill {
+        sketches.plan_backfills(&runtime.sketch_rules)
+    } else {
+        Vec::new()
     }
 }
 

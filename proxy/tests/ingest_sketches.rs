@@ -154,26 +154,26 @@ fn past_the_series_limit_new_series_get_no_sketches_and_ingest_carries_on() {
 }
 
 #[test]
-fn series_that_start_matching_after_a_reload_get_sketches_from_then_on() {
+fn series_that_start_matching_after_a_reload_get_sketches_with_their_history() {
+    // Backfilled: what downstream holds of b is read back (sketch_backfill.rs tests
+    // the seam closely); without backfill, b is sketched from the reload on.
+    for (backfill, b_from) in [(true, 0), (false, 60_000)] {
+        reload_case(backfill, b_from);
+    }
+}
+
+fn reload_case(backfill: bool, b_from: i64) {
     let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sketch-proxy.yml");
     let yaml = |selector: &str| {
         format!(
-            "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n  rules:\n    - match: '{selector}'\n      functions: [distinct_over_time]\n      retain: 1h\n",
+            "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n  rules:\n    - match: '{selector}'\n      functions: [distinct_over_time]\n      retain: 1h\n  backfill: {backfill}\n",
             dir.path().join("queue").display()
         )
     };
     std::fs::write(&file, yaml("ingest_reloaded_a")).unwrap();
-    let source = sketch_proxy::state::ConfigSource {
-        path: Some(file.clone()),
-        overrides: sketch_proxy::config::Overrides {
-            listen: Some("127.0.0.1:0".to_owned()),
-            upstream: Some(prometheus.url()),
-            ..Default::default()
-        },
-    };
-    let proxy = TestProxy::start_with(source, ());
+    let proxy = TestProxy::start_file(&file, &prometheus.url());
     let t = write::now_ms() - 600_000;
     let a = write::generate("ingest_reloaded_a", 1, 10, t, 1000, 1);
     let b = write::generate("ingest_reloaded_b", 1, 10, t, 1000, 2);
@@ -193,6 +193,10 @@ fn series_that_start_matching_after_a_reload_get_sketches_from_then_on() {
             .collect()
     };
     send_both(&later(&a), &later(&b));
+    sketch_proxy_testkit::wait_until(std::time::Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
     let coverage = |key: &[Label]| {
         proxy
             .proxy
@@ -208,8 +212,8 @@ fn series_that_start_matching_after_a_reload_get_sketches_from_then_on() {
     );
     assert_eq!(
         coverage(&key_b).flatten(),
-        Some((t + 60_000, t + 69_000)),
-        "b is sketched from the reload on"
+        Some((t + b_from, t + 69_000)),
+        "b with backfill {backfill}"
     );
 }
 

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -46,23 +45,13 @@ fn setup_with(sketches: &str) -> (Prometheus, TestProxy, tempfile::TempDir, i64,
         write::samples(&write::stored(&prometheus.url(), "served_values", end, "3h")) == 3 * 720
     })
     .unwrap();
+    // Sketches serve once their rule's backfill (which reads what was written, too)
+    // is done.
+    wait_until(Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
     (prometheus, proxy, dir, start, end)
-}
-
-fn values(answer: &Answer) -> BTreeMap<(String, i64), f64> {
-    let json = answer.json();
-    assert_eq!(json["status"], "success", "{}", answer.body);
-    let mut out = BTreeMap::new();
-    for s in json["data"]["result"].as_array().unwrap() {
-        for p in s["values"].as_array().unwrap() {
-            let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-            out.insert(
-                (s["metric"].to_string(), t),
-                p[1].as_str().unwrap().parse().unwrap(),
-            );
-        }
-    }
-    out
 }
 
 /// A `query_range` through the proxy from `from_ms` to `to_ms`.
@@ -121,7 +110,7 @@ fn range_functions_are_answered_from_sketches_within_their_bound() {
         }
         assert_ne!(exact.path.as_deref(), Some("sketch"), "{query}: sketch=off");
         assert!(warnings(&exact).is_empty());
-        let (got, want) = (values(&sketched), values(&exact));
+        let (got, want) = (sketched.range_values(), exact.range_values());
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>(),

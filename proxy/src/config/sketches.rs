@@ -29,6 +29,11 @@ pub struct SketchesConfig {
     /// How far back dashboards look with the rule queries (default 24h).
     #[serde(with = "duration::prometheus")]
     pub query_retain: Duration,
+    /// Fill the sketches of each new rule (at start, and rules a reload adds) from
+    /// downstream's history over the rule's retention before they answer queries
+    /// (default true). Off, a rule's sketches start empty and serve once they have seen
+    /// a whole window.
+    pub backfill: bool,
 }
 
 impl Default for SketchesConfig {
@@ -39,6 +44,7 @@ impl Default for SketchesConfig {
             rules: Vec::new(),
             queries: Vec::new(),
             query_retain: Duration::from_secs(24 * 3600),
+            backfill: true,
         }
     }
 }

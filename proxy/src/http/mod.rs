@@ -5,7 +5,7 @@
 //!   │          │                                          └─▶ evaluate (query, query_range
 //!   │          │                                                answered locally)
 //!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
-//!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics
+//!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics /api/v1/status/sketches
 //!   └─ metrics and a log line for every request
 //! ```
 
@@ -59,6 +59,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             },
         ),
     )
+    .route(&format!("{base}/api/v1/status/sketches"), get(ops::sketches))
     .route(&format!("{base}/-/healthy"), get(ops::healthy))
     .route(&format!("{base}/-/ready"), get(ops::ready))
     .route(&format!("{base}/-/reload"), any(ops::reload))

@@ -1,4 +1,4 @@
-//! Operational endpoints: health, readiness, reload, metrics.
+//! Operational endpoints: health, readiness, reload, metrics, and the sketches' status.
 
 use std::sync::Arc;
 
@@ -39,6 +39,27 @@ pub async fn reload(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
             format!("failed to reload config: {errors}\n"),
         ),
     }
+}
+
+/// `/api/v1/status/sketches`: the sketch rules, their series, coverage and backfill,
+/// in Prometheus' envelope.
+pub async fn sketches(State(proxy): State<Arc<Proxy>>) -> Response {
+    let rules = proxy.runtime().sketch_rules.clone();
+    let store = proxy.sketches.clone();
+    // Coverage is a plugin call per sketch.
+    let body = match tokio::task::spawn_blocking(move || store.status(&rules)).await {
+        Ok(status) => crate::api::wire::success(status),
+        Err(error) => {
+            return crate::http::rescue(crate::api::ApiError::Execution(format!(
+                "sketch status failed: {error}"
+            )));
+        }
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// `/metrics`: the proxy's metrics in the OpenMetrics text format.

@@ -173,6 +173,28 @@ impl Ingest {
         }
     }
 
+    /// Waits until every destination has delivered what was on disk when called (the
+    /// samples of every acknowledged request), or until `within` passed; says which.
+    pub async fn flushed(&self, within: Duration) -> bool {
+        let marks: Vec<_> = self.destinations.iter().map(|d| d.queue.durable_end()).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let done = self
+                .destinations
+                .iter()
+                .zip(&marks)
+                .all(|(d, mark)| d.queue.delivered_through(*mark));
+            if done {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            // Delivery takes a network round trip; polling costs nothing beside it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stages `check_headers`, `decode` and `normalize`: the request, ready to feed
     /// sketches and to queue.
     pub fn decode(&self, headers: &HeaderMap, body: Bytes) -> Result<Decoded, IngestError> {

@@ -4,10 +4,13 @@
 //! The store outlives reloads. A series is looked up by its label hash; the decision
 //! (sketched, or not) is remembered per rule generation, so rules are evaluated once
 //! per series and again after a reload. Inserts are grouped by plugin instance: one
-//! blocking task per instance, the instances in parallel.
+//! blocking task per instance, the instances in parallel. New rules are backfilled
+//! from downstream first (`backfill`).
 
+pub mod backfill;
 mod rules;
 mod serve;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-pub use rules::Rules;
+use backfill::Job;
+pub use rules::{Rule, Rules};
 pub use serve::{INGEST_LAG_MS, StoreSketches};
+pub use status::Status;
 
 use crate::metrics::SketchMetrics;
 use crate::plugin_host::{PluginError, PluginSet, Sketch, SketchConfig};
@@ -25,6 +30,11 @@ use crate::prompb::{Label, STALE_NAN_BITS, WriteRequest, series_hash};
 /// New sketches go only into plugin instances below this share of their memory cap: a
 /// sketch growing past the cap traps, and a trap quarantines the whole plugin.
 const INSTANCE_FILL_LIMIT: f64 = 0.75;
+
+/// Remote-written samples a backfilling sketch holds until its backfill ends; more are
+/// dropped (counted as `backfill_buffer_full`). At a 10 s scrape interval this is 11
+/// days of samples, far more than a backfill takes.
+const BACKFILL_BUFFER_SAMPLES: usize = 100_000;
 
 /// A plugin instance: the plugin's address and the instance index.
 type InstanceKey = (usize, usize);
@@ -37,6 +47,8 @@ pub struct SketchStore {
     memory: AtomicU64,
     /// Bytes held per plugin instance, as the sketches last reported.
     instance_memory: Mutex<HashMap<InstanceKey, i64>>,
+    /// Backfills running, and finished ones of the current rules.
+    backfills: Mutex<Vec<Arc<Job>>>,
     metrics: SketchMetrics,
 }
 
@@ -74,6 +86,8 @@ struct State {
     /// As the plugin last reported it (after each insert: a call costs about a
     /// microsecond, an insert hundreds of samples).
     memory: u64,
+    /// While a backfill fills the sketch: remote-written samples, inserted after it.
+    pending: Option<Vec<(i64, f64)>>,
 }
 
 impl FunctionSketch {
@@ -81,6 +95,32 @@ impl FunctionSketch {
     pub fn with<R>(&self, f: impl FnOnce(&Sketch) -> R) -> Option<R> {
         self.state.lock().sketch.as_ref().map(f)
     }
+
+    /// Runs `f` on the sketch if it may answer queries: its plugin is in service and no
+    /// backfill is filling it.
+    pub fn serving<R>(&self, f: impl FnOnce(&Sketch) -> R) -> Option<R> {
+        let state = self.state.lock();
+        if state.pending.is_some() {
+            return None;
+        }
+        state.sketch.as_ref().map(f)
+    }
+
+    /// Whether a backfill is filling it.
+    pub fn backfilling(&self) -> bool {
+        self.state.lock().pending.is_some()
+    }
+}
+
+/// How [`insert_all`] treats a sketch being backfilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Remote-written samples: buffered while backfilling.
+    Live,
+    /// History read back: inserted.
+    History,
+    /// The backfill ended: the buffer is inserted and the sketch serves.
+    Release,
 }
 
 /// Inserts under way, one blocking task per plugin instance.
@@ -91,6 +131,17 @@ pub struct Feeding<'a> {
 }
 
 impl Feeding<'_> {
+    fn start(store: &SketchStore, groups: HashMap<InstanceKey, Vec<Batch>>, mode: Mode) -> Feeding<'_> {
+        let tasks = groups
+            .into_iter()
+            .map(|(instance, batches)| {
+                let metrics = store.metrics.clone();
+                tokio::task::spawn_blocking(move || (instance, insert_all(&batches, &metrics, mode)))
+            })
+            .collect();
+        Feeding { store, tasks }
+    }
+
     /// Waits until every insert is done.
     pub async fn finish(self) {
         for task in self.tasks {
@@ -137,46 +188,99 @@ impl SketchStore {
     /// a range function and are skipped, as are samples not newer than what a sketch
     /// holds. Failures are counted and logged; they never fail the write.
     pub fn feed(&self, request: &WriteRequest, rules: &Rules, plugins: &PluginSet) -> Feeding<'_> {
-        let mut feeding = Feeding {
-            store: self,
-            tasks: Vec::new(),
-        };
-        if rules.is_empty() {
-            return feeding;
-        }
         let mut groups: HashMap<InstanceKey, Vec<Batch>> = HashMap::new();
-        for series in &request.timeseries {
-            let Some(sketched) = self.lookup(&series.labels, rules, plugins) else {
-                continue;
-            };
-            let samples: (Vec<i64>, Vec<f64>) = series
-                .samples
-                .iter()
-                .filter(|s| s.value.to_bits() != STALE_NAN_BITS)
-                .map(|s| (s.timestamp, s.value))
-                .unzip();
-            if samples.0.is_empty() {
-                continue;
-            }
-            let samples = Arc::new(samples);
-            for sketch in sketched.functions.read().iter() {
-                let Some(key) = sketch.with(instance_key) else {
+        if !rules.is_empty() {
+            for series in &request.timeseries {
+                let Some(sketched) = self.lookup(&series.labels, rules, plugins) else {
                     continue;
                 };
-                groups.entry(key).or_default().push(Batch {
-                    sketch: sketch.clone(),
-                    samples: samples.clone(),
-                });
+                group(&mut groups, &sketched, &series.samples, |_| true);
             }
         }
-        feeding.tasks = groups
-            .into_iter()
-            .map(|(instance, batches)| {
-                let metrics = self.metrics.clone();
-                tokio::task::spawn_blocking(move || (instance, insert_all(&batches, &metrics)))
-            })
-            .collect();
-        feeding
+        Feeding::start(self, groups, Mode::Live)
+    }
+
+    /// Registers a backfill for every rule that has none (a job per rule key; finished
+    /// jobs of rules still present are kept, so a reload backfills only new rules), and
+    /// forgets finished jobs of rules gone. Returns the new jobs, to be run with
+    /// [`backfill::run`]. Call before the rules take effect, so that every sketch they
+    /// create while their job runs waits for it.
+    pub fn plan_backfills(&self, rules: &Rules) -> Vec<Arc<Job>> {
+        let wanted: Vec<&Rule> = rules.rules().iter().filter(|r| !r.functions.is_empty()).collect();
+        let mut jobs = self.backfills.lock();
+        jobs.retain(|j| j.running() || wanted.iter().any(|r| backfill::JobKey::of(r) == j.key));
+        let mut new = Vec::new();
+        for rule in wanted {
+            let key = backfill::JobKey::of(rule);
+            if jobs.iter().any(|j| j.key == key) {
+                continue;
+            }
+            let job = Arc::new(Job::new(rule));
+            jobs.push(job.clone());
+            new.push(job);
+        }
+        new
+    }
+
+    /// Every backfill job known.
+    pub fn backfills(&self) -> Vec<Arc<Job>> {
+        self.backfills.lock().clone()
+    }
+
+    /// Reads one slice of `job`'s history and inserts it; returns the series and
+    /// samples read.
+    async fn backfill_slice(
+        &self,
+        job: &Job,
+        env: &backfill::Env,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(u64, u64), crate::source::SourceError> {
+        let series = backfill::read_slice(job, env.source.as_ref(), start_ms, end_ms).await?;
+        let mut groups: HashMap<InstanceKey, Vec<Batch>> = HashMap::new();
+        let mut samples = 0;
+        for s in &series {
+            samples += s.samples.len() as u64;
+            let Some(sketched) = self.lookup(&s.labels, &env.rules, &env.plugins) else {
+                continue;
+            };
+            group(&mut groups, &sketched, &s.samples, |f| {
+                job.key.functions.iter().any(|j| j == f)
+            });
+        }
+        Feeding::start(self, groups, Mode::History).finish().await;
+        Ok((series.len() as u64, samples))
+    }
+
+    /// Ends `job`: each of its sketches no other running job fills gets its buffered
+    /// samples and starts serving.
+    async fn finish_backfill(&self, job: &Job) {
+        let mut groups: HashMap<InstanceKey, Vec<Batch>> = HashMap::new();
+        {
+            // Under the series lock, so no sketch is created as backfilling by this
+            // job after its release.
+            let map = self.series.write();
+            let jobs = self.backfills.lock();
+            job.mark_done();
+            for entry in map.values() {
+                let Entry::Sketched(series) = entry else { continue };
+                if !job.selects(&series.labels) {
+                    continue;
+                }
+                for sketch in series.functions.read().iter() {
+                    let ours = job.key.functions.contains(&sketch.function);
+                    let others = jobs.iter().any(|j| j.fills(&series.labels, &sketch.function));
+                    if ours && !others && sketch.backfilling() {
+                        let key = sketch.with(instance_key).unwrap_or_default();
+                        groups.entry(key).or_default().push(Batch {
+                            sketch: sketch.clone(),
+                            samples: Arc::new((Vec::new(), Vec::new())),
+                        });
+                    }
+                }
+            }
+        }
+        Feeding::start(self, groups, Mode::Release).finish().await;
     }
 
     /// The series' sketches, creating them when the rules ask for them and the limits
@@ -236,7 +340,8 @@ impl SketchStore {
                 if functions.iter().any(|f| f.function == function) {
                     continue;
                 }
-                if let Some(sketch) = self.create(hash, &function, retain_ms, plugins) {
+                let backfilling = self.backfills.lock().iter().any(|j| j.fills(labels, &function));
+                if let Some(sketch) = self.create(hash, &function, retain_ms, plugins, backfilling) {
                     functions.push(sketch);
                 }
             }
@@ -262,6 +367,7 @@ impl SketchStore {
         function: &str,
         retain_ms: i64,
         plugins: &PluginSet,
+        backfilling: bool,
     ) -> Option<Arc<FunctionSketch>> {
         let plugin = plugins.for_function(function)?;
         let config = SketchConfig {
@@ -293,6 +399,7 @@ impl SketchStore {
                         sketch: Some(sketch),
                         newest: i64::MIN,
                         memory,
+                        pending: backfilling.then(Vec::new),
                     }),
                 }))
             }
@@ -316,64 +423,124 @@ impl SketchStore {
     }
 }
 
+/// Adds a series' samples (stale markers left out: they are not samples to a range
+/// function) to `groups`, once for each of its sketches whose function `wanted` takes.
+fn group(
+    groups: &mut HashMap<InstanceKey, Vec<Batch>>,
+    sketched: &SeriesSketches,
+    samples: &[crate::prompb::Sample],
+    wanted: impl Fn(&str) -> bool,
+) {
+    let samples: (Vec<i64>, Vec<f64>) = samples
+        .iter()
+        .filter(|s| s.value.to_bits() != STALE_NAN_BITS)
+        .map(|s| (s.timestamp, s.value))
+        .unzip();
+    if samples.0.is_empty() {
+        return;
+    }
+    let samples = Arc::new(samples);
+    for sketch in sketched.functions.read().iter().filter(|f| wanted(&f.function)) {
+        let Some(key) = sketch.with(instance_key) else {
+            continue;
+        };
+        groups.entry(key).or_default().push(Batch {
+            sketch: sketch.clone(),
+            samples: samples.clone(),
+        });
+    }
+}
+
 /// Inserts every batch (all in one plugin instance); returns the change in memory.
-fn insert_all(batches: &[Batch], metrics: &SketchMetrics) -> i64 {
+fn insert_all(batches: &[Batch], metrics: &SketchMetrics, mode: Mode) -> i64 {
     let mut memory_delta = 0i64;
     for batch in batches {
         let mut guard = batch.sketch.state.lock();
         let state = &mut *guard;
         let (timestamps, values) = &*batch.samples;
-        // Only what is newer than the sketch's newest sample, in increasing order.
-        let mut newest = state.newest;
-        let (keep_t, keep_v): (Vec<i64>, Vec<f64>) = timestamps
-            .iter()
-            .zip(values)
-            .filter(|(t, _)| {
-                let newer = **t > newest;
-                newest = newest.max(**t);
-                newer
-            })
-            .map(|(t, v)| (*t, *v))
-            .unzip();
-        let skipped = timestamps.len() - keep_t.len();
-        if skipped > 0 {
-            metrics
-                .samples_dropped
-                .get_or_create(&"out_of_order".into())
-                .inc_by(skipped as u64);
-        }
-        let Some(sketch) = &state.sketch else { continue };
-        if keep_t.is_empty() {
-            continue;
-        }
-        match sketch.insert(&keep_t, &keep_v) {
-            Ok(()) => {
-                metrics.samples_sketched.inc_by(keep_t.len() as u64);
-                state.newest = newest;
-                let memory = sketch.memory_bytes().unwrap_or(state.memory);
-                memory_delta += signed(memory) - signed(state.memory);
-                state.memory = memory;
-            }
-            Err(error) => {
-                metrics
-                    .samples_dropped
-                    .get_or_create(&"plugin_error".into())
-                    .inc_by(keep_t.len() as u64);
-                if matches!(
-                    error,
-                    PluginError::Trapped { .. } | PluginError::Quarantined { .. }
-                ) {
-                    tracing::error!(%error, function = %batch.sketch.function, "sketch dropped: its plugin is out of service");
-                    memory_delta -= signed(state.memory);
-                    state.sketch = None;
-                    state.memory = 0;
-                } else {
-                    tracing::warn!(%error, function = %batch.sketch.function, "samples not sketched");
+        match (mode, &mut state.pending) {
+            (Mode::Live, Some(pending)) => {
+                let room = BACKFILL_BUFFER_SAMPLES.saturating_sub(pending.len());
+                pending.extend(timestamps.iter().copied().zip(values.iter().copied()).take(room));
+                let dropped = timestamps.len().saturating_sub(room);
+                if dropped > 0 {
+                    metrics
+                        .samples_dropped
+                        .get_or_create(&"backfill_buffer_full".into())
+                        .inc_by(dropped as u64);
                 }
             }
+            (Mode::Release, pending) => {
+                let Some(buffered) = pending.take() else { continue };
+                let (t, v): (Vec<i64>, Vec<f64>) = buffered.into_iter().unzip();
+                memory_delta += insert(state, &batch.sketch.function, &t, &v, metrics);
+            }
+            _ => memory_delta += insert(state, &batch.sketch.function, timestamps, values, metrics),
         }
     }
     memory_delta
+}
+
+/// Inserts the samples newer than the sketch's newest (in increasing order); returns
+/// the change in memory.
+fn insert(
+    state: &mut State,
+    function: &str,
+    timestamps: &[i64],
+    values: &[f64],
+    metrics: &SketchMetrics,
+) -> i64 {
+    let mut newest = state.newest;
+    let (keep_t, keep_v): (Vec<i64>, Vec<f64>) = timestamps
+        .iter()
+        .zip(values)
+        .filter(|(t, _)| {
+            let newer = **t > newest;
+            newest = newest.max(**t);
+            newer
+        })
+        .map(|(t, v)| (*t, *v))
+        .unzip();
+    let skipped = timestamps.len() - keep_t.len();
+    if skipped > 0 {
+        metrics
+            .samples_dropped
+            .get_or_create(&"out_of_order".into())
+            .inc_by(skipped as u64);
+    }
+    let Some(sketch) = &state.sketch else { return 0 };
+    if keep_t.is_empty() {
+        return 0;
+    }
+    match sketch.insert(&keep_t, &keep_v) {
+        Ok(()) => {
+            metrics.samples_sketched.inc_by(keep_t.len() as u64);
+            state.newest = newest;
+            let memory = sketch.memory_bytes().unwrap_or(state.memory);
+            let delta = signed(memory) - signed(state.memory);
+            state.memory = memory;
+            delta
+        }
+        Err(error) => {
+            metrics
+                .samples_dropped
+                .get_or_create(&"plugin_error".into())
+                .inc_by(keep_t.len() as u64);
+            if matches!(
+                error,
+                PluginError::Trapped { .. } | PluginError::Quarantined { .. }
+            ) {
+                tracing::error!(%error, function, "sketch dropped: its plugin is out of service");
+                let delta = -signed(state.memory);
+                state.sketch = None;
+                state.memory = 0;
+                delta
+            } else {
+                tracing::warn!(%error, function, "samples not sketched");
+                0
+            }
+        }
+    }
 }
 
 fn instance_key(sketch: &Sketch) -> InstanceKey {

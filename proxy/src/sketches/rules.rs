@@ -23,11 +23,26 @@ pub struct Rules {
     pub max_memory_bytes: u64,
 }
 
+/// One rule: a selector, its functions and their history.
 #[derive(Debug)]
-struct Rule {
-    matchers: Matchers,
-    functions: Vec<String>,
-    retain_ms: i64,
+pub struct Rule {
+    /// The selector as written (rule queries: without offset and `@`).
+    pub selector: String,
+    /// Its matchers, the metric name included.
+    pub matchers: Matchers,
+    /// Functions served by a loaded plugin, sorted.
+    pub functions: Vec<String>,
+    /// History each sketch keeps, ms.
+    pub retain_ms: i64,
+    /// `config`, or the rule query it came from.
+    pub origin: String,
+}
+
+impl Rule {
+    /// Whether the rule selects the series with these labels.
+    pub fn selects(&self, labels: &[Label]) -> bool {
+        selects(&self.matchers, labels)
+    }
 }
 
 impl Rules {
@@ -40,7 +55,7 @@ impl Rules {
             .filter_map(|rule| {
                 // The configuration was validated, so the selector parses.
                 let matchers = promql::parse_selector(&rule.selector).ok()?;
-                let functions = rule
+                let mut functions: Vec<String> = rule
                     .functions
                     .iter()
                     .filter(|f| {
@@ -52,10 +67,14 @@ impl Rules {
                     })
                     .cloned()
                     .collect();
+                functions.sort();
+                functions.dedup();
                 Some(Rule {
+                    selector: rule.selector.clone(),
                     matchers,
                     functions,
                     retain_ms: i64::try_from(rule.retain.as_millis()).unwrap_or(i64::MAX),
+                    origin: "config".to_owned(),
                 })
             })
             .collect::<Vec<Rule>>();
@@ -79,21 +98,16 @@ impl Rules {
         self.rules.iter().all(|r| r.functions.is_empty())
     }
 
+    /// Every rule, configured ones first.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// The functions to sketch for a series (sorted, no repeats), each with the longest
     /// retention any matching rule asks for.
     pub fn wanted(&self, labels: &[Label]) -> Vec<(String, i64)> {
-        let value_of = |name: &str| {
-            labels
-                .iter()
-                .find(|l| l.name == name)
-                .map_or("", |l| l.value.as_str())
-        };
         let mut wanted: Vec<(String, i64)> = Vec::new();
-        for rule in self
-            .rules
-            .iter()
-            .filter(|r| promql::selects(&r.matchers, value_of))
-        {
+        for rule in self.rules.iter().filter(|r| r.selects(labels)) {
             for f in &rule.functions {
                 match wanted.iter_mut().find(|w| &w.0 == f) {
                     Some(w) => w.1 = w.1.max(rule.retain_ms),
@@ -104,6 +118,17 @@ impl Rules {
         wanted.sort();
         wanted
     }
+}
+
+/// Whether `matchers` select the series with these labels.
+pub fn selects(matchers: &Matchers, labels: &[Label]) -> bool {
+    let value_of = |name: &str| {
+        labels
+            .iter()
+            .find(|l| l.name == name)
+            .map_or("", |l| l.value.as_str())
+    };
+    promql::selects(matchers, value_of)
 }
 
 /// The rules the rule queries need: for each call a loaded plugin serves over a
@@ -121,10 +146,15 @@ fn query_rules(config: &SketchesConfig, plugins: &PluginSet) -> Vec<Rule> {
         }
         for call in calls {
             let history = config.query_retain.as_millis() as i64 + call.window_ms + call.offset_ms.max(0);
+            let mut selector = call.selector.clone();
+            selector.offset = None;
+            selector.at = None;
             rules.push(Rule {
+                selector: selector.to_string(),
                 matchers: promql::eval::plan::selector_matchers(call.selector),
                 functions: vec![call.function.to_owned()],
                 retain_ms: history,
+                origin: query.clone(),
             });
         }
     }

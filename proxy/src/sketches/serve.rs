@@ -33,7 +33,7 @@ impl Sketches for StoreSketches {
         let key: Vec<Label> = labels.iter().cloned().collect();
         self.store
             .get(&key, function)
-            .and_then(|sketch| sketch.with(|s| covered(s, ends, window_ms)))
+            .and_then(|sketch| sketch.serving(|s| covered(s, ends, window_ms)))
             .unwrap_or(false)
     }
 
@@ -48,7 +48,7 @@ impl Sketches for StoreSketches {
         let key: Vec<Label> = labels.iter().cloned().collect();
         let sketch = self.store.get(&key, function)?;
         sketch
-            .with(|s| {
+            .serving(|s| {
                 if !covered(s, ends, window_ms) {
                     return None;
                 }

@@ -74,6 +74,20 @@ impl TestProxy {
         Self::start_with(source, dir)
     }
 
+    /// Starts the proxy with the configuration file at `path` (which a test may rewrite
+    /// and reload) and `upstream` as `--upstream`.
+    pub fn start_file(path: &std::path::Path, upstream: &str) -> Self {
+        let source = ConfigSource {
+            path: Some(path.to_owned()),
+            overrides: Overrides {
+                listen: Some("127.0.0.1:0".to_owned()),
+                upstream: Some(upstream.to_owned()),
+                ..Overrides::default()
+            },
+        };
+        Self::start_with(source, ())
+    }
+
     /// Starts the proxy from `source`; `keep` lives as long as the proxy (e.g. the
     /// directory of the configuration file).
     pub fn start_with<K: Send + 'static>(source: ConfigSource, keep: K) -> Self {
@@ -144,6 +158,23 @@ impl PartialEq for Answer {
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// Every point of a successful range answer, by (series labels as JSON, time in ms).
+    pub fn range_values(&self) -> std::collections::BTreeMap<(String, i64), f64> {
+        let json = self.json();
+        assert_eq!(json["status"], "success", "{}", self.body);
+        let mut out = std::collections::BTreeMap::new();
+        for s in json["data"]["result"].as_array().unwrap() {
+            for p in s["values"].as_array().unwrap() {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                out.insert(
+                    (s["metric"].to_string(), t),
+                    p[1].as_str().unwrap().parse().unwrap(),
+                );
+            }
+        }
+        out
     }
 }
 

@@ -204,6 +204,17 @@ impl Queue {
         self.shared.state.lock().queued()
     }
 
+    /// The end of what is on disk: every record appended before this call and already
+    /// acknowledged lies before it.
+    pub fn durable_end(&self) -> Position {
+        self.shared.state.lock().durable
+    }
+
+    /// Whether everything before `at` was delivered (or given up on as undeliverable).
+    pub fn delivered_through(&self, at: Position) -> bool {
+        self.shared.state.lock().cursor >= at
+    }
+
     /// Reserves room for `bytes` of records, or says the queue is full.
     pub fn reserve(&self, bytes: u64) -> Result<Reservation, QueueError> {
         let mut state = self.shared.state.lock();

@@ -113,3 +113,24 @@ async fn a_second_process_cannot_open_a_queue_in_use() {
     let error = Queue::open(dir.path(), "d", 1 << 20).unwrap_err();
     assert!(matches!(error, QueueError::Locked { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn delivery_is_known_up_to_a_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, reader) = Queue::open_with_segments(dir.path(), "d", 1 << 20, 256).unwrap();
+    append(&queue, 0..5).await;
+    let mark = queue.durable_end();
+    append(&queue, 5..10).await;
+    assert!(!queue.delivered_through(mark), "nothing was delivered yet");
+    for delivered in 1..=6 {
+        // One byte at most: one record per batch.
+        let batch = reader.next_batch(1).await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        reader.commit(batch.end).await.unwrap();
+        assert_eq!(
+            queue.delivered_through(mark),
+            delivered >= 5,
+            "{delivered} records delivered, 5 before the mark"
+        );
+    }
+}
