@@ -130,6 +130,14 @@ fn check_seam(prometheus: &Prometheus, proxy: &TestProxy, all: &Stored, start_ms
         let sketched = range(proxy, &query, from_ms, last_ms, "");
         assert_eq!(sketched.status, 200, "{query}: {}", sketched.body);
         assert_eq!(sketched.path.as_deref(), Some("sketch"), "{query}");
+        let warning = &sketched.json()["warnings"][0];
+        assert!(
+            warning
+                .as_str()
+                .unwrap()
+                .ends_with(": exact (every window small enough to keep whole)"),
+            "{query}: {warning}"
+        );
         let exact = range(proxy, &query, from_ms, last_ms, "&sketch=off");
         assert_eq!(exact.path.as_deref(), Some("engine"), "{query}");
         let (got, want) = (sketched.range_values(), exact.range_values());

@@ -1,10 +1,11 @@
 //! The Grafana panel sketches exist for, side by side in one run: 25 h of 100 series at a
 //! 10 s scrape (50 lognormal, 50 Zipf-distributed integers) are remote-written through
 //! the release proxy, which sketches them under a rule and forwards them into a real
-//! Prometheus 2.42. Then, repeated and interleaved:
+//! Prometheus 2.42; the same requests go to a VictoriaMetrics 1.79 (rollup cache off).
+//! Then, repeated and interleaved:
 //! - P1: the 24 h panel of `quantile_over_time(0.99, m[1h])` at a 60 s step,
-//!   Prometheus against the proxy (sketches);
-//! - P2: instant `quantile_over_time(0.99, m[1d])`, the same two;
+//!   Prometheus and VictoriaMetrics against the proxy (sketches);
+//! - P2: instant `quantile_over_time(0.99, m[1d])`, the same three;
 //! - P3: 24 h panels of `entropy_over_time`, `distinct_over_time`, `l2_over_time` over
 //!   1 h windows, the proxy's sketches against its own exact path (`sketch=off`).
 //!
@@ -26,7 +27,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use sketch_proxy_load_tests::{encode_query, get, median, runs_arg, sketching_config, start_proxy, time};
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_agent, wait_until};
 
 const SERIES: usize = 100;
 const SCRAPE_MS: i64 = 10_000;
@@ -38,6 +39,7 @@ const BATCH: usize = 180;
 fn main() -> anyhow::Result<()> {
     let runs = runs_arg()?;
     let prometheus = Prometheus::start(&PrometheusOptions::default())?;
+    let victoria = VictoriaMetrics::start()?;
     let dir = tempfile::tempdir()?;
     let config = sketching_config(dir.path(), "m")?;
     let (_proxy, proxy_url) = start_proxy(&[
@@ -54,14 +56,16 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for from in (0..samples).step_by(BATCH) {
         let body = encode(&values, start, from, (from + BATCH).min(samples));
-        let response = http_agent()
-            .post(format!("{proxy_url}/api/v1/write"))
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .send(&body[..])?;
-        if response.status() != 204 {
-            bail!("remote write answered {}", response.status());
+        for target in [&proxy_url, &victoria.url()] {
+            let response = http_agent()
+                .post(format!("{target}/api/v1/write"))
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .send(&body[..])?;
+            if response.status() != 204 {
+                bail!("remote write to {target} answered {}", response.status());
+            }
         }
         // Prometheus refuses samples more than an hour behind the newest it holds, and
         // the proxy's sender may merge queued requests: deliver one at a time.
@@ -70,6 +74,12 @@ fn main() -> anyhow::Result<()> {
             count(&prometheus.url(), end).is_ok_and(|n| n == delivered)
         })?;
     }
+    victoria.flush()?;
+    wait_until(
+        Duration::from_secs(60),
+        "VictoriaMetrics to hold every sample",
+        || count(&victoria.url(), end).is_ok_and(|n| n == SERIES * samples),
+    )?;
     println!(
         "written and delivered in {:.1} s\n",
         started.elapsed().as_secs_f64()
@@ -91,8 +101,10 @@ fn main() -> anyhow::Result<()> {
             end as f64 / 1000.0
         )
     };
-    println!("| case | exact path | exact median | sketch median | speed-up | max relative error |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| case | exact path | exact median | VictoriaMetrics median | sketch median | speed-up | over VictoriaMetrics | max relative error |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let cases = [
         (
             "P1 24 h panel, quantile_over_time(0.99, m[1h])",
@@ -136,14 +148,31 @@ fn main() -> anyhow::Result<()> {
             bail!("{name}: the exact path answered by {answered:?}");
         }
         let error = max_relative_error(&exact_body, &sketch_body)?;
-        let (mut exact, mut sketch) = (Vec::new(), Vec::new());
+        // VictoriaMetrics answers the two queries Prometheus answers.
+        let victoria_url = (exact_path == "Prometheus").then(|| format!("{}{path}", victoria.url()));
+        if let Some(url) = &victoria_url {
+            get(url)?;
+        }
+        let (mut exact, mut sketch, mut vm) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             exact.push(time(&exact_url)?);
+            if let Some(url) = &victoria_url {
+                vm.push(time(url)?);
+            }
             sketch.push(time(&sketch_url)?);
         }
         let (e, s) = (median(&mut exact), median(&mut sketch));
+        let (vm_median, vm_ratio) = if vm.is_empty() {
+            ("—".to_owned(), "—".to_owned())
+        } else {
+            let v = median(&mut vm);
+            (
+                format!("{:.0} ms", v.as_secs_f64() * 1e3),
+                format!("{:.0}×", v.as_secs_f64() / s.as_secs_f64()),
+            )
+        };
         println!(
-            "| {name} | {exact_path} | {:.0} ms | {:.1} ms | {:.0}× | {:.3}% |",
+            "| {name} | {exact_path} | {:.0} ms | {vm_median} | {:.1} ms | {:.0}× | {vm_ratio} | {:.3}% |",
             e.as_secs_f64() * 1e3,
             s.as_secs_f64() * 1e3,
             e.as_secs_f64() / s.as_secs_f64(),
@@ -206,7 +235,8 @@ fn encode(values: &[Vec<f64>], start: i64, from: usize, to: usize) -> Vec<u8> {
         .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
 }
 
-/// Samples Prometheus holds for `m` over the 25 h ending at `end`.
+/// Samples a server (Prometheus, VictoriaMetrics) holds for `m` over the 25 h ending
+/// at `end`.
 fn count(prometheus: &str, end: i64) -> anyhow::Result<usize> {
     let path = format!(
         "/api/v1/query?query={}&time={}",

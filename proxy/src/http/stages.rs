@@ -331,10 +331,15 @@ pub async fn evaluate(
         .sketched
         .iter()
         .map(|(function, bound)| {
-            format!(
-                "{function} answered from sketches: values within {} relative error of the exact answer",
-                format_bound(*bound)
-            )
+            if *bound == 0.0 {
+                // Every window was small enough for the plugin to hold its samples.
+                format!("{function} answered from sketches: exact (every window small enough to keep whole)")
+            } else {
+                format!(
+                    "{function} answered from sketches: values within {} relative error of the exact answer",
+                    format_bound(*bound)
+                )
+            }
         })
         .collect();
     let body = crate::api::wire::query_success(&answer, at_ms, &warnings);

@@ -34,18 +34,22 @@ pub struct Prometheus {
     dir: tempfile::TempDir,
 }
 
-/// The path of `binary` on `PATH`, or an error telling how to install it.
+/// The path of `binary` (`prometheus`, `promtool`) on `PATH`, or an error telling how
+/// to install it.
 pub fn require(binary: &str) -> anyhow::Result<PathBuf> {
+    find_binary(
+        binary,
+        "these tests need a real Prometheus 2.42. Install it with `apt-get install -y prometheus` (.ci/install-deps does this)",
+    )
+}
+
+/// The path of `binary` on `PATH`, or an error saying it is missing, then `hint`.
+pub fn find_binary(binary: &str, hint: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(binary))
         .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "`{binary}` is not installed: these tests need a real Prometheus 2.42. \
-                 Install it with `apt-get install -y prometheus` (.ci/install-deps does this)"
-            )
-        })
+        .with_context(|| format!("`{binary}` is not installed: {hint}"))
 }
 
 impl Prometheus {
