@@ -46,15 +46,26 @@ pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
 
 /// Writes a proxy configuration into `dir` that receives remote write (queue in
 /// `dir/queue`) and sketches every series `selector` selects for all four built-in
-/// functions, keeping 26 h. Returns the file.
-pub fn sketching_config(dir: &std::path::Path, selector: &str) -> anyhow::Result<std::path::PathBuf> {
+/// functions, keeping 26 h, with `rule_queries` registered (their steps are kept).
+/// Returns the file.
+pub fn sketching_config(
+    dir: &std::path::Path,
+    selector: &str,
+    rule_queries: &[&str],
+) -> anyhow::Result<std::path::PathBuf> {
     let file = dir.join("sketch-proxy.yml");
+    let queries: String = rule_queries.iter().map(|q| format!("    - '{q}'\n")).collect();
+    let queries = if queries.is_empty() {
+        String::new()
+    } else {
+        format!("  queries:\n{queries}")
+    };
     std::fs::write(
         &file,
         format!(
             "ingest:\n  enabled: true\n  queue_dir: {}\n  max_queue_bytes: 4294967296\n\
              sketches:\n  max_series: 1000000\n  rules:\n    - match: '{selector}'\n      \
-             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 26h\n",
+             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 26h\n{queries}",
             dir.join("queue").display()
         ),
     )?;
@@ -83,7 +94,16 @@ pub fn encode_query(query: &str) -> String {
 
 /// GETs `url`: the body (an error unless 200) and the `X-Answered-By` header.
 pub fn get(url: &str) -> anyhow::Result<(String, Option<String>)> {
-    let mut response = http_agent().get(url).call()?;
+    get_with(url, &[])
+}
+
+/// [`get`] with request headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(String, Option<String>)> {
+    let mut request = http_agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.call()?;
     let answered = response
         .headers()
         .get("x-answered-by")
@@ -102,8 +122,13 @@ pub fn get(url: &str) -> anyhow::Result<(String, Option<String>)> {
 
 /// How long a GET of `url` takes, body read.
 pub fn time(url: &str) -> anyhow::Result<Duration> {
+    time_with(url, &[])
+}
+
+/// [`time`] with request headers.
+pub fn time_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Duration> {
     let started = std::time::Instant::now();
-    get(url)?;
+    get_with(url, headers)?;
     Ok(started.elapsed())
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod downstream;
 pub mod http;
 pub mod ingest;
+pub mod kept;
 pub mod metrics;
 pub mod plugin_host;
 pub mod prompb;

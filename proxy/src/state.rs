@@ -13,6 +13,7 @@ use crate::config::RawSource;
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
 use crate::ingest::Ingest;
+use crate::kept::KeptResults;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
 use crate::sketches::backfill::{self, Job};
@@ -53,6 +54,8 @@ pub struct Runtime {
     pub sketch_rules: Arc<Rules>,
     /// Raw data for local evaluation (`query.source`).
     pub source: Arc<dyn Source>,
+    /// Kept step results of the rule queries.
+    pub kept: KeptResults,
 }
 
 impl Runtime {
@@ -63,6 +66,7 @@ impl Runtime {
         let source = raw_source(&config);
         Self {
             source,
+            kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),

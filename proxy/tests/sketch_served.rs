@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, wait_until};
 use support::write::{self, Stored};
-use support::{Answer, TestProxy, send};
+use support::{Answer, TestProxy, send_with};
 
 const RULES: &str = "  rules:\n    - match: 'served_values{job=\"ingest-test\"}'\n      functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 3h\n";
 
@@ -56,13 +56,25 @@ fn setup_with(sketches: &str) -> (Prometheus, TestProxy, tempfile::TempDir, i64,
 
 /// A `query_range` through the proxy from `from_ms` to `to_ms`.
 fn range_query(proxy: &TestProxy, query: &str, from_ms: i64, to_ms: i64, step: u32, extra: &str) -> Answer {
+    range_query_with(proxy, query, from_ms, to_ms, step, extra, &[])
+}
+
+fn range_query_with(
+    proxy: &TestProxy,
+    query: &str,
+    from_ms: i64,
+    to_ms: i64,
+    step: u32,
+    extra: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
     let params = format!(
         "query={q}&start={}&end={}&step={step}{extra}",
         from_ms as f64 / 1000.0,
         to_ms as f64 / 1000.0
     );
-    send(&proxy.url(), "GET", "/api/v1/query_range", &params, "")
+    send_with(&proxy.url(), "GET", "/api/v1/query_range", &params, "", headers)
 }
 
 fn warnings(answer: &Answer) -> Vec<String> {
@@ -168,4 +180,67 @@ fn rule_queries_get_the_sketches_they_need() {
         "",
     );
     assert_eq!(other.path.as_deref(), Some("engine"));
+}
+
+#[test]
+fn a_rule_query_panel_refreshed_a_step_later_computes_only_its_new_steps() {
+    let queries = "  queries:\n    - 'quantile_over_time(0.9, served_values[30m])'\n";
+    let (_prometheus, proxy, _dir, start, end) = setup_with(queries);
+    let query = "quantile_over_time(0.9, served_values[30m])";
+    // Steps more than INGEST_LAG_MS old are final; these all are.
+    let (from, to) = (start + 3_600_000, end - 300_000);
+    let ask = |from: i64, to: i64, headers: &[(&str, &str)]| {
+        let answer = range_query_with(&proxy, query, from, to, 60, "", headers);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let status = send_with(&proxy.url(), "GET", "/api/v1/status/sketches", "", "", &[]);
+        assert_eq!(
+            answer.path.as_deref(),
+            Some("sketch"),
+            "{from}..{to} (data {start}..{end}): {}",
+            status.body
+        );
+        answer
+    };
+    let first = ask(from, to, &[]);
+    assert_eq!(first.kept.as_deref(), Some("miss"));
+    let again = ask(from, to, &[]);
+    assert_eq!(again.kept.as_deref(), Some("hit"));
+    assert_eq!(again.body, first.body, "kept steps answer as computed ones");
+    // The panel a step later: one new step computed, the rest kept.
+    let moved = ask(from + 60_000, to + 60_000, &[]);
+    assert_eq!(moved.kept.as_deref(), Some("partial"));
+    let recomputed = ask(from + 60_000, to + 60_000, &[("Cache-Control", "no-cache")]);
+    assert_eq!(
+        recomputed.kept.as_deref(),
+        Some("miss"),
+        "no-cache reads nothing kept"
+    );
+    assert_eq!(moved.body, recomputed.body);
+    let steps = (to - from) / 60_000 + 1;
+    // The sketches took every sample written while their backfill ran (the writes are
+    // backdated, as from a sender catching up): the 30-minute windows hold under 1,000
+    // samples, so the plugin answers exactly, and every step equals the exact path's.
+    let exact = range_query_with(&proxy, query, from, to, 60, "&sketch=off", &[]);
+    let (got, want) = (first.range_values(), exact.range_values());
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (key, w) in &want {
+        assert!(
+            (got[key] - w).abs() <= 1e-9 * w.abs(),
+            "{key:?}: {} vs exact {w}",
+            got[key]
+        );
+    }
+    assert_eq!(moved.range_values().len() as i64, 3 * steps);
+    // Not a rule query: nothing kept.
+    let other = range_query_with(
+        &proxy,
+        "quantile_over_time(0.5, served_values[30m])",
+        from,
+        to,
+        60,
+        "",
+        &[],
+    );
+    assert_eq!(other.path.as_deref(), Some("sketch"));
+    assert_eq!(other.kept, None);
 }

@@ -161,6 +161,8 @@ pub struct QueryRequest {
     pub proxy_functions: Vec<&'static str>,
     /// `sketch=off`: answer exactly, for side-by-side checks.
     pub sketch_off: bool,
+    /// A `query_range` (an instant query answers a vector).
+    pub is_range: bool,
 }
 
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
@@ -179,6 +181,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 range: Range::instant(nanos_to_ms(time)),
                 timeout,
                 sketch_off: form.get("sketch") == "off",
+                is_range: false,
             }));
         }
         Endpoint::QueryRange => {
@@ -220,6 +223,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 },
                 timeout,
                 sketch_off: form.get("sketch") == "off",
+                is_range: true,
             }));
         }
         Endpoint::QueryExemplars => {

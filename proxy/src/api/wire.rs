@@ -2,6 +2,7 @@
 //! envelope field order, Go's HTML-safe string escaping, and the float and timestamp
 //! spellings of `util/jsonutil`.
 
+use std::fmt::Write as _;
 use std::io;
 
 use serde::Serialize;
@@ -121,22 +122,39 @@ impl Formatter for GoFormatter {
 /// A sample timestamp (ms) as Prometheus writes it: seconds, with exactly three
 /// decimals when the milliseconds are not zero (`jsonutil.MarshalTimestamp`).
 pub fn format_timestamp(ms: i64) -> String {
+    let mut out = String::new();
+    write_timestamp(&mut out, ms);
+    out
+}
+
+/// [`format_timestamp`] appended to `out`: a panel's answer holds a hundred thousand.
+fn write_timestamp(out: &mut String, ms: i64) {
     let sign = if ms < 0 { "-" } else { "" };
     let abs = ms.unsigned_abs();
-    match abs % 1000 {
-        0 => format!("{sign}{}", abs / 1000),
-        frac => format!("{sign}{}.{frac:03}", abs / 1000),
-    }
+    // Writing to a String cannot fail.
+    let _ = match abs % 1000 {
+        0 => write!(out, "{sign}{}", abs / 1000),
+        frac => write!(out, "{sign}{}.{frac:03}", abs / 1000),
+    };
 }
 
 /// A sample value as Prometheus writes it (`jsonutil.MarshalFloat`): Go's shortest
 /// `'f'` format, or `'e'` with a two-digit exponent below 1e-6 and from 1e21.
 pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// [`format_float`] appended to `out`.
+fn write_float(out: &mut String, v: f64) {
     if v.is_nan() {
-        return "NaN".to_owned();
+        out.push_str("NaN");
+        return;
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -144,10 +162,19 @@ pub fn format_float(v: f64) -> String {
         let s = format!("{v:e}");
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
-        format!("{mantissa}e{sign}{digits:0>2}")
+        let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
+}
+
+/// `[<seconds>,"<value>"]` for a number, appended to `out`.
+fn push_number_point(out: &mut String, t_ms: i64, v: f64) {
+    out.push('[');
+    write_timestamp(out, t_ms);
+    out.push_str(",\"");
+    write_float(out, v);
+    out.push_str("\"]");
 }
 
 #[cfg(test)]
@@ -178,27 +205,38 @@ pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64, warnings:
                 out.push_str(r#"{"metric":"#);
                 push_labels(&mut out, labels);
                 out.push_str(r#","value":"#);
-                push_point(&mut out, at_ms, &format_float(*v));
+                push_number_point(&mut out, at_ms, *v);
                 out.push('}');
             }
             out.push(']');
         }
         Answer::Matrix(series) => {
             out.push_str(r#""matrix","result":["#);
-            for (i, s) in series.iter().enumerate() {
+            // Large answers (a day's panel) are encoded on every core, series split
+            // evenly, then joined.
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            let parts = if points < PARALLEL_POINTS {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            };
+            let chunk = series.len().div_ceil(parts).max(1);
+            let encoded: Vec<String> = std::thread::scope(|scope| {
+                let handles: Vec<_> = series
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || push_series(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            out.reserve(encoded.iter().map(String::len).sum::<usize>() + encoded.len());
+            for (i, part) in encoded.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(r#"{"metric":"#);
-                push_labels(&mut out, &s.labels);
-                out.push_str(r#","values":["#);
-                for (j, p) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    push_point(&mut out, p.t, &format_float(p.v));
-                }
-                out.push_str("]}");
+                out.push_str(part);
             }
             out.push(']');
         }
@@ -214,10 +252,36 @@ pub fn query_success(answer: &crate::promql::eval::Answer, at_ms: i64, warnings:
     out.into_bytes()
 }
 
+/// Answers with fewer points are encoded on one thread.
+const PARALLEL_POINTS: usize = 20_000;
+
+/// Series of a matrix, comma-separated.
+fn push_series(series: &[crate::promql::eval::value::Series]) -> String {
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    // About 36 bytes a point.
+    let mut out = String::with_capacity(points * 36 + series.len() * 64);
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"metric":"#);
+        push_labels(&mut out, &s.labels);
+        out.push_str(r#","values":["#);
+        for (j, p) in s.points.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            push_number_point(&mut out, p.t, p.v);
+        }
+        out.push_str("]}");
+    }
+    out
+}
+
 /// `[<seconds>,"<value>"]`; `value` is already a quoted-or-bare JSON fragment for strings.
 fn push_point(out: &mut String, t_ms: i64, value: &str) {
     out.push('[');
-    out.push_str(&format_timestamp(t_ms));
+    write_timestamp(out, t_ms);
     out.push(',');
     if value.starts_with('"') {
         out.push_str(value);

@@ -34,6 +34,10 @@ pub struct SketchesConfig {
     /// (default true). Off, a rule's sketches start empty and serve once they have seen
     /// a whole window.
     pub backfill: bool,
+    /// Most step values of rule queries kept (default 10,000,000, about 0.5 GB): each
+    /// final step of a rule query's range answer, so a refreshed panel computes only
+    /// its newest steps.
+    pub kept_points: u64,
 }
 
 impl Default for SketchesConfig {
@@ -45,6 +49,7 @@ impl Default for SketchesConfig {
             queries: Vec::new(),
             query_retain: Duration::from_secs(24 * 3600),
             backfill: true,
+            kept_points: 10_000_000,
         }
     }
 }

@@ -154,7 +154,8 @@ async fn run(
         .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers));
     match query {
         Some(request) if stages::answers_locally(&runtime, &request, sketches.is_some()) => {
-            stages::evaluate(proxy, &runtime, request, sketches).await
+            let reuse_kept = stages::reuse_kept(&parts.headers);
+            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept).await
         }
         Some(_) => Ok(stages::mark_path(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,

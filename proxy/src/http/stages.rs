@@ -17,7 +17,7 @@ use crate::api::params::Form;
 use crate::api::{ApiError, Endpoint, QueryRequest};
 use crate::config::QueryMode;
 use crate::metrics::{DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
-use crate::promql::eval::Sketches;
+use crate::promql::eval::{Answer, Sketches};
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::query::{self, QueryLimits};
 use crate::sketches::StoreSketches;
@@ -295,12 +295,15 @@ pub fn answers_locally(runtime: &Runtime, request: &QueryRequest, sketches: bool
 }
 
 /// Stage `evaluate`: the query answered by the proxy's engine, from sketches where
-/// they cover. An answer that used sketches says so in its warnings, with the bound.
+/// they cover, and for rule queries from their kept steps (`kept`) unless
+/// `reuse_kept` is false (`Cache-Control: no-cache`). An answer that used sketches
+/// says so in its warnings, with the bound.
 pub async fn evaluate(
     proxy: &Proxy,
     runtime: &Runtime,
     request: QueryRequest,
     sketches: Option<Arc<dyn Sketches>>,
+    reuse_kept: bool,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let q = &runtime.config.query;
@@ -312,21 +315,60 @@ pub async fn evaluate(
     };
     let timeout = request.timeout.map_or(q.timeout, |t| t.min(q.timeout));
     let at_ms = request.range.start_ms;
-    let result = query::evaluate(
-        runtime.source.as_ref(),
-        Arc::new(request.expr),
-        request.range,
-        &limits,
-        timeout,
-        proxy.metrics.local_queries_canceled.clone(),
-        sketches,
-    )
-    .await;
+    let range = request.range;
+    let is_range = request.is_range;
+    let key = (request.is_range && sketches.is_some())
+        .then(|| runtime.kept.key(&request.expr))
+        .flatten();
+    let expr = Arc::new(request.expr);
+    let run = |range| {
+        query::evaluate(
+            runtime.source.as_ref(),
+            expr.clone(),
+            range,
+            &limits,
+            timeout,
+            proxy.metrics.local_queries_canceled.clone(),
+            sketches.clone(),
+        )
+    };
+    let (result, kept_outcome) = match key {
+        None => (run(range).await, None),
+        Some(key) => {
+            let now = crate::kept::now_ms();
+            let found = if reuse_kept {
+                runtime.kept.lookup(&key, range)
+            } else {
+                vec![None; crate::kept::step_count(range)]
+            };
+            match crate::kept::missing(range, &found) {
+                None => (Ok(crate::kept::assemble(range, found, None)), Some("hit")),
+                Some(_) if found.iter().all(Option::is_none) => {
+                    let result = run(range).await;
+                    if let Ok((answer, served)) = &result {
+                        runtime.kept.keep(&key, range, answer, served, now);
+                    }
+                    (result, Some("miss"))
+                }
+                Some(missing) => {
+                    let result = run(missing).await.map(|(answer, served)| {
+                        runtime.kept.keep(&key, missing, &answer, &served, now);
+                        crate::kept::assemble(range, found, Some((missing, answer, served)))
+                    });
+                    (result, Some("partial"))
+                }
+            }
+        }
+    };
     proxy
         .metrics
         .local_query_duration
         .observe(started.elapsed().as_secs_f64());
-    let (answer, served) = result.map_err(ApiError::Query)?;
+    let (mut answer, served) = result.map_err(ApiError::Query)?;
+    if is_range && !matches!(answer, Answer::Matrix(_)) {
+        // Prometheus answers every range query with a matrix, one step or more.
+        answer = Answer::Matrix(crate::kept::as_matrix(range, answer));
+    }
     let warnings: Vec<String> = served
         .sketched
         .iter()
@@ -348,7 +390,25 @@ pub async fn evaluate(
         (false, 0) => &[Path::Sketch],
         (false, _) => &[Path::Sketch, Path::Engine],
     };
-    Ok(mark_paths(json(StatusCode::OK, body), paths))
+    let mut response = mark_paths(json(StatusCode::OK, body), paths);
+    if let Some(outcome) = kept_outcome {
+        response
+            .headers_mut()
+            .insert(KEPT_HEADER, HeaderValue::from_static(outcome));
+    }
+    Ok(response)
+}
+
+/// The response header saying whether a rule query's steps came from kept results:
+/// `hit` (all), `partial`, or `miss` (none; the final ones are kept now).
+pub const KEPT_HEADER: &str = "x-kept-steps";
+
+/// Whether a request lets kept results answer: not with `Cache-Control: no-cache`.
+pub fn reuse_kept(headers: &HeaderMap) -> bool {
+    !headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
+    })
 }
 
 /// `0.01` as `1%`.

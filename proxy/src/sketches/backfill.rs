@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -90,6 +91,9 @@ pub struct Job {
     /// Which rule.
     pub key: JobKey,
     matchers: Matchers,
+    /// Sketches created while set wait for this job; cleared (under the store's series
+    /// lock) before their buffers are inserted, which is before the job is done.
+    filling: AtomicBool,
     progress: Mutex<Progress>,
 }
 
@@ -133,18 +137,22 @@ impl Job {
         Self {
             key: JobKey::of(rule),
             matchers: rule.matchers.clone(),
+            filling: AtomicBool::new(true),
             progress: Mutex::new(Progress::default()),
         }
     }
 
-    /// Whether it still runs.
+    /// Whether it still runs: once it does not, its sketches serve.
     pub fn running(&self) -> bool {
         !self.progress.lock().done
     }
 
-    /// Whether it runs and fills `function` for the series with `labels`.
+    /// Whether it still fills `function` for the series with `labels` (new sketches
+    /// for them wait for it).
     pub fn fills(&self, labels: &[Label], function: &str) -> bool {
-        self.running() && self.key.functions.iter().any(|f| f == function) && self.selects(labels)
+        self.filling.load(Ordering::SeqCst)
+            && self.key.functions.iter().any(|f| f == function)
+            && self.selects(labels)
     }
 
     /// Whether its selector selects `labels`.
@@ -157,7 +165,11 @@ impl Job {
         self.progress.lock().clone()
     }
 
-    pub(super) fn mark_done(&self) {
+    pub(super) fn stop_filling(&self) {
+        self.filling.store(false, Ordering::SeqCst);
+    }
+
+    fn mark_done(&self) {
         self.progress.lock().done = true;
     }
 }
@@ -167,24 +179,92 @@ impl Job {
 pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Option<Env>) {
     let started = Instant::now();
     let now = now_ms();
+    let from = now - job.key.retain_ms;
     {
         let mut p = job.progress.lock();
-        p.from_ms = now - job.key.retain_ms;
+        p.from_ms = from;
         p.to_ms = now;
-        p.reached_ms = p.from_ms;
+        p.reached_ms = from;
     }
     let rule = job.key.to_string();
     tracing::info!(%rule, "backfill started");
     store.metrics.backfills_running.inc();
-    let mut at = now - job.key.retain_ms;
-    let mut slice = SLICE_MS;
-    let mut retry = RETRY_MIN;
-    let mut logged_tenth = 0;
+    let mut pass = Pass::First;
     loop {
+        let Some(cut) = read_span(&store, &job, &env, from, pass).await else {
+            store.metrics.backfills_running.dec();
+            return;
+        };
         let Some(env) = env() else {
             store.metrics.backfills_running.dec();
             return;
         };
+        // A sender catching up (or any sample delayed past its span's read) leaves a
+        // sketch with a hole it cannot fill in order; such sketches start again.
+        let restarted = store.restart_overlapped(&job, cut, &env.plugins);
+        if restarted == 0 {
+            break;
+        }
+        if pass == Pass::Last {
+            tracing::warn!(%rule, sketches = restarted, "samples keep arriving for spans already read; serving what the last read found");
+            break;
+        }
+        tracing::info!(%rule, sketches = restarted, "samples arrived for spans already read; reading the span again for those sketches");
+        pass = if pass == Pass::First {
+            Pass::Again
+        } else {
+            Pass::Last
+        };
+    }
+    store.finish_backfill(&job).await;
+    let progress = {
+        let mut p = job.progress.lock();
+        p.seconds = started.elapsed().as_secs_f64();
+        p.clone()
+    };
+    job.mark_done();
+    store
+        .metrics
+        .backfill_progress
+        .get_or_create(&rule.as_str().into())
+        .set(1.0);
+    store.metrics.backfills_running.dec();
+    tracing::info!(
+        %rule,
+        series = progress.series,
+        samples = progress.samples,
+        seconds = progress.seconds,
+        "backfill done; its sketches serve queries"
+    );
+}
+
+/// Which read of a job's span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Into every sketch; reports progress.
+    First,
+    /// Into the sketches started again only.
+    Again,
+    /// The last such read.
+    Last,
+}
+
+/// Reads `[from, now]` slice by slice, waiting for the ingest queues before the last
+/// slice; returns where the last slice started, or `None` once the proxy is gone.
+async fn read_span(
+    store: &SketchStore,
+    job: &Job,
+    env: &impl Fn() -> Option<Env>,
+    from: i64,
+    pass: Pass,
+) -> Option<i64> {
+    let rule = job.key.to_string();
+    let mut at = from;
+    let mut slice = SLICE_MS;
+    let mut retry = RETRY_MIN;
+    let mut logged_tenth = 0;
+    loop {
+        let env = env()?;
         let last = now_ms() - at <= slice;
         if last
             && let Some(ingest) = &env.ingest
@@ -193,31 +273,37 @@ pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Optio
             tracing::warn!(%rule, "the ingest queues did not deliver within 2 minutes; the sketches may miss samples still queued");
         }
         let end = if last { now_ms() } else { at + slice - 1 };
-        match store.backfill_slice(&job, &env, at, end).await {
+        match store
+            .backfill_slice(job, &env, at, end, pass != Pass::First)
+            .await
+        {
             Ok((series, samples)) => {
+                let start = at;
                 at = end + 1;
                 retry = RETRY_MIN;
-                let ratio = {
-                    let mut p = job.progress.lock();
-                    p.reached_ms = at;
-                    p.to_ms = p.to_ms.max(end);
-                    p.series = p.series.max(series);
-                    p.samples += samples;
-                    p.ratio()
-                };
                 store.metrics.backfill_samples.inc_by(samples);
-                store
-                    .metrics
-                    .backfill_progress
-                    .get_or_create(&rule.as_str().into())
-                    .set(ratio);
-                let tenth = (ratio * 10.0) as u32;
-                if tenth > logged_tenth && !last {
-                    logged_tenth = tenth;
-                    tracing::info!(%rule, progress = format!("{:.0}%", ratio * 100.0), "backfill");
+                if pass == Pass::First {
+                    let ratio = {
+                        let mut p = job.progress.lock();
+                        p.reached_ms = at;
+                        p.to_ms = p.to_ms.max(end);
+                        p.series = p.series.max(series);
+                        p.samples += samples;
+                        p.ratio()
+                    };
+                    store
+                        .metrics
+                        .backfill_progress
+                        .get_or_create(&rule.as_str().into())
+                        .set(ratio);
+                    let tenth = (ratio * 10.0) as u32;
+                    if tenth > logged_tenth && !last {
+                        logged_tenth = tenth;
+                        tracing::info!(%rule, progress = format!("{:.0}%", ratio * 100.0), "backfill");
+                    }
                 }
                 if last {
-                    break;
+                    return Some(start);
                 }
             }
             Err(SourceError::TooMuch { .. }) if slice > MIN_SLICE_MS => slice = (slice / 2).max(MIN_SLICE_MS),
@@ -234,25 +320,6 @@ pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Optio
             }
         }
     }
-    store.finish_backfill(&job).await;
-    let progress = {
-        let mut p = job.progress.lock();
-        p.seconds = started.elapsed().as_secs_f64();
-        p.clone()
-    };
-    store
-        .metrics
-        .backfill_progress
-        .get_or_create(&rule.as_str().into())
-        .set(1.0);
-    store.metrics.backfills_running.dec();
-    tracing::info!(
-        %rule,
-        series = progress.series,
-        samples = progress.samples,
-        seconds = progress.seconds,
-        "backfill done; its sketches serve queries"
-    );
 }
 
 /// Reads one slice of history, `[start_ms, end_ms]`.

@@ -88,6 +88,13 @@ struct State {
     memory: u64,
     /// While a backfill fills the sketch: remote-written samples, inserted after it.
     pending: Option<Vec<(i64, f64)>>,
+    /// Emptied because samples arrived for a span the backfill had already read; the
+    /// backfill reads its whole span again into it.
+    refill: bool,
+    /// Buffered samples before this index were checked for holes already.
+    pending_checked: usize,
+    /// Its configuration, to start it again.
+    config: SketchConfig,
 }
 
 impl FunctionSketch {
@@ -235,6 +242,7 @@ impl SketchStore {
         env: &backfill::Env,
         start_ms: i64,
         end_ms: i64,
+        refill_only: bool,
     ) -> Result<(u64, u64), crate::source::SourceError> {
         let series = backfill::read_slice(job, env.source.as_ref(), start_ms, end_ms).await?;
         let mut groups: HashMap<InstanceKey, Vec<Batch>> = HashMap::new();
@@ -245,11 +253,69 @@ impl SketchStore {
                 continue;
             };
             group(&mut groups, &sketched, &s.samples, |f| {
-                job.key.functions.iter().any(|j| j == f)
+                job.key.functions.contains(&f.function) && (!refill_only || f.state.lock().refill)
             });
         }
         Feeding::start(self, groups, Mode::History).finish().await;
         Ok((series.len() as u64, samples))
+    }
+
+    /// Starts again, empty, each sketch of `job` that buffered (since the last check) a
+    /// sample older than `cut_ms` (the start of the last span read after the ingest
+    /// queues delivered) and not newer than what it holds: that sample arrived after
+    /// its span was read, so the span may lack samples the sketch can no longer take in
+    /// order. Returns how many; the job then reads its span again into them.
+    fn restart_overlapped(&self, job: &Job, cut_ms: i64, plugins: &PluginSet) -> usize {
+        let mut restarted = 0;
+        let series: Vec<Arc<SeriesSketches>> = self
+            .series
+            .read()
+            .values()
+            .filter_map(|e| match e {
+                Entry::Sketched(s) if job.selects(&s.labels) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        for s in series {
+            let hash = series_hash(&s.labels);
+            for sketch in s
+                .functions
+                .read()
+                .iter()
+                .filter(|f| job.key.functions.contains(&f.function))
+            {
+                let mut state = sketch.state.lock();
+                // Samples buffered before an earlier check were delivered before the
+                // read that followed it.
+                let checked = state.pending_checked;
+                let Some(pending) = &state.pending else { continue };
+                let oldest_buffered = pending.iter().skip(checked).map(|(t, _)| *t).min();
+                state.pending_checked = pending.len();
+                let Some(oldest) = oldest_buffered else { continue };
+                if oldest >= cut_ms || oldest > state.newest {
+                    continue;
+                }
+                let Some(plugin) = plugins.for_function(&sketch.function) else {
+                    continue;
+                };
+                match plugin.create(hash, &state.config) {
+                    Ok(fresh) => {
+                        let instance = instance_key(&fresh);
+                        let memory = fresh.memory_bytes().unwrap_or(0);
+                        self.add_memory(instance, signed(memory) - signed(state.memory));
+                        state.sketch = Some(fresh);
+                        state.memory = memory;
+                        state.newest = i64::MIN;
+                        state.refill = true;
+                        restarted += 1;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, function = %sketch.function, "cannot start a sketch again")
+                    }
+                }
+            }
+        }
+        restarted
     }
 
     /// Ends `job`: each of its sketches no other running job fills gets its buffered
@@ -261,7 +327,7 @@ impl SketchStore {
             // job after its release.
             let map = self.series.write();
             let jobs = self.backfills.lock();
-            job.mark_done();
+            job.stop_filling();
             for entry in map.values() {
                 let Entry::Sketched(series) = entry else { continue };
                 if !job.selects(&series.labels) {
@@ -400,6 +466,9 @@ impl SketchStore {
                         newest: i64::MIN,
                         memory,
                         pending: backfilling.then(Vec::new),
+                        refill: false,
+                        pending_checked: 0,
+                        config,
                     }),
                 }))
             }
@@ -429,7 +498,7 @@ fn group(
     groups: &mut HashMap<InstanceKey, Vec<Batch>>,
     sketched: &SeriesSketches,
     samples: &[crate::prompb::Sample],
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(&FunctionSketch) -> bool,
 ) {
     let samples: (Vec<i64>, Vec<f64>) = samples
         .iter()
@@ -440,7 +509,7 @@ fn group(
         return;
     }
     let samples = Arc::new(samples);
-    for sketch in sketched.functions.read().iter().filter(|f| wanted(&f.function)) {
+    for sketch in sketched.functions.read().iter().filter(|f| wanted(f)) {
         let Some(key) = sketch.with(instance_key) else {
             continue;
         };
@@ -471,6 +540,7 @@ fn insert_all(batches: &[Batch], metrics: &SketchMetrics, mode: Mode) -> i64 {
                 }
             }
             (Mode::Release, pending) => {
+                state.refill = false;
                 let Some(buffered) = pending.take() else { continue };
                 let (t, v): (Vec<i64>, Vec<f64>) = buffered.into_iter().unzip();
                 memory_delta += insert(state, &batch.sketch.function, &t, &v, metrics);

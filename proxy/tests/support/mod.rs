@@ -138,8 +138,8 @@ impl Drop for TestProxy {
     }
 }
 
-/// An HTTP answer reduced to what the tests compare (equality ignores `path`, which
-/// only the proxy sends).
+/// An HTTP answer reduced to what the tests compare (equality ignores `path` and
+/// `kept`, which only the proxy sends).
 #[derive(Debug, Clone, Eq)]
 pub struct Answer {
     pub status: u16,
@@ -147,6 +147,8 @@ pub struct Answer {
     pub body: String,
     /// The `X-Answered-By` header: which path answered a query.
     pub path: Option<String>,
+    /// The `X-Kept-Steps` header: whether a rule query's steps were kept.
+    pub kept: Option<String>,
 }
 
 impl PartialEq for Answer {
@@ -180,6 +182,18 @@ impl Answer {
 
 /// Sends one request: `query` goes in the URL, a non-empty `form` in a form body.
 pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> Answer {
+    send_with(base, method, path, query, form, &[])
+}
+
+/// [`send`] with extra request headers.
+pub fn send_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    form: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let agent = sketch_proxy_testkit::http_agent();
     let url = if query.is_empty() {
         format!("{base}{path}")
@@ -191,6 +205,9 @@ pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> An
     if !form.is_empty() {
         request = request.header("Content-Type", "application/x-www-form-urlencoded");
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let request = request.body(form.as_bytes().to_vec()).unwrap();
     let mut response = agent.run(request).unwrap_or_else(|e| panic!("{url}: {e}"));
     let content_type = response
@@ -198,15 +215,19 @@ pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> An
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let path = response
-        .headers()
-        .get("x-answered-by")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (path, kept) = (header("x-answered-by"), header("x-kept-steps"));
     Answer {
         status: response.status().as_u16(),
         content_type,
         body: response.body_mut().read_to_string().unwrap(),
         path,
+        kept,
     }
 }
 

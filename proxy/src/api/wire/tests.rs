@@ -57,3 +57,41 @@ fn success_envelope_has_prometheus_field_order() {
         r#"{"status":"success","data":"sum by (job) (x)"}"#
     );
 }
+
+#[test]
+fn a_large_matrix_encodes_like_a_small_one_series_by_series() {
+    use crate::promql::eval::Answer;
+    use crate::promql::eval::value::{Labels, Point, Series};
+    // 7 × 5,000 points: encoded in parallel parts.
+    let series: Vec<Series> = (0..7)
+        .map(|i| {
+            let name = format!("s{i}");
+            Series {
+                labels: Labels::from_pairs([("series", name.as_str())]),
+                points: (0..5000)
+                    .map(|j| Point {
+                        t: 1_700_000_000_000 + j * 15_000 + i,
+                        v: (j as f64).sqrt() * if i % 2 == 0 { 1e-7 } else { 1e6 },
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let whole = String::from_utf8(query_success(&Answer::Matrix(series.clone()), 0, &[])).unwrap();
+    // Each series alone is below the parallel threshold.
+    let alone: Vec<String> = series
+        .iter()
+        .map(|s| {
+            let one = String::from_utf8(query_success(&Answer::Matrix(vec![s.clone()]), 0, &[])).unwrap();
+            one.strip_prefix(r#"{"status":"success","data":{"resultType":"matrix","result":["#)
+                .and_then(|rest| rest.strip_suffix("]}}"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected = format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+        alone.join(",")
+    );
+    assert_eq!(whole, expected);
+}

@@ -33,6 +33,12 @@ impl Labels {
         Self(labels.into())
     }
 
+    /// Identifies this label set's allocation (clones share it): a cheap first key
+    /// before comparing labels.
+    pub fn addr(&self) -> usize {
+        self.0.as_ptr().cast::<u8>() as usize
+    }
+
     /// The labels, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
         self.0.iter()
