@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -139,6 +140,63 @@ fn range_functions_are_answered_from_sketches_within_their_bound() {
             assert!(
                 (g - w).abs() <= bound * w.abs() + 1e-9,
                 "{query} {key:?}: {g} vs exact {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn instant_queries_are_answered_from_sketches_within_their_bound() {
+    let (_prometheus, proxy, _dir, _start, end) = setup();
+    let cases = [
+        ("quantile_over_time(0.99, served_values[1h])", 0.01),
+        ("distinct_over_time(served_values[1h])", 0.02),
+        ("entropy_over_time(served_values[90m])", 0.02),
+        ("l2_over_time(served_values[1h])", 0.02),
+    ];
+    for (query, bound) in cases {
+        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let params = format!("query={q}&time={}", end as f64 / 1000.0);
+        let sketched = send_with(&proxy.url(), "GET", "/api/v1/query", &params, "", &[]);
+        let exact = send_with(
+            &proxy.url(),
+            "POST",
+            "/api/v1/query",
+            "",
+            &format!("{params}&sketch=off"),
+            &[],
+        );
+        assert_eq!(
+            sketched.path.as_deref(),
+            Some("sketch"),
+            "{query}: {}",
+            sketched.body
+        );
+        assert_eq!(warnings(&sketched).len(), 1, "{query}");
+        assert_ne!(exact.path.as_deref(), Some("sketch"), "{query}");
+        let value = |answer: &Answer| -> BTreeMap<String, f64> {
+            let json = answer.json();
+            assert_eq!(json["data"]["resultType"], "vector", "{query}");
+            json["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["metric"].to_string(),
+                        s["value"][1].as_str().unwrap().parse().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let (got, want) = (value(&sketched), value(&exact));
+        assert_eq!(got.len(), 3, "{query}");
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        for (key, w) in &want {
+            assert!(
+                (got[key] - w).abs() <= bound * w.abs() + 1e-9,
+                "{query} {key}: {} vs exact {w}",
+                got[key]
             );
         }
     }
