@@ -50,6 +50,13 @@ struct Cli {
     /// 'quantile_over_time(0.99, http_latency_ms[1h])'; added to sketches.queries.
     #[arg(long = "sketch.rule", value_name = "QUERY")]
     sketch_rule: Vec<String>,
+    /// A Prometheus-API server to read from (repeatable; shards and replicas are read
+    /// as one); replaces downstream.endpoints. One endpoint is the same as --upstream.
+    #[arg(long = "endpoint", value_name = "URL")]
+    endpoint: Vec<String>,
+    /// A label that tells replicas apart (repeatable); added to query.replica_labels.
+    #[arg(long = "query.replica-label", value_name = "NAME")]
+    replica_label: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +119,8 @@ fn main() -> ExitCode {
             enable_remote_write_receiver: cli.enable_remote_write_receiver,
             query_mode: cli.query_mode,
             sketch_rules: cli.sketch_rule,
+            endpoints: cli.endpoint,
+            replica_labels: cli.replica_label,
         },
     };
     let config = match source.load() {

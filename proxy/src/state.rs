@@ -16,9 +16,10 @@ use crate::ingest::Ingest;
 use crate::kept::KeptResults;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
+use crate::prompb::Label;
 use crate::sketches::backfill::{self, Job};
 use crate::sketches::{Rules, SketchStore};
-use crate::source::{QueryApi, ReadOrQuery, RemoteRead, Source};
+use crate::source::{Fanout, Member, QueryApi, ReadOrQuery, RemoteRead, Source};
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone, Default)]
@@ -76,10 +77,35 @@ impl Runtime {
     }
 }
 
-/// The source local evaluation reads raw data from (`query.source`).
+/// The source local evaluation reads raw data from: `downstream.url` as
+/// `query.source` says, or every endpoint of `downstream.endpoints` read as one.
 fn raw_source(config: &Config) -> Arc<dyn Source> {
+    let endpoints = &config.downstream.endpoints;
+    let single = endpoints.len() == 1 && endpoints[0].external_labels.is_empty();
+    if endpoints.is_empty() || single && config.query.replica_labels.is_empty() {
+        let kind = endpoints.first().map_or(config.query.source, |e| e.kind);
+        return endpoint_source(config, &config.downstream.url, kind);
+    }
+    let members = endpoints
+        .iter()
+        .map(|e| Member {
+            source: endpoint_source(config, &e.url, e.kind),
+            external: e
+                .external_labels
+                .iter()
+                .map(|(name, value)| Label {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    Arc::new(Fanout::new(members, config.query.replica_labels.clone()))
+}
+
+/// The source of one endpoint.
+fn endpoint_source(config: &Config, url: &http::Uri, kind: RawSource) -> Arc<dyn Source> {
     let q = &config.query;
-    let url = &config.downstream.url;
     let max_samples = u64::try_from(q.max_samples).unwrap_or(u64::MAX);
     // Each query's deadline ends its fetch (a 503 timeout); the sources' own timeout
     // is only a backstop, later so that it never wins the race.
@@ -90,7 +116,7 @@ fn raw_source(config: &Config) -> Arc<dyn Source> {
         // The URL was validated with the configuration; this cannot happen.
         Err(e) => return Arc::new(crate::source::Unavailable(e.to_string())),
     };
-    match q.source {
+    match kind {
         RawSource::Auto => Arc::new(ReadOrQuery::new(remote_read, query_api)),
         RawSource::RemoteRead => Arc::new(remote_read),
         RawSource::QueryApi => Arc::new(query_api),

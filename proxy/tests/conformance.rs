@@ -4,7 +4,9 @@
 //! compared as `promql/test.go` compares them (1e-6 relative, NaN equals NaN, order
 //! only for `eval_ordered`). Run twice: with the proxy forwarding every query
 //! (passthrough, a check on the runner) and with the proxy evaluating every query itself
-//! over raw data it reads back by remote read (`query.mode: local`).
+//! over raw data it reads back by remote read (`query.mode: local`); then with the data
+//! split over two Prometheus shards by a hash of the series labels, and over a replica
+//! pair where each replica misses a different third of the samples (issue 8).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -26,7 +28,8 @@ const WINDOW_MS: i64 = 1_800_000;
 /// A Prometheus with what the script loaded since its last `clear`, and the proxy.
 struct Server {
     mode: Mode,
-    prometheus: Prometheus,
+    /// One, or two shards or replicas.
+    prometheus: Vec<Prometheus>,
     proxy: TestProxy,
     /// Every sample loaded since the last `clear`: (time, labels, value).
     loaded: Vec<(i64, Labels, f64)>,
@@ -36,12 +39,26 @@ struct Server {
 
 impl Server {
     fn start(mode: Mode) -> Self {
-        let prometheus = Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus");
-        let config = match mode {
-            Mode::Passthrough => "",
-            Mode::Local => "query:\n  mode: local\n",
+        let count = match mode {
+            Mode::Passthrough | Mode::Local => 1,
+            Mode::Shards | Mode::Replicas => 2,
         };
-        let proxy = TestProxy::start(config, &prometheus.url());
+        let prometheus: Vec<Prometheus> = (0..count)
+            .map(|_| Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus"))
+            .collect();
+        let endpoints: String = prometheus
+            .iter()
+            .map(|p| format!("    - url: {}\n", p.url()))
+            .collect();
+        let config = match mode {
+            Mode::Passthrough => String::new(),
+            Mode::Local => "query:\n  mode: local\n".to_owned(),
+            Mode::Shards => format!("downstream:\n  endpoints:\n{endpoints}"),
+            Mode::Replicas => {
+                format!("downstream:\n  endpoints:\n{endpoints}query:\n  replica_labels: [replica]\n")
+            }
+        };
+        let proxy = TestProxy::start(&config, &prometheus[0].url());
         Self {
             mode,
             prometheus,
@@ -89,8 +106,10 @@ impl Server {
             for (t, labels, v) in window {
                 data.entry(labels.clone()).or_default().push((*t, *v));
             }
-            let answer = write::post(&self.prometheus.url(), &data);
-            assert_eq!(answer.status, 204, "load: {}", answer.body);
+            for (prometheus, part) in self.prometheus.iter().zip(self.mode.split(data)) {
+                let answer = write::post(&prometheus.url(), &part);
+                assert_eq!(answer.status, 204, "load: {}", answer.body);
+            }
         }
         self.newest = self
             .newest
@@ -109,7 +128,7 @@ impl Server {
         let path = answer.path.clone();
         let want_path = match self.mode {
             Mode::Passthrough => "downstream",
-            Mode::Local => "engine",
+            Mode::Local | Mode::Shards | Mode::Replicas => "engine",
         };
         if json["status"] == "success" && path.as_deref() != Some(want_path) {
             return Some(format!("answered by {path:?}, expected {want_path}"));
@@ -196,6 +215,48 @@ enum Mode {
     Passthrough,
     /// The proxy evaluates them.
     Local,
+    /// The proxy evaluates them over two shards.
+    Shards,
+    /// The proxy evaluates them over a replica pair.
+    Replicas,
+}
+
+impl Mode {
+    /// What each Prometheus gets of `data`: all of it; whole series by a hash of their
+    /// labels; or every series with a `replica` label, each replica missing a
+    /// different third of the samples.
+    fn split(self, data: Stored) -> Vec<Stored> {
+        match self {
+            Mode::Passthrough | Mode::Local => vec![data],
+            Mode::Shards => {
+                let mut parts = vec![Stored::new(), Stored::new()];
+                for (labels, points) in data {
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    std::hash::Hash::hash(&labels, &mut hasher);
+                    let shard = (std::hash::Hasher::finish(&hasher) % 2) as usize;
+                    parts[shard].insert(labels, points);
+                }
+                parts
+            }
+            Mode::Replicas => (0..2)
+                .map(|r| {
+                    data.iter()
+                        .map(|(labels, points)| {
+                            let mut labels = labels.clone();
+                            labels.push(("replica".to_owned(), r.to_string()));
+                            labels.sort();
+                            let kept = points
+                                .iter()
+                                .filter(|(t, _)| (t / 1000).rem_euclid(3) != r)
+                                .copied()
+                                .collect();
+                            (labels, kept)
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Runs one script; returns (passed, failures).
@@ -256,4 +317,14 @@ fn prometheus_test_scripts_pass_through_the_proxy() {
 #[test]
 fn prometheus_test_scripts_pass_evaluated_by_the_proxy() {
     run_all(Mode::Local);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_over_two_shards() {
+    run_all(Mode::Shards);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_over_a_replica_pair() {
+    run_all(Mode::Replicas);
 }

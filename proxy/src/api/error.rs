@@ -48,6 +48,14 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// A read endpoint not yet merged over several endpoints.
+    #[error(
+        "{path} is not answered over several endpoints yet (downstream.endpoints); query and query_range are"
+    )]
+    NotFannedOut {
+        /// The request path.
+        path: String,
+    },
     /// Downstream did not answer.
     #[error(transparent)]
     Downstream(#[from] DownstreamError),

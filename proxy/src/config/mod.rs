@@ -64,6 +64,11 @@ pub struct DownstreamConfig {
     /// e.g. `2m`). Past it the client gets 503 `timeout`.
     #[serde(with = "duration::prometheus")]
     pub timeout: Duration,
+    /// Several Prometheus-API servers read as one (shards, replicas); the flag
+    /// `--endpoint URL` (repeatable) replaces the list. Empty: `url` is the one
+    /// endpoint. With one entry the proxy behaves as with `url` set to it. With more,
+    /// every `query` and `query_range` is evaluated by the proxy over all of them.
+    pub endpoints: Vec<EndpointConfig>,
 }
 
 impl Default for DownstreamConfig {
@@ -72,8 +77,27 @@ impl Default for DownstreamConfig {
             url: Uri::from_static("http://127.0.0.1:9090"),
             // Prometheus' own --query.timeout default, plus headroom to answer it.
             timeout: Duration::from_secs(125),
+            endpoints: Vec::new(),
         }
     }
+}
+
+/// One read endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL, `http://host:port[/prefix]`.
+    #[serde(with = "duration::uri")]
+    pub url: Uri,
+    /// How raw data is read from it: `auto` (remote read, the query API once it
+    /// answers 404/405/501), `remote_read` (a Prometheus) or `query_api` (any other
+    /// Prometheus-API server, e.g. a Thanos Querier). Default `auto`.
+    #[serde(default)]
+    pub kind: RawSource,
+    /// Labels every series of this endpoint carries, as Thanos' external labels: added
+    /// to its series where missing; a query whose matchers on them fail skips it.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// `web:` section.
@@ -216,6 +240,10 @@ pub struct Overrides {
     pub query_mode: Option<String>,
     /// `--sketch.rule` (repeatable): rule queries added to `sketches.queries`.
     pub sketch_rules: Vec<String>,
+    /// `--endpoint` (repeatable): replaces `downstream.endpoints`.
+    pub endpoints: Vec<String>,
+    /// `--query.replica-label` (repeatable): added to `query.replica_labels`.
+    pub replica_labels: Vec<String>,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -376,6 +404,20 @@ impl RawConfig {
                 Err(e) => errors.push(error("--upstream", format!("{upstream:?} is not a URL: {e}"))),
             }
         }
+        if !o.endpoints.is_empty() {
+            self.downstream.endpoints.clear();
+            for url in &o.endpoints {
+                match url.parse() {
+                    Ok(url) => self.downstream.endpoints.push(EndpointConfig {
+                        url,
+                        kind: RawSource::Auto,
+                        external_labels: Default::default(),
+                    }),
+                    Err(e) => errors.push(error("--endpoint", format!("{url:?} is not a URL: {e}"))),
+                }
+            }
+        }
+        self.query.replica_labels.extend(o.replica_labels.iter().cloned());
         if let Some(prefix) = &o.route_prefix {
             self.web.route_prefix = prefix.clone();
         }
@@ -420,14 +462,46 @@ impl RawConfig {
             ));
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
-        let url = &self.downstream.url;
-        if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
-            errors.push(error(
-                "downstream.url",
-                format!("{url} must be an http:// URL with a host and no query (https is not supported yet)"),
-            ));
+        let mut downstream = self.downstream;
+        if let Some(first) = downstream.endpoints.first() {
+            // Forwarding goes to the first endpoint; with one, it is the downstream.
+            downstream.url = first.url.clone();
         }
-        if self.downstream.timeout.is_zero() {
+        let urls = std::iter::once(("downstream.url".to_owned(), &downstream.url)).chain(
+            downstream
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("downstream.endpoints[{i}].url"), &e.url)),
+        );
+        for (at, url) in urls {
+            if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
+                errors.push(error(
+                    &at,
+                    format!(
+                        "{url} must be an http:// URL with a host and no query (https is not supported yet)"
+                    ),
+                ));
+            }
+        }
+        for (i, e) in downstream.endpoints.iter().enumerate() {
+            if downstream.endpoints[..i].iter().any(|o| o.url == e.url) {
+                errors.push(error(
+                    &format!("downstream.endpoints[{i}].url"),
+                    format!("{} is listed twice", e.url),
+                ));
+            }
+            for name in e.external_labels.keys() {
+                if !crate::api::params::is_valid_label_name(name) {
+                    errors.push(error(
+                        &format!("downstream.endpoints[{i}].external_labels"),
+                        format!("{name:?} is not a label name"),
+                    ));
+                }
+            }
+        }
+        let self_downstream = downstream;
+        if self_downstream.timeout.is_zero() {
             errors.push(error("downstream.timeout", "must be greater than 0"));
         }
         let prefix = normalize_prefix(&self.web.route_prefix);
@@ -450,12 +524,12 @@ impl RawConfig {
             ));
         }
         validate_plugins(&self.plugins, errors);
-        self.ingest.validate(&self.downstream.url, errors);
+        self.ingest.validate(&self_downstream.url, errors);
         self.sketches.validate(errors);
         self.query.validate(errors);
         Config {
             listen,
-            downstream: self.downstream,
+            downstream: self_downstream,
             web: WebConfig { route_prefix: prefix },
             limits: self.limits,
             log: self.log,

@@ -58,6 +58,10 @@ pub struct QueryConfig {
     pub max_series: usize,
     /// Most bytes one remote-read answer may hold, compressed or not (default 1 GiB).
     pub max_read_bytes: u64,
+    /// Labels that tell replicas apart (`--query.replica-label`, repeatable): read
+    /// over several endpoints, series that differ only in them are one series, their
+    /// samples deduplicated.
+    pub replica_labels: Vec<String>,
 }
 
 impl Default for QueryConfig {
@@ -70,6 +74,7 @@ impl Default for QueryConfig {
             max_samples: 50_000_000,
             max_series: 500_000,
             max_read_bytes: 1 << 30,
+            replica_labels: Vec::new(),
         }
     }
 }
@@ -90,6 +95,14 @@ impl QueryConfig {
         }
         if self.max_read_bytes == 0 {
             errors.push(error("query.max_read_bytes", "must be greater than 0"));
+        }
+        for name in &self.replica_labels {
+            if !crate::api::params::is_valid_label_name(name) || name == "__name__" {
+                errors.push(error(
+                    "query.replica_labels",
+                    format!("{name:?} is not a label name that can tell replicas apart"),
+                ));
+            }
         }
     }
 }

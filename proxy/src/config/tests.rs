@@ -103,6 +103,7 @@ fn flags_override_the_file() {
         enable_remote_write_receiver: false,
         query_mode: Some("local".to_owned()),
         sketch_rules: vec!["quantile_over_time(0.9, m[1h])".to_owned()],
+        ..Overrides::default()
     };
     let c = load_str(
         "listen: 127.0.0.1:8000\nquery:\n  mode: auto\ndownstream:\n  url: http://prom:9090\ningest:\n  destinations:\n    - url: http://c:9090/api/v1/write\n",
@@ -260,4 +261,36 @@ fn plugin_settings_are_read_and_checked() {
             errors[0]
         );
     }
+}
+
+#[test]
+fn endpoints_come_from_the_file_or_the_flags_and_are_checked() {
+    let yaml = "downstream:\n  endpoints:\n    - url: http://a:9090\n      external_labels: {region: eu}\n    - url: http://b:9090\n      kind: query_api\n";
+    let c = load_str(yaml, &Overrides::default()).unwrap();
+    assert_eq!(c.downstream.endpoints.len(), 2);
+    assert_eq!(c.downstream.url, "http://a:9090", "forwarding goes to the first");
+    let flags = Overrides {
+        endpoints: vec!["http://c:9090".to_owned()],
+        replica_labels: vec!["replica".to_owned()],
+        ..Overrides::default()
+    };
+    let c = load_str(yaml, &flags).unwrap();
+    assert_eq!(
+        c.downstream.url, "http://c:9090",
+        "one --endpoint replaces the list"
+    );
+    assert_eq!(c.query.replica_labels, ["replica"]);
+    // Every problem at once.
+    let bad = "downstream:\n  endpoints:\n    - url: http://a:9090\n    - url: http://a:9090\n      external_labels: {0bad: x}\nquery:\n  replica_labels: [__name__]\n";
+    let errors = load_str(bad, &Overrides::default()).unwrap_err().0;
+    let at: Vec<&str> = errors.iter().map(|e| e.at.as_str()).collect();
+    assert_eq!(
+        at,
+        [
+            "downstream.endpoints[1].url",
+            "downstream.endpoints[1].external_labels",
+            "query.replica_labels"
+        ],
+        "{errors:?}"
+    );
 }

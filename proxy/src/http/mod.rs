@@ -161,6 +161,9 @@ async fn run(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,
             stages::Path::Downstream,
         )),
+        None if stages::fans_out(&runtime) => Err(ApiError::NotFannedOut {
+            path: parts.uri.path().to_owned(),
+        }),
         None => stages::forward(proxy, &runtime, endpoint, parts, body).await,
     }
 }

@@ -28,6 +28,7 @@ pub fn rescue(error: ApiError) -> Response {
         ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "bad_data"),
         ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
         ApiError::TooManyQueries { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ApiError::NotFannedOut { .. } => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
         ApiError::Downstream(DownstreamError::Timeout { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         ApiError::Downstream(DownstreamError::Unreachable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")

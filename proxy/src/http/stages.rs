@@ -291,7 +291,15 @@ pub fn sketches_for(
 /// Whether the proxy evaluates `request` itself: always in `local` mode, and in `auto`
 /// when it uses a function downstream does not know or sketches may answer it.
 pub fn answers_locally(runtime: &Runtime, request: &QueryRequest, sketches: bool) -> bool {
-    runtime.config.query.mode == QueryMode::Local || !request.proxy_functions.is_empty() || sketches
+    runtime.config.query.mode == QueryMode::Local
+        || !request.proxy_functions.is_empty()
+        || sketches
+        || fans_out(runtime)
+}
+
+/// Whether reads go to several endpoints: no single downstream can answer a query.
+pub fn fans_out(runtime: &Runtime) -> bool {
+    runtime.config.downstream.endpoints.len() > 1
 }
 
 /// Stage `evaluate`: the query answered by the proxy's engine, from sketches where

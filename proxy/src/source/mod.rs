@@ -2,6 +2,7 @@
 //! later: the series a selector picks, with their samples in a closed time range.
 
 mod client;
+mod fanout;
 mod query_api;
 mod remote_read;
 mod streamed;
@@ -11,6 +12,7 @@ use std::pin::Pin;
 
 use promql_parser::label::Matchers;
 
+pub use fanout::{Fanout, Member};
 pub use query_api::QueryApi;
 pub use remote_read::RemoteRead;
 
