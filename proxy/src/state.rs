@@ -57,6 +57,8 @@ pub struct Runtime {
     pub source: Arc<dyn Source>,
     /// Kept step results of the rule queries.
     pub kept: KeptResults,
+    /// Every read endpoint, when there are several (`downstream.endpoints`).
+    pub targets: Vec<crate::http::fanout::Target>,
 }
 
 impl Runtime {
@@ -68,6 +70,19 @@ impl Runtime {
         Self {
             source,
             kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
+            targets: if config.downstream.endpoints.len() > 1 {
+                config
+                    .downstream
+                    .endpoints
+                    .iter()
+                    .map(|e| crate::http::fanout::Target {
+                        client: Downstream::new(e.url.clone(), config.downstream.timeout),
+                        external: e.external_labels.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),

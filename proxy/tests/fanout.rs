@@ -1,5 +1,7 @@
 //! Reads over several endpoints (issue 8, first part): external labels pick the
-//! endpoints a query asks and label their series; read endpoints not merged yet say so.
+//! endpoints a query asks and label their series; series, labels and label values over
+//! two shards answer as one Prometheus holding everything; read endpoints not merged
+//! yet say so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -81,8 +83,81 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
             "{query}: shard b asked"
         );
     }
-    // Not merged yet: an error in Prometheus' form, not one shard's answer.
+    // Series carry their endpoint's external labels.
     let series = send(&proxy.url(), "GET", "/api/v1/series", "match[]=fanout_m", "");
-    assert_eq!(series.status, 501, "{}", series.body);
-    assert_eq!(series.json()["errorType"], "unavailable");
+    assert_eq!(
+        series.body,
+        r#"{"status":"success","data":[{"__name__":"fanout_m","instance":"host-0","shard":"a"},{"__name__":"fanout_m","instance":"host-0","shard":"b"},{"__name__":"fanout_m","instance":"host-1","shard":"b"}]}"#
+    );
+    // Not merged yet: an error in Prometheus' form, not one shard's answer.
+    let cases = [
+        ("/api/v1/metadata", ""),
+        ("/api/v1/series", "match[]=fanout_m%7Bshard%3D%22a%22%7D"),
+    ];
+    for (path, query) in cases {
+        let answer = send(&proxy.url(), "GET", path, query, "");
+        assert_eq!(answer.status, 501, "{path}?{query}: {}", answer.body);
+        assert_eq!(answer.json()["errorType"], "unavailable");
+    }
+}
+
+#[test]
+fn series_labels_and_values_over_two_shards_equal_one_prometheus_holding_everything() {
+    let servers: Vec<Prometheus> = (0..3)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect();
+    let (shards, whole) = (&servers[..2], &servers[2]);
+    let t = write::now_ms() - 60_000;
+    let data: Stored = (0..12)
+        .map(|j| {
+            let labels = vec![
+                ("__name__".to_owned(), format!("fanout_{}", j % 3)),
+                ("instance".to_owned(), format!("host-{j}")),
+                ("job".to_owned(), if j % 2 == 0 { "api" } else { "db" }.to_owned()),
+            ];
+            (labels, vec![(t, j as f64)])
+        })
+        .collect();
+    assert_eq!(write::post(&whole.url(), &data).status, 204);
+    for (i, shard) in shards.iter().enumerate() {
+        let part: Stored = data
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| j % 2 == i)
+            .map(|(_, (k, v))| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(write::post(&shard.url(), &part).status, 204);
+    }
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
+        shards[0].url(),
+        shards[1].url()
+    );
+    let proxy = TestProxy::start(&yaml, &shards[0].url());
+    let (from, to) = ((t - 600_000) / 1000, (t + 600_000) / 1000);
+    let requests = [
+        (
+            "/api/v1/series",
+            format!("match[]=%7B__name__%3D~%22fanout_.%2A%22%7D&start={from}&end={to}"),
+        ),
+        (
+            "/api/v1/series",
+            format!("match[]=fanout_1&match[]=%7Bjob%3D%22api%22%7D&start={from}&end={to}"),
+        ),
+        ("/api/v1/labels", String::new()),
+        ("/api/v1/labels", "match[]=fanout_2".to_owned()),
+        ("/api/v1/label/instance/values", String::new()),
+        ("/api/v1/label/__name__/values", format!("start={from}&end={to}")),
+        ("/api/v1/label/job/values", "match[]=fanout_0".to_owned()),
+    ];
+    for (path, query) in requests {
+        let merged = send(&proxy.url(), "GET", path, &query, "");
+        let one = send(&whole.url(), "GET", path, &query, "");
+        assert_eq!(merged.status, 200, "{path}?{query}: {}", merged.body);
+        assert_eq!(merged.body, one.body, "{path}?{query}");
+        assert!(
+            !merged.body.contains(r#""data":[]"#),
+            "{path}?{query}: something to compare"
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //!   └─ metrics and a log line for every request
 //! ```
 
+pub mod fanout;
 mod ops;
 mod rescue;
 mod stages;
@@ -140,8 +141,10 @@ async fn run(
     // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
     // without looking at them).
     let mut query = None;
+    let mut matchers = Vec::new();
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
+        matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
         match api::check(endpoint, &form, label_name)? {
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
             Checked::Query(request) => query = Some(request),
@@ -161,9 +164,15 @@ async fn run(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,
             stages::Path::Downstream,
         )),
-        None if stages::fans_out(&runtime) => Err(ApiError::NotFannedOut {
-            path: parts.uri.path().to_owned(),
-        }),
+        None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name) {
+            Some(merge) => {
+                let path_and_query = stages::path_and_query(&runtime, &parts);
+                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &matchers, body).await
+            }
+            None => Err(ApiError::NotFannedOut {
+                path: parts.uri.path().to_owned(),
+            }),
+        },
         None => stages::forward(proxy, &runtime, endpoint, parts, body).await,
     }
 }

@@ -175,13 +175,7 @@ pub async fn forward(
     parts: Parts,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
-    let path = parts.uri.path();
-    let path = path.strip_prefix(prefix).unwrap_or(path);
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
+    let path_and_query = path_and_query(runtime, &parts);
     let handler = endpoint.label();
     let started = Instant::now();
     let result = runtime
@@ -190,6 +184,18 @@ pub async fn forward(
         .await;
     record_downstream(&proxy.metrics, handler, started, result.as_ref().err());
     Ok(result?.map(Body::new))
+}
+
+/// The request's path below the route prefix, with its query string: what goes
+/// downstream.
+pub fn path_and_query(runtime: &Runtime, parts: &Parts) -> String {
+    let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
+    let path = parts.uri.path();
+    let path = path.strip_prefix(prefix).unwrap_or(path);
+    match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    }
 }
 
 fn record_downstream(
