@@ -57,6 +57,10 @@ struct Cli {
     /// A label that tells replicas apart (repeatable); added to query.replica_labels.
     #[arg(long = "query.replica-label", value_name = "NAME")]
     replica_label: Vec<String>,
+    /// Over several endpoints, answer from those that answer, with a warning, when
+    /// some fail (true or false) [default: true, or query.partial_response].
+    #[arg(long = "query.partial-response", value_name = "BOOL")]
+    partial_response: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             sketch_rules: cli.sketch_rule,
             endpoints: cli.endpoint,
             replica_labels: cli.replica_label,
+            partial_response: cli.partial_response,
         },
     };
     let config = match source.load() {

@@ -16,7 +16,7 @@ use crate::promql::eval::{
     self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, plan,
 };
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
-use crate::source::{Selection, Source, SourceError};
+use crate::source::{Partial, Selection, Source, SourceError};
 
 /// Limits on one local evaluation (the `query:` configuration section).
 #[derive(Debug, Clone)]
@@ -64,12 +64,21 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Evaluates `expr` over `range` with data from `source`, giving up after `timeout`
+/// Where an evaluation reads raw data, and whether it may leave failing endpoints out.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// The source.
+    pub source: &'a dyn Source,
+    /// `partial_response`, and the endpoints left out.
+    pub partial: &'a Partial,
+}
+
+/// Evaluates `expr` over `range` with data from `reader`, giving up after `timeout`
 /// (the smaller of the request's and the configured one).
 /// `canceled` counts evaluations stopped because the client went away (nobody else
 /// sees their end).
 pub async fn evaluate(
-    source: &dyn Source,
+    reader: Reader<'_>,
     expr: Arc<Expr>,
     range: Range,
     limits: &QueryLimits,
@@ -77,6 +86,7 @@ pub async fn evaluate(
     canceled: Counter,
     sketches: Option<Arc<dyn Sketches>>,
 ) -> Result<(Answer, Served), QueryError> {
+    let Reader { source, partial } = reader;
     let deadline = Instant::now() + timeout;
     let lookback_ms = i64::try_from(limits.lookback.as_millis()).unwrap_or(i64::MAX);
     let needs = plan::needs(&expr, &range, lookback_ms);
@@ -91,7 +101,7 @@ pub async fn evaluate(
     let mut data: Data = HashMap::with_capacity(needs.len());
     if let Some(sketches) = &sketches {
         for (id, series) in
-            sketch_covered(source, &expr, range, &needs, &selections, sketches, deadline).await
+            sketch_covered(reader, &expr, range, &needs, &selections, sketches, deadline).await
         {
             data.insert(id, series);
         }
@@ -105,7 +115,7 @@ pub async fn evaluate(
     let fetched = if to_fetch.is_empty() {
         Vec::new()
     } else {
-        match tokio::time::timeout_at(deadline.into(), source.select(&to_fetch)).await {
+        match tokio::time::timeout_at(deadline.into(), source.select(&to_fetch, partial)).await {
             // Past the remote-read sample cap is past the evaluation's too: same error.
             Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
                 return Err(EvalError::TooManySamples.into());
@@ -166,7 +176,7 @@ pub async fn evaluate(
 /// windows end at the query's steps), and a selector stays fetched when downstream's
 /// series list cannot be had in time.
 async fn sketch_covered(
-    source: &dyn Source,
+    reader: Reader<'_>,
     expr: &Expr,
     range: Range,
     needs: &[plan::Need],
@@ -174,6 +184,7 @@ async fn sketch_covered(
     sketches: &Arc<dyn Sketches>,
     deadline: Instant,
 ) -> Vec<(SelectorId, Vec<Series>)> {
+    let Reader { source, partial } = reader;
     let served = |f: &str| sketches.serves(f);
     let (calls, _) = sketch_plan::sketch_calls(expr, &served, MIN_WINDOW_MS);
     let mut covered = Vec::new();
@@ -189,7 +200,8 @@ async fn sketch_covered(
                 step_ms: range.step_ms,
             },
         };
-        let Ok(Ok(series)) = tokio::time::timeout_at(deadline.into(), source.series(&selections[at])).await
+        let Ok(Ok(series)) =
+            tokio::time::timeout_at(deadline.into(), source.series(&selections[at], partial)).await
         else {
             continue;
         };

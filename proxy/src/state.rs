@@ -104,6 +104,7 @@ fn raw_source(config: &Config) -> Arc<dyn Source> {
     let members = endpoints
         .iter()
         .map(|e| Member {
+            name: e.url.to_string().trim_end_matches('/').to_owned(),
             source: endpoint_source(config, &e.url, e.kind),
             external: e
                 .external_labels
@@ -115,7 +116,11 @@ fn raw_source(config: &Config) -> Arc<dyn Source> {
                 .collect(),
         })
         .collect();
-    Arc::new(Fanout::new(members, config.query.replica_labels.clone()))
+    Arc::new(Fanout::new(
+        members,
+        config.query.replica_labels.clone(),
+        config.query.endpoint_timeout,
+    ))
 }
 
 /// The source of one endpoint.

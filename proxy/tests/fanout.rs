@@ -161,3 +161,81 @@ fn series_labels_and_values_over_two_shards_equal_one_prometheus_holding_everyth
         );
     }
 }
+
+#[test]
+fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
+    let mut shards: Vec<Prometheus> = (0..2)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect();
+    let t = write::now_ms() - 60_000;
+    for (i, shard) in shards.iter().enumerate() {
+        let data: Stored = (0..3 + i)
+            .map(|j| {
+                let labels = vec![
+                    ("__name__".to_owned(), "fanout_d".to_owned()),
+                    ("instance".to_owned(), format!("shard-{i}-host-{j}")),
+                ];
+                (labels, vec![(t, 1.0)])
+            })
+            .collect();
+        assert_eq!(write::post(&shard.url(), &data).status, 204);
+    }
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
+        shards[0].url(),
+        shards[1].url()
+    );
+    let proxy = TestProxy::start(&yaml, &shards[0].url());
+    let q: String = form_urlencoded::byte_serialize(b"count(fanout_d)").collect();
+    let query = format!("query={q}&time={}", t as f64 / 1000.0);
+    let count = |extra: &str| {
+        send(
+            &proxy.url(),
+            "GET",
+            "/api/v1/query",
+            &format!("{query}{extra}"),
+            "",
+        )
+    };
+    let value = |answer: &support::Answer| answer.json()["data"]["result"][0]["value"][1].clone();
+    let whole = count("");
+    assert_eq!(value(&whole), "7");
+    assert!(whole.json().get("warnings").is_none());
+
+    shards[1].stop();
+    let partial = count("");
+    assert_eq!(partial.status, 200, "{}", partial.body);
+    assert_eq!(value(&partial), "3", "shard 0's series only, never a wrong total");
+    let warning = partial.json()["warnings"][0].as_str().unwrap().to_owned();
+    assert!(warning.contains(&shards[1].url()), "{warning}");
+    assert_eq!(partial.cache_control.as_deref(), Some("no-store"));
+    let refused = count("&partial_response=false");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["errorType"], "unavailable");
+    let series = send(&proxy.url(), "GET", "/api/v1/series", "match[]=fanout_d", "");
+    assert_eq!(series.status, 200, "{}", series.body);
+    assert_eq!(series.json()["data"].as_array().unwrap().len(), 3);
+    assert!(
+        series.json()["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains(&shards[1].url())
+    );
+    assert_eq!(series.cache_control.as_deref(), Some("no-store"));
+
+    shards[1].restart().unwrap();
+    // Its data again, whatever its WAL kept of the crash.
+    let data: Stored = (0..4)
+        .map(|j| {
+            let labels = vec![
+                ("__name__".to_owned(), "fanout_d".to_owned()),
+                ("instance".to_owned(), format!("shard-1-host-{j}")),
+            ];
+            (labels, vec![(t, 1.0)])
+        })
+        .collect();
+    assert_eq!(write::post(&shards[1].url(), &data).status, 204);
+    let again = count("");
+    assert_eq!(value(&again), "7", "whole again without a restart of the proxy");
+    assert!(again.json().get("warnings").is_none());
+}

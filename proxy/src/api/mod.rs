@@ -163,6 +163,18 @@ pub struct QueryRequest {
     pub sketch_off: bool,
     /// A `query_range` (an instant query answers a vector).
     pub is_range: bool,
+    /// The `partial_response` parameter, if given.
+    pub partial_response: Option<bool>,
+}
+
+/// The `partial_response` parameter (Thanos'): `true`/`1` or `false`/`0`; anything
+/// else, or none, leaves the configured default.
+pub fn partial_response(form: &Form) -> Option<bool> {
+    match form.get("partial_response") {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
@@ -182,6 +194,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 timeout,
                 sketch_off: form.get("sketch") == "off",
                 is_range: false,
+                partial_response: partial_response(form),
             }));
         }
         Endpoint::QueryRange => {
@@ -224,6 +237,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 timeout,
                 sketch_off: form.get("sketch") == "off",
                 is_range: true,
+                partial_response: partial_response(form),
             }));
         }
         Endpoint::QueryExemplars => {

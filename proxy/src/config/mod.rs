@@ -244,6 +244,8 @@ pub struct Overrides {
     pub endpoints: Vec<String>,
     /// `--query.replica-label` (repeatable): added to `query.replica_labels`.
     pub replica_labels: Vec<String>,
+    /// `--query.partial-response`.
+    pub partial_response: Option<bool>,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -418,6 +420,9 @@ impl RawConfig {
             }
         }
         self.query.replica_labels.extend(o.replica_labels.iter().cloned());
+        if let Some(partial) = o.partial_response {
+            self.query.partial_response = partial;
+        }
         if let Some(prefix) = &o.route_prefix {
             self.web.route_prefix = prefix.clone();
         }

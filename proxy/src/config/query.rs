@@ -62,6 +62,14 @@ pub struct QueryConfig {
     /// over several endpoints, series that differ only in them are one series, their
     /// samples deduplicated.
     pub replica_labels: Vec<String>,
+    /// Over several endpoints: leave out the ones that fail or do not answer within
+    /// `endpoint_timeout`, answering from the rest with a warning (default true, as
+    /// Thanos' `--query.partial-response`). A request's `partial_response` parameter
+    /// overrides it.
+    pub partial_response: bool,
+    /// How long one endpoint may take over several (default 30s).
+    #[serde(with = "duration::prometheus")]
+    pub endpoint_timeout: Duration,
 }
 
 impl Default for QueryConfig {
@@ -75,6 +83,8 @@ impl Default for QueryConfig {
             max_series: 500_000,
             max_read_bytes: 1 << 30,
             replica_labels: Vec::new(),
+            partial_response: true,
+            endpoint_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -92,6 +102,9 @@ impl QueryConfig {
         }
         if self.max_series == 0 {
             errors.push(error("query.max_series", "must be greater than 0"));
+        }
+        if self.endpoint_timeout.is_zero() {
+            errors.push(error("query.endpoint_timeout", "must be greater than 0"));
         }
         if self.max_read_bytes == 0 {
             errors.push(error("query.max_read_bytes", "must be greater than 0"));

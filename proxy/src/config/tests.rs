@@ -269,12 +269,15 @@ fn endpoints_come_from_the_file_or_the_flags_and_are_checked() {
     let c = load_str(yaml, &Overrides::default()).unwrap();
     assert_eq!(c.downstream.endpoints.len(), 2);
     assert_eq!(c.downstream.url, "http://a:9090", "forwarding goes to the first");
+    assert!(c.query.partial_response, "partial responses by default, as Thanos");
     let flags = Overrides {
         endpoints: vec!["http://c:9090".to_owned()],
         replica_labels: vec!["replica".to_owned()],
+        partial_response: Some(false),
         ..Overrides::default()
     };
     let c = load_str(yaml, &flags).unwrap();
+    assert!(!c.query.partial_response);
     assert_eq!(
         c.downstream.url, "http://c:9090",
         "one --endpoint replaces the list"

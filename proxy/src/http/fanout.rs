@@ -65,6 +65,7 @@ pub async fn fan_out(
     path_and_query: &str,
     matchers: &[String],
     body: Bytes,
+    partial: bool,
 ) -> Result<Response, ApiError> {
     let targets = &runtime.targets;
     if let Some(name) = external_matcher(targets, matchers) {
@@ -95,12 +96,27 @@ pub async fn fan_out(
     });
     let mut data: Vec<(&Target, Value)> = Vec::new();
     let mut warnings: BTreeSet<String> = BTreeSet::new();
-    for answer in join_all(asks).await {
-        let (target, status, bytes) = answer?;
-        if status != StatusCode::OK {
+    let mut failed: Vec<(String, Response)> = Vec::new();
+    for (target, answer) in targets.iter().zip(join_all(asks).await) {
+        let (status, bytes) = match answer {
+            Ok((_, status, bytes)) if status == StatusCode::OK => (status, bytes),
             // The endpoint's own error, as it gave it.
-            return Ok(json(status, bytes.to_vec()));
-        }
+            Ok((_, status, bytes)) => {
+                failed.push((
+                    format!("{} (status {status})", target.client.url()),
+                    json(status, bytes.to_vec()),
+                ));
+                continue;
+            }
+            Err(error) => {
+                failed.push((
+                    format!("{} ({error})", target.client.url()),
+                    crate::http::rescue(error),
+                ));
+                continue;
+            }
+        };
+        debug_assert_eq!(status, StatusCode::OK);
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Execution(format!("{}: unreadable answer: {e}", target.client.url())))?;
         if let Some(w) = value["warnings"].as_array() {
@@ -108,6 +124,15 @@ pub async fn fan_out(
         }
         data.push((target, value["data"].clone()));
     }
+    if !failed.is_empty() && (!partial || failed.len() == targets.len()) {
+        return Ok(failed.swap_remove(0).1);
+    }
+    let partial_answer = !failed.is_empty();
+    warnings.extend(
+        failed
+            .iter()
+            .map(|(name, _)| super::stages::partial_warning(name)),
+    );
     let replicas = &runtime.config.query.replica_labels;
     let warnings: Vec<String> = warnings.into_iter().collect();
     let body = match merge {
@@ -115,7 +140,14 @@ pub async fn fan_out(
         Merge::Labels => envelope(merge_names(&data, replicas), &warnings),
         Merge::Values(name) => envelope(merge_values(&data, &name), &warnings),
     };
-    Ok(json(StatusCode::OK, body))
+    let mut response = json(StatusCode::OK, body);
+    if partial_answer {
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
 }
 
 /// Prometheus' success envelope around `data`, with `warnings`.

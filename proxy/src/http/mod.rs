@@ -142,9 +142,11 @@ async fn run(
     // without looking at them).
     let mut query = None;
     let mut matchers = Vec::new();
+    let mut partial = runtime.config.query.partial_response;
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
         matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
+        partial = api::partial_response(&form).unwrap_or(partial);
         match api::check(endpoint, &form, label_name)? {
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
             Checked::Query(request) => query = Some(request),
@@ -167,7 +169,7 @@ async fn run(
         None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name) {
             Some(merge) => {
                 let path_and_query = stages::path_and_query(&runtime, &parts);
-                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &matchers, body).await
+                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &matchers, body, partial).await
             }
             None => Err(ApiError::NotFannedOut {
                 path: parts.uri.path().to_owned(),

@@ -334,10 +334,18 @@ pub async fn evaluate(
     let key = (request.is_range && sketches.is_some())
         .then(|| runtime.kept.key(&request.expr))
         .flatten();
+    let partial = crate::source::Partial::new(
+        request
+            .partial_response
+            .unwrap_or(runtime.config.query.partial_response),
+    );
     let expr = Arc::new(request.expr);
     let run = |range| {
         query::evaluate(
-            runtime.source.as_ref(),
+            query::Reader {
+                source: runtime.source.as_ref(),
+                partial: &partial,
+            },
             expr.clone(),
             range,
             &limits,
@@ -346,6 +354,8 @@ pub async fn evaluate(
             sketches.clone(),
         )
     };
+    // A partial answer is not kept: the missing endpoint's data may come back.
+    let whole = || partial.missing().is_empty();
     let (result, kept_outcome) = match key {
         None => (run(range).await, None),
         Some(key) => {
@@ -359,14 +369,18 @@ pub async fn evaluate(
                 None => (Ok(crate::kept::assemble(range, found, None)), Some("hit")),
                 Some(_) if found.iter().all(Option::is_none) => {
                     let result = run(range).await;
-                    if let Ok((answer, served)) = &result {
+                    if let Ok((answer, served)) = &result
+                        && whole()
+                    {
                         runtime.kept.keep(&key, range, answer, served, now);
                     }
                     (result, Some("miss"))
                 }
                 Some(missing) => {
                     let result = run(missing).await.map(|(answer, served)| {
-                        runtime.kept.keep(&key, missing, &answer, &served, now);
+                        if whole() {
+                            runtime.kept.keep(&key, missing, &answer, &served, now);
+                        }
                         crate::kept::assemble(range, found, Some((missing, answer, served)))
                     });
                     (result, Some("partial"))
@@ -398,6 +412,9 @@ pub async fn evaluate(
             }
         })
         .collect();
+    let missing = partial.missing();
+    let mut warnings = warnings;
+    warnings.extend(missing.iter().map(|m| partial_warning(m)));
     let body = crate::api::wire::query_success(&answer, at_ms, &warnings);
     let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {
         (true, _) => &[Path::Engine],
@@ -405,12 +422,23 @@ pub async fn evaluate(
         (false, _) => &[Path::Sketch, Path::Engine],
     };
     let mut response = mark_paths(json(StatusCode::OK, body), paths);
+    if !missing.is_empty() {
+        // As Thanos: a partial answer must not be cached by anyone.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if let Some(outcome) = kept_outcome {
         response
             .headers_mut()
             .insert(KEPT_HEADER, HeaderValue::from_static(outcome));
     }
     Ok(response)
+}
+
+/// The warning of an answer that lacks an endpoint's data.
+pub fn partial_warning(missing: &str) -> String {
+    format!("partial response: endpoint {missing} did not answer; the answer lacks its data")
 }
 
 /// The response header saying whether a rule query's steps came from kept results:

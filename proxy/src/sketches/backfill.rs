@@ -110,7 +110,7 @@ pub struct Progress {
     pub reached_ms: i64,
     /// Series in the largest slice.
     pub series: u64,
-    /// Samples read back.
+    /// Samples read back (every pass).
     pub samples: u64,
     /// Failed reads.
     pub failures: u64,
@@ -282,13 +282,17 @@ async fn read_span(
                 at = end + 1;
                 retry = RETRY_MIN;
                 store.metrics.backfill_samples.inc_by(samples);
+                {
+                    // Every pass counts, as in the metric.
+                    let mut p = job.progress.lock();
+                    p.series = p.series.max(series);
+                    p.samples += samples;
+                }
                 if pass == Pass::First {
                     let ratio = {
                         let mut p = job.progress.lock();
                         p.reached_ms = at;
                         p.to_ms = p.to_ms.max(end);
-                        p.series = p.series.max(series);
-                        p.samples += samples;
                         p.ratio()
                     };
                     store
@@ -334,7 +338,13 @@ pub(super) async fn read_slice(
         start_ms,
         end_ms,
     }];
-    Ok(source.select(&selections).await?.pop().unwrap_or_default())
+    // Never partial: a missing endpoint would leave holes no later sample can fill.
+    let whole = crate::source::Partial::new(false);
+    Ok(source
+        .select(&selections, &whole)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 fn now_ms() -> i64 {

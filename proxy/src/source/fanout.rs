@@ -20,12 +20,14 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use promql_parser::label::Matchers;
 
-use super::{Fetch, RawSeries, Selection, SeriesFetch, Source, SourceError};
+use super::{Fetch, Partial, RawSeries, Selection, SeriesFetch, Source, SourceError};
 use crate::prompb::{Label, Sample};
 
 /// One endpoint.
 #[derive(Debug)]
 pub struct Member {
+    /// Its URL, for warnings.
+    pub name: String,
     /// Where it reads.
     pub source: Arc<dyn Source>,
     /// Its external labels, sorted by name.
@@ -37,14 +39,46 @@ pub struct Member {
 pub struct Fanout {
     members: Vec<Member>,
     replica_labels: Vec<String>,
+    /// How long one endpoint may take before it is left out (or fails the read).
+    endpoint_timeout: std::time::Duration,
 }
 
 impl Fanout {
     /// Reads `members`; series differing only in `replica_labels` are one.
-    pub fn new(members: Vec<Member>, replica_labels: Vec<String>) -> Self {
+    pub fn new(
+        members: Vec<Member>,
+        replica_labels: Vec<String>,
+        endpoint_timeout: std::time::Duration,
+    ) -> Self {
         Self {
             members,
             replica_labels,
+            endpoint_timeout,
+        }
+    }
+
+    /// Runs one endpoint's read within the endpoint timeout. A failure leaves the
+    /// endpoint out when `partial` allows it (`Ok(None)`), else fails the read.
+    async fn ask<T>(
+        &self,
+        member: &Member,
+        partial: &Partial,
+        read: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<Option<T>, SourceError> {
+        let error = match tokio::time::timeout(self.endpoint_timeout, read).await {
+            Ok(Ok(answer)) => return Ok(Some(answer)),
+            Ok(Err(error)) => error,
+            Err(_) => SourceError::Unreachable {
+                url: member.name.clone(),
+                reason: format!("no answer within {:?}", self.endpoint_timeout),
+            },
+        };
+        if partial.allowed() {
+            tracing::warn!(endpoint = %member.name, %error, "endpoint left out of a partial answer");
+            partial.leave_out(&member.name, &error.to_string());
+            Ok(None)
+        } else {
+            Err(error)
         }
     }
 
@@ -97,7 +131,11 @@ impl Fanout {
         labels
     }
 
-    async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
+    async fn fetch(
+        &self,
+        selections: &[Selection],
+        partial: &Partial,
+    ) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
             let (indexes, asked): (Vec<usize>, Vec<Selection>) = selections
                 .iter()
@@ -107,13 +145,16 @@ impl Fanout {
             let answers = if asked.is_empty() {
                 Vec::new()
             } else {
-                member.source.select(&asked).await?
+                let read = member.source.select(&asked, partial);
+                self.ask(member, partial, read).await?.unwrap_or_default()
             };
             Ok::<_, SourceError>((member, indexes, answers))
         });
         let mut merged: Vec<BTreeMap<Vec<Label>, Vec<Vec<Sample>>>> =
             selections.iter().map(|_| BTreeMap::new()).collect();
-        for (member, indexes, answers) in try_join_all(asks).await? {
+        let answered = try_join_all(asks).await?;
+        self.some_answered(partial)?;
+        for (member, indexes, answers) in answered {
             for (i, series) in indexes.into_iter().zip(answers) {
                 for s in series {
                     let labels = self.relabel(member, s.labels);
@@ -136,15 +177,25 @@ impl Fanout {
             .collect())
     }
 
-    async fn label_sets(&self, selection: &Selection) -> Result<Vec<Vec<Label>>, SourceError> {
+    async fn label_sets(
+        &self,
+        selection: &Selection,
+        partial: &Partial,
+    ) -> Result<Vec<Vec<Label>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
             match Self::for_member(member, selection) {
-                Some(asked) => Ok::<_, SourceError>((member, member.source.series(&asked).await?)),
+                Some(asked) => {
+                    let read = member.source.series(&asked, partial);
+                    let sets = self.ask(member, partial, read).await?.unwrap_or_default();
+                    Ok::<_, SourceError>((member, sets))
+                }
                 None => Ok((member, Vec::new())),
             }
         });
+        let answered = try_join_all(asks).await?;
+        self.some_answered(partial)?;
         let mut all: Vec<Vec<Label>> = Vec::new();
-        for (member, sets) in try_join_all(asks).await? {
+        for (member, sets) in answered {
             all.extend(sets.into_iter().map(|labels| self.relabel(member, labels)));
         }
         all.sort();
@@ -153,13 +204,27 @@ impl Fanout {
     }
 }
 
+impl Fanout {
+    /// A partial answer needs at least one endpoint that answered.
+    fn some_answered(&self, partial: &Partial) -> Result<(), SourceError> {
+        let missing = partial.missing();
+        if missing.len() >= self.members.len() {
+            return Err(SourceError::Unreachable {
+                url: "every endpoint".to_owned(),
+                reason: missing.join("; "),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Source for Fanout {
-    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
-        Box::pin(self.fetch(selections))
+    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a Partial) -> Fetch<'a> {
+        Box::pin(self.fetch(selections, partial))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a> {
-        Box::pin(self.label_sets(selection))
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a> {
+        Box::pin(self.label_sets(selection, partial))
     }
 }
 

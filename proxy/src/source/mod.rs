@@ -83,15 +83,52 @@ pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, Sou
 /// The label sets of the series a selection selects.
 pub type SeriesFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<Label>>, SourceError>> + Send + 'a>>;
 
+/// Whether a read over several endpoints may leave out the ones that fail
+/// (`partial_response`), and which it left out.
+#[derive(Debug, Default)]
+pub struct Partial {
+    allowed: bool,
+    missing: parking_lot::Mutex<Vec<String>>,
+}
+
+impl Partial {
+    /// A read that may (`allowed`) or may not leave endpoints out.
+    pub fn new(allowed: bool) -> Self {
+        Self {
+            allowed,
+            missing: parking_lot::Mutex::default(),
+        }
+    }
+
+    /// Whether endpoints may be left out.
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Records that `endpoint` was left out, and why.
+    pub fn leave_out(&self, endpoint: &str, why: &str) {
+        let mut missing = self.missing.lock();
+        let entry = format!("{endpoint} ({why})");
+        if !missing.contains(&entry) {
+            missing.push(entry);
+        }
+    }
+
+    /// The endpoints left out, with why.
+    pub fn missing(&self) -> Vec<String> {
+        self.missing.lock().clone()
+    }
+}
+
 /// Where raw series come from.
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// The series of each selection (one list per selection, in order), each series
     /// once, sorted by labels.
-    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a>;
+    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a Partial) -> Fetch<'a>;
 
     /// The label sets of the series `selection` selects in its range, sorted, without
     /// samples: for selections whose series sketches answer.
-    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a>;
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a>;
 }
 
 /// A source that cannot be built (its URL is unusable): every fetch fails with why.
@@ -108,12 +145,12 @@ impl Unavailable {
 }
 
 impl Source for Unavailable {
-    fn select<'a>(&'a self, _: &'a [Selection]) -> Fetch<'a> {
+    fn select<'a>(&'a self, _: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
         let error = self.error();
         Box::pin(async move { Err(error) })
     }
 
-    fn series<'a>(&'a self, _: &'a Selection) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, _: &'a Selection, _: &'a Partial) -> SeriesFetch<'a> {
         let error = self.error();
         Box::pin(async move { Err(error) })
     }
@@ -141,7 +178,7 @@ impl ReadOrQuery {
     async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         use std::sync::atomic::Ordering;
         if !self.no_read.load(Ordering::Relaxed) {
-            match self.read.select(selections).await {
+            match self.read.select(selections, &Partial::default()).await {
                 Err(SourceError::Refused {
                     status: 404 | 405 | 501,
                     ..
@@ -154,16 +191,16 @@ impl ReadOrQuery {
                 other => return other,
             }
         }
-        self.query.select(selections).await
+        self.query.select(selections, &Partial::default()).await
     }
 }
 
 impl Source for ReadOrQuery {
-    fn select<'a>(&'a self, selections: &'a [Selection]) -> Fetch<'a> {
+    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection) -> SeriesFetch<'a> {
-        self.query.series(selection)
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a> {
+        self.query.series(selection, partial)
     }
 }

@@ -149,6 +149,8 @@ pub struct Answer {
     pub path: Option<String>,
     /// The `X-Kept-Steps` header: whether a rule query's steps were kept.
     pub kept: Option<String>,
+    /// The `Cache-Control` header.
+    pub cache_control: Option<String>,
 }
 
 impl PartialEq for Answer {
@@ -221,13 +223,18 @@ pub fn send_with(
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let (path, kept) = (header("x-answered-by"), header("x-kept-steps"));
+    let (path, kept, cache_control) = (
+        header("x-answered-by"),
+        header("x-kept-steps"),
+        header("cache-control"),
+    );
     Answer {
         status: response.status().as_u16(),
         content_type,
         body: response.body_mut().read_to_string().unwrap(),
         path,
         kept,
+        cache_control,
     }
 }
 

@@ -106,6 +106,7 @@ pub fn post_with(base: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer 
         body: response.body_mut().read_to_string().unwrap(),
         path: None,
         kept: None,
+        cache_control: None,
     }
 }
 
