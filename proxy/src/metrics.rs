@@ -29,6 +29,13 @@ pub struct RequestLabels {
     pub code: String,
 }
 
+/// Labels naming a read endpoint.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// Its URL.
+    pub endpoint: String,
+}
+
 /// Labels naming a route.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandlerLabels {
@@ -81,6 +88,8 @@ pub struct Metrics {
     pub plugins_rejected: Gauge,
     /// Plugins quarantined after a trap, by plugin and reason.
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+    /// Over several endpoints: whether each answered its last read or probe.
+    pub endpoint_up: Family<EndpointLabels, Gauge>,
     /// Remote-write ingest and forwarding.
     pub ingest: IngestMetrics,
     /// Sketches of ingested series.
@@ -343,6 +352,7 @@ impl Metrics {
             plugins_loaded: Gauge::default(),
             plugins_rejected: Gauge::default(),
             plugin_quarantines: Family::default(),
+            endpoint_up: Family::default(),
             ingest: IngestMetrics::default(),
             sketches: SketchMetrics::default(),
             registry: Registry::default(),
@@ -350,6 +360,11 @@ impl Metrics {
         m.ingest.register(&mut registry);
         m.sketches.register(&mut registry);
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
+        registry.register(
+            "endpoint_up",
+            "Over several endpoints: 1 if the endpoint answered its last read or readiness probe, else 0",
+            m.endpoint_up.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request, up to the response headers",

@@ -66,7 +66,7 @@ impl Runtime {
         let plugins = host.load(&config.plugins.settings(), observer);
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
-        let source = raw_source(&config);
+        let source = raw_source(&config, metrics);
         Self {
             source,
             kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
@@ -94,7 +94,7 @@ impl Runtime {
 
 /// The source local evaluation reads raw data from: `downstream.url` as
 /// `query.source` says, or every endpoint of `downstream.endpoints` read as one.
-fn raw_source(config: &Config) -> Arc<dyn Source> {
+fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
     let endpoints = &config.downstream.endpoints;
     let single = endpoints.len() == 1 && endpoints[0].external_labels.is_empty();
     if endpoints.is_empty() || single && config.query.replica_labels.is_empty() {
@@ -120,6 +120,7 @@ fn raw_source(config: &Config) -> Arc<dyn Source> {
         members,
         config.query.replica_labels.clone(),
         config.query.endpoint_timeout,
+        metrics.endpoint_up.clone(),
     ))
 }
 

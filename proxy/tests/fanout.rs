@@ -222,6 +222,23 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
             .contains(&shards[1].url())
     );
     assert_eq!(series.cache_control.as_deref(), Some("no-store"));
+    // Health: ready while one endpoint is, each listed; the metric says which is down.
+    let ready = send(&proxy.url(), "GET", "/-/ready", "", "");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready.body.contains(&format!("{}: not ready", shards[1].url())),
+        "{}",
+        ready.body
+    );
+    assert!(
+        ready.body.contains(&format!("{}: ready", shards[0].url())),
+        "{}",
+        ready.body
+    );
+    let up = |shard: &Prometheus| format!("sketch_proxy_endpoint_up{{endpoint=\"{}\"}}", shard.url());
+    let metrics = send(&proxy.url(), "GET", "/metrics", "", "").body;
+    assert!(metrics.contains(&format!("{} 0", up(&shards[1]))), "{metrics}");
+    assert!(metrics.contains(&format!("{} 1", up(&shards[0]))), "{metrics}");
 
     shards[1].restart().unwrap();
     // Its data again, whatever its WAL kept of the crash.
@@ -238,4 +255,40 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
     let again = count("");
     assert_eq!(value(&again), "7", "whole again without a restart of the proxy");
     assert!(again.json().get("warnings").is_none());
+    let metrics = send(&proxy.url(), "GET", "/metrics", "", "").body;
+    assert!(metrics.contains(&format!("{} 1", up(&shards[1]))), "{metrics}");
+}
+
+#[test]
+fn samples_written_through_the_proxy_over_two_shards_are_read_back_once() {
+    let shards: Vec<Prometheus> = (0..2)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    // One list of endpoints: reads fan out over it, writes shard over it.
+    let yaml = format!(
+        "ingest:\n  enabled: true\n  queue_dir: {}\ndownstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
+        dir.path().display(),
+        shards[0].url(),
+        shards[1].url()
+    );
+    let proxy = TestProxy::start(&yaml, &shards[0].url());
+    let start = (write::now_ms() - 1_800_000) / 1000 * 1000;
+    let data = write::generate("fanout_written", 20, 60, start, 10_000, 5);
+    assert_eq!(write::post(&proxy.url(), &data).status, 204);
+    let end = start + 59 * 10_000;
+    let held = |p: &Prometheus| write::samples(&write::stored(&p.url(), "fanout_written", end, "1h"));
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(60),
+        "both shards to hold the samples",
+        || held(&shards[0]) + held(&shards[1]) == write::samples(&data),
+    )
+    .unwrap();
+    assert!(
+        held(&shards[0]) > 0 && held(&shards[1]) > 0,
+        "series spread over both shards"
+    );
+    // Through the proxy: every series once, every sample once.
+    let read = write::stored(&proxy.url(), "fanout_written", end, "1h");
+    assert_eq!(read, data);
 }

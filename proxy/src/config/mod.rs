@@ -529,7 +529,26 @@ impl RawConfig {
             ));
         }
         validate_plugins(&self.plugins, errors);
-        self.ingest.validate(&self_downstream.url, errors);
+        let mut ingest = self.ingest;
+        if ingest.destinations.is_empty() && self_downstream.endpoints.len() > 1 {
+            // What is written through the proxy goes where it reads: each read endpoint's
+            // receiver, series sharded over them.
+            ingest.destinations = self_downstream
+                .endpoints
+                .iter()
+                .enumerate()
+                // A URL listed twice is reported above, once.
+                .filter(|(i, e)| !self_downstream.endpoints[..*i].iter().any(|o| o.url == e.url))
+                .filter_map(|(_, e)| {
+                    let url = format!("{}/api/v1/write", e.url.to_string().trim_end_matches('/'));
+                    Some(DestinationConfig {
+                        url: url.parse().ok()?,
+                        name: None,
+                    })
+                })
+                .collect();
+        }
+        ingest.validate(&self_downstream.url, errors);
         self.sketches.validate(errors);
         self.query.validate(errors);
         Config {
@@ -539,7 +558,7 @@ impl RawConfig {
             limits: self.limits,
             log: self.log,
             plugins: self.plugins,
-            ingest: self.ingest,
+            ingest,
             sketches: self.sketches,
             query: self.query,
         }

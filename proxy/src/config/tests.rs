@@ -269,7 +269,10 @@ fn endpoints_come_from_the_file_or_the_flags_and_are_checked() {
     let c = load_str(yaml, &Overrides::default()).unwrap();
     assert_eq!(c.downstream.endpoints.len(), 2);
     assert_eq!(c.downstream.url, "http://a:9090", "forwarding goes to the first");
-    assert!(c.query.partial_response, "partial responses by default, as Thanos");
+    assert!(
+        c.query.partial_response,
+        "partial responses by default, as Thanos"
+    );
     let flags = Overrides {
         endpoints: vec!["http://c:9090".to_owned()],
         replica_labels: vec!["replica".to_owned()],

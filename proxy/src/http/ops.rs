@@ -13,9 +13,46 @@ pub async fn healthy() -> Response {
     text(StatusCode::OK, "Sketch Proxy is Healthy.\n".to_owned())
 }
 
-/// `/-/ready`: downstream answers its own `/-/ready`.
+/// `/-/ready`: downstream answers its own `/-/ready`. Over several endpoints: each
+/// is probed and listed; ready while at least one is (the others are left out of
+/// partial answers).
 pub async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
-    match proxy.runtime().downstream.ready().await {
+    let runtime = proxy.runtime();
+    if !runtime.targets.is_empty() {
+        let probes = runtime.targets.iter().map(|t| t.client.ready());
+        let mut lines = Vec::new();
+        let mut any = false;
+        for (target, probe) in runtime
+            .targets
+            .iter()
+            .zip(futures_util::future::join_all(probes).await)
+        {
+            let endpoint = target.client.url();
+            let up = probe.is_ok();
+            any |= up;
+            proxy
+                .metrics
+                .endpoint_up
+                .get_or_create(&crate::metrics::EndpointLabels {
+                    endpoint: endpoint.clone(),
+                })
+                .set(i64::from(up));
+            lines.push(match probe {
+                Ok(()) => format!("{endpoint}: ready"),
+                Err(reason) => format!("{endpoint}: not ready: {reason}"),
+            });
+        }
+        let (status, head) = if any {
+            (StatusCode::OK, "Sketch Proxy is Ready.")
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sketch Proxy is not ready: no endpoint is.",
+            )
+        };
+        return text(status, format!("{head}\n{}\n", lines.join("\n")));
+    }
+    match runtime.downstream.ready().await {
         Ok(()) => text(StatusCode::OK, "Sketch Proxy is Ready.\n".to_owned()),
         Err(reason) => text(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -20,7 +20,11 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use promql_parser::label::Matchers;
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::{Fetch, Partial, RawSeries, Selection, SeriesFetch, Source, SourceError};
+use crate::metrics::EndpointLabels;
 use crate::prompb::{Label, Sample};
 
 /// One endpoint.
@@ -41,6 +45,8 @@ pub struct Fanout {
     replica_labels: Vec<String>,
     /// How long one endpoint may take before it is left out (or fails the read).
     endpoint_timeout: std::time::Duration,
+    /// Each endpoint's health, as its last read went.
+    up: Family<EndpointLabels, Gauge>,
 }
 
 impl Fanout {
@@ -49,11 +55,13 @@ impl Fanout {
         members: Vec<Member>,
         replica_labels: Vec<String>,
         endpoint_timeout: std::time::Duration,
+        up: Family<EndpointLabels, Gauge>,
     ) -> Self {
         Self {
             members,
             replica_labels,
             endpoint_timeout,
+            up,
         }
     }
 
@@ -65,14 +73,26 @@ impl Fanout {
         partial: &Partial,
         read: impl Future<Output = Result<T, SourceError>>,
     ) -> Result<Option<T>, SourceError> {
+        let up = |value: i64| {
+            // Not held across the read: the family's guard must not be.
+            self.up
+                .get_or_create(&EndpointLabels {
+                    endpoint: member.name.clone(),
+                })
+                .set(value);
+        };
         let error = match tokio::time::timeout(self.endpoint_timeout, read).await {
-            Ok(Ok(answer)) => return Ok(Some(answer)),
+            Ok(Ok(answer)) => {
+                up(1);
+                return Ok(Some(answer));
+            }
             Ok(Err(error)) => error,
             Err(_) => SourceError::Unreachable {
                 url: member.name.clone(),
                 reason: format!("no answer within {:?}", self.endpoint_timeout),
             },
         };
+        up(0);
         if partial.allowed() {
             tracing::warn!(endpoint = %member.name, %error, "endpoint left out of a partial answer");
             partial.leave_out(&member.name, &error.to_string());
