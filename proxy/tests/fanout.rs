@@ -91,7 +91,7 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
     );
     // Not merged yet: an error in Prometheus' form, not one shard's answer.
     let cases = [
-        ("/api/v1/metadata", ""),
+        ("/api/v1/rules", ""),
         ("/api/v1/series", "match[]=fanout_m%7Bshard%3D%22a%22%7D"),
     ];
     for (path, query) in cases {
@@ -291,4 +291,40 @@ fn samples_written_through_the_proxy_over_two_shards_are_read_back_once() {
     // Through the proxy: every series once, every sample once.
     let read = write::stored(&proxy.url(), "fanout_written", end, "1h");
     assert_eq!(read, data);
+}
+
+#[test]
+fn metadata_over_two_endpoints_is_their_union() {
+    // Shard A scrapes shard B's own metrics every second: it holds their metadata, B
+    // none. The union is A's answer.
+    let b = Prometheus::start(&PrometheusOptions::default()).unwrap();
+    let scrape = format!(
+        "  - job_name: b\n    scrape_interval: 1s\n    static_configs: [{{targets: ['{}']}}]\n",
+        b.url().trim_start_matches("http://")
+    );
+    let a = Prometheus::start(&PrometheusOptions {
+        scrape_configs: Some(scrape),
+        ..PrometheusOptions::default()
+    })
+    .unwrap();
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = TestProxy::start(&yaml, &a.url());
+    sketch_proxy_testkit::wait_until(std::time::Duration::from_secs(60), "a scrape", || {
+        let json = send(&a.url(), "GET", "/api/v1/metadata", "", "").json();
+        json["data"].as_object().is_some_and(|m| m.len() > 10)
+    })
+    .unwrap();
+    for query in ["metric=prometheus_build_info", "metric=go_goroutines"] {
+        let merged = send(&proxy.url(), "GET", "/api/v1/metadata", query, "");
+        let direct = send(&a.url(), "GET", "/api/v1/metadata", query, "");
+        assert_eq!(merged.status, 200, "{}", merged.body);
+        assert_eq!(merged.body, direct.body, "{query}");
+        assert!(merged.body.contains("\"type\":\"gauge\""), "{}", merged.body);
+    }
+    let limited = send(&proxy.url(), "GET", "/api/v1/metadata", "limit=3", "");
+    assert_eq!(limited.json()["data"].as_object().unwrap().len(), 3);
 }

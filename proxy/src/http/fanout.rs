@@ -1,4 +1,4 @@
-//! Stage `fan_out`: `series`, `labels` and `label/<name>/values` over several endpoints
+//! Stage `fan_out`: `series`, `labels`, `label/<name>/values` and `metadata` over several endpoints
 //! (`downstream.endpoints`). The request goes unchanged to every endpoint in parallel;
 //! the answers' `data` are merged as one Prometheus holding everything would answer:
 //! external labels added, replica labels dropped, the union deduplicated and sorted
@@ -34,15 +34,19 @@ pub enum Merge {
     Labels,
     /// `/api/v1/label/<name>/values`.
     Values(String),
+    /// `/api/v1/metadata`: per metric, its distinct metadata entries; `limit` metrics
+    /// at most.
+    Metadata(Option<usize>),
 }
 
 impl Merge {
     /// The merge for `endpoint`, if it is one that fans out.
-    pub fn of(endpoint: Endpoint, label_name: Option<&str>) -> Option<Self> {
+    pub fn of(endpoint: Endpoint, label_name: Option<&str>, limit: Option<usize>) -> Option<Self> {
         match endpoint {
             Endpoint::Series => Some(Self::Series),
             Endpoint::Labels => Some(Self::Labels),
             Endpoint::LabelValues => label_name.map(|n| Self::Values(n.to_owned())),
+            Endpoint::Metadata => Some(Self::Metadata(limit)),
             _ => None,
         }
     }
@@ -139,6 +143,7 @@ pub async fn fan_out(
         Merge::Series => envelope(merge_series(&data, replicas), &warnings),
         Merge::Labels => envelope(merge_names(&data, replicas), &warnings),
         Merge::Values(name) => envelope(merge_values(&data, &name), &warnings),
+        Merge::Metadata(limit) => envelope(merge_metadata(&data, limit), &warnings),
     };
     let mut response = json(StatusCode::OK, body);
     if partial_answer {
@@ -211,6 +216,37 @@ fn merge_names(data: &[(&Target, Value)], replicas: &[String]) -> Vec<String> {
     }
     all.retain(|n| !replicas.contains(n));
     all.into_iter().collect()
+}
+
+/// One metadata entry, fields in Prometheus' order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct MetricMetadata {
+    #[serde(rename = "type")]
+    kind: String,
+    help: String,
+    unit: String,
+}
+
+fn merge_metadata(data: &[(&Target, Value)], limit: Option<usize>) -> BTreeMap<String, Vec<MetricMetadata>> {
+    let mut all: BTreeMap<String, Vec<MetricMetadata>> = BTreeMap::new();
+    for (_, value) in data {
+        for (metric, entries) in value.as_object().into_iter().flatten() {
+            let kept = all.entry(metric.clone()).or_default();
+            for entry in entries.as_array().into_iter().flatten() {
+                let Ok(entry) = serde_json::from_value::<MetricMetadata>(entry.clone()) else {
+                    continue;
+                };
+                if !kept.contains(&entry) {
+                    kept.push(entry);
+                }
+            }
+        }
+    }
+    if let Some(limit) = limit {
+        // Prometheus keeps any `limit` metrics; these are the first by name.
+        all = all.into_iter().take(limit).collect();
+    }
+    all
 }
 
 fn merge_values(data: &[(&Target, Value)], name: &str) -> Vec<String> {

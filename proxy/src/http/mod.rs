@@ -143,8 +143,11 @@ async fn run(
     let mut query = None;
     let mut matchers = Vec::new();
     let mut partial = runtime.config.query.partial_response;
+    let mut limit = None;
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
+        // Checked below (api::check) where Prometheus checks it.
+        limit = form.get("limit").parse::<usize>().ok();
         matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
         partial = api::partial_response(&form).unwrap_or(partial);
         match api::check(endpoint, &form, label_name)? {
@@ -166,7 +169,7 @@ async fn run(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,
             stages::Path::Downstream,
         )),
-        None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name) {
+        None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
             Some(merge) => {
                 let path_and_query = stages::path_and_query(&runtime, &parts);
                 fanout::fan_out(&runtime, merge, &parts, &path_and_query, &matchers, body, partial).await
