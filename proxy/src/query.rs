@@ -16,7 +16,7 @@ use crate::promql::eval::{
     self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, plan,
 };
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
-use crate::source::{Partial, Selection, Source, SourceError};
+use crate::source::{ReadScope, Selection, Source, SourceError};
 
 /// Limits on one local evaluation (the `query:` configuration section).
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ pub struct Reader<'a> {
     /// The source.
     pub source: &'a dyn Source,
     /// `partial_response`, and the endpoints left out.
-    pub partial: &'a Partial,
+    pub partial: &'a ReadScope,
 }
 
 /// Evaluates `expr` over `range` with data from `reader`, giving up after `timeout`

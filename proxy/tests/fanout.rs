@@ -328,3 +328,55 @@ fn metadata_over_two_endpoints_is_their_union() {
     let limited = send(&proxy.url(), "GET", "/api/v1/metadata", "limit=3", "");
     assert_eq!(limited.json()["data"].as_object().unwrap().len(), 3);
 }
+
+#[test]
+fn requests_choose_the_replica_labels_or_no_dedup() {
+    let replicas: Vec<Prometheus> = (0..2)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect();
+    let t = write::now_ms() - 60_000;
+    for (r, replica) in replicas.iter().enumerate() {
+        let data: Stored = (0..3)
+            .map(|j| {
+                let labels = vec![
+                    ("__name__".to_owned(), "fanout_r".to_owned()),
+                    ("instance".to_owned(), format!("host-{j}")),
+                    ("replica".to_owned(), format!("r{r}")),
+                ];
+                (labels, vec![(t, 1.0)])
+            })
+            .collect();
+        assert_eq!(write::post(&replica.url(), &data).status, 204);
+    }
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\nquery:\n  replica_labels: [replica]\n",
+        replicas[0].url(),
+        replicas[1].url()
+    );
+    let proxy = TestProxy::start(&yaml, &replicas[0].url());
+    let q: String = form_urlencoded::byte_serialize(b"count(fanout_r)").collect();
+    // (extra parameters, series counted)
+    let cases = [
+        ("", "3"),
+        ("&dedup=false", "6"),
+        ("&dedup=true", "3"),
+        ("&replicaLabels[]=zone", "6"),
+        ("&replicaLabels[]=replica", "3"),
+    ];
+    for (extra, want) in cases {
+        let params = format!("query={q}&time={}{extra}", t as f64 / 1000.0);
+        let answer = send(&proxy.url(), "GET", "/api/v1/query", &params, "");
+        assert_eq!(answer.status, 200, "{extra}: {}", answer.body);
+        assert_eq!(answer.json()["data"]["result"][0]["value"][1], want, "{extra}");
+        // The same choice for the series endpoint.
+        let series = send(
+            &proxy.url(),
+            "GET",
+            "/api/v1/series",
+            &format!("match[]=fanout_r{extra}"),
+            "",
+        );
+        let n = series.json()["data"].as_array().unwrap().len();
+        assert_eq!(n.to_string(), want, "series{extra}: {}", series.body);
+    }
+}

@@ -28,7 +28,7 @@ fn select(source: &dyn Source, selections: &[Selection]) -> Result<Vec<Stored>, 
         .enable_all()
         .build()
         .unwrap();
-    let answers = runtime.block_on(source.select(selections, &sketch_proxy::source::Partial::default()))?;
+    let answers = runtime.block_on(source.select(selections, &sketch_proxy::source::ReadScope::default()))?;
     Ok(answers
         .into_iter()
         .map(|series| {

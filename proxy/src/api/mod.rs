@@ -145,7 +145,7 @@ pub enum Checked {
     /// Answer with this `format_query` result; Prometheus cannot parse the query.
     Formatted(String),
     /// A `query` or `query_range`: forward it or evaluate it locally.
-    Query(QueryRequest),
+    Query(Box<QueryRequest>),
 }
 
 /// A checked `query` or `query_range` request.
@@ -165,6 +165,8 @@ pub struct QueryRequest {
     pub is_range: bool,
     /// The `partial_response` parameter, if given.
     pub partial_response: Option<bool>,
+    /// Replica labels the request chose: `dedup=false` (none), or `replicaLabels[]`.
+    pub replica_labels: Option<Vec<String>>,
 }
 
 /// The `partial_response` parameter (Thanos'): `true`/`1` or `false`/`0`; anything
@@ -177,6 +179,20 @@ pub fn partial_response(form: &Form) -> Option<bool> {
     }
 }
 
+/// Thanos' `dedup=false` (no replica labels: replicas stay apart) or
+/// `replicaLabels[]` (these instead of the configured ones); `None` for neither.
+pub fn replica_labels(form: &Form) -> Option<Vec<String>> {
+    if matches!(form.get("dedup"), "false" | "0") {
+        return Some(Vec::new());
+    }
+    let chosen: Vec<String> = form
+        .all("replicaLabels[]")
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect();
+    (!chosen.is_empty()).then_some(chosen)
+}
+
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
 /// including its PromQL, so that bad PromQL never reaches downstream and the first
 /// error reported is the one Prometheus would report.
@@ -187,7 +203,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
             let time = parse_time_param(form, "time", now).map_err(|e| invalid_param("time", e))?;
             let timeout = check_timeout(form)?;
             let expr = promql::parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
-            return Ok(Checked::Query(QueryRequest {
+            return Ok(Checked::Query(Box::new(QueryRequest {
                 proxy_functions: promql::proxy_functions_used(&expr),
                 expr,
                 range: Range::instant(nanos_to_ms(time)),
@@ -195,7 +211,8 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 sketch_off: form.get("sketch") == "off",
                 is_range: false,
                 partial_response: partial_response(form),
-            }));
+                replica_labels: replica_labels(form),
+            })));
         }
         Endpoint::QueryRange => {
             let start = parse_time(form.get("start")).map_err(|e| invalid_param("start", e))?;
@@ -226,7 +243,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                     type_name(expr.value_type())
                 )));
             }
-            return Ok(Checked::Query(QueryRequest {
+            return Ok(Checked::Query(Box::new(QueryRequest {
                 proxy_functions: promql::proxy_functions_used(&expr),
                 expr,
                 range: Range {
@@ -238,7 +255,8 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 sketch_off: form.get("sketch") == "off",
                 is_range: true,
                 partial_response: partial_response(form),
-            }));
+                replica_labels: replica_labels(form),
+            })));
         }
         Endpoint::QueryExemplars => {
             let (start, end) = check_time_range(form)?;

@@ -61,16 +61,27 @@ pub struct Target {
     pub external: BTreeMap<String, String>,
 }
 
+/// What the request's parameters ask of a fan-out.
+#[derive(Debug, Default)]
+pub struct Asked {
+    /// Its `match[]` selectors.
+    pub matchers: Vec<String>,
+    /// `partial_response`, resolved against the configuration.
+    pub partial: bool,
+    /// `dedup=false` (none) or `replicaLabels[]`, if given.
+    pub replica_labels: Option<Vec<String>>,
+}
+
 /// Sends the request to every target and merges the answers.
 pub async fn fan_out(
     runtime: &Runtime,
     merge: Merge,
     parts: &Parts,
     path_and_query: &str,
-    matchers: &[String],
+    asked: &Asked,
     body: Bytes,
-    partial: bool,
 ) -> Result<Response, ApiError> {
+    let (matchers, partial) = (&asked.matchers, asked.partial);
     let targets = &runtime.targets;
     if let Some(name) = external_matcher(targets, matchers) {
         return Err(ApiError::NotFannedOut {
@@ -137,7 +148,10 @@ pub async fn fan_out(
             .iter()
             .map(|(name, _)| super::stages::partial_warning(name)),
     );
-    let replicas = &runtime.config.query.replica_labels;
+    let replicas = asked
+        .replica_labels
+        .as_ref()
+        .unwrap_or(&runtime.config.query.replica_labels);
     let warnings: Vec<String> = warnings.into_iter().collect();
     let body = match merge {
         Merge::Series => envelope(merge_series(&data, replicas), &warnings),

@@ -141,18 +141,21 @@ async fn run(
     // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
     // without looking at them).
     let mut query = None;
-    let mut matchers = Vec::new();
-    let mut partial = runtime.config.query.partial_response;
+    let mut asked = fanout::Asked {
+        partial: runtime.config.query.partial_response,
+        ..fanout::Asked::default()
+    };
     let mut limit = None;
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
         // Checked below (api::check) where Prometheus checks it.
         limit = form.get("limit").parse::<usize>().ok();
-        matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
-        partial = api::partial_response(&form).unwrap_or(partial);
+        asked.matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
+        asked.partial = api::partial_response(&form).unwrap_or(asked.partial);
+        asked.replica_labels = api::replica_labels(&form);
         match api::check(endpoint, &form, label_name)? {
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
-            Checked::Query(request) => query = Some(request),
+            Checked::Query(request) => query = Some(*request),
             Checked::Forward => {}
         }
     }
@@ -172,7 +175,7 @@ async fn run(
         None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
             Some(merge) => {
                 let path_and_query = stages::path_and_query(&runtime, &parts);
-                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &matchers, body, partial).await
+                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &asked, body).await
             }
             None => Err(ApiError::NotFannedOut {
                 path: parts.uri.path().to_owned(),

@@ -334,11 +334,12 @@ pub async fn evaluate(
     let key = (request.is_range && sketches.is_some())
         .then(|| runtime.kept.key(&request.expr))
         .flatten();
-    let partial = crate::source::Partial::new(
+    let partial = crate::source::ReadScope::new(
         request
             .partial_response
             .unwrap_or(runtime.config.query.partial_response),
-    );
+    )
+    .with_replica_labels(request.replica_labels.clone());
     let expr = Arc::new(request.expr);
     let run = |range| {
         query::evaluate(

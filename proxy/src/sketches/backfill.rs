@@ -339,7 +339,7 @@ pub(super) async fn read_slice(
         end_ms,
     }];
     // Never partial: a missing endpoint would leave holes no later sample can fill.
-    let whole = crate::source::Partial::new(false);
+    let whole = crate::source::ReadScope::new(false);
     Ok(source
         .select(&selections, &whole)
         .await?

@@ -23,7 +23,7 @@ use promql_parser::label::Matchers;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::{Fetch, Partial, RawSeries, Selection, SeriesFetch, Source, SourceError};
+use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError};
 use crate::metrics::EndpointLabels;
 use crate::prompb::{Label, Sample};
 
@@ -70,7 +70,7 @@ impl Fanout {
     async fn ask<T>(
         &self,
         member: &Member,
-        partial: &Partial,
+        partial: &ReadScope,
         read: impl Future<Output = Result<T, SourceError>>,
     ) -> Result<Option<T>, SourceError> {
         let up = |value: i64| {
@@ -139,14 +139,19 @@ impl Fanout {
         })
     }
 
+    /// The replica labels of a read: the request's, or the configured ones.
+    fn replicas<'a>(&'a self, scope: &'a ReadScope) -> &'a [String] {
+        scope.replica_labels().unwrap_or(&self.replica_labels)
+    }
+
     /// `labels` as the merged answer carries them.
-    fn relabel(&self, member: &Member, mut labels: Vec<Label>) -> Vec<Label> {
+    fn relabel(member: &Member, replicas: &[String], mut labels: Vec<Label>) -> Vec<Label> {
         for label in &member.external {
             if !labels.iter().any(|l| l.name == label.name) {
                 labels.push(label.clone());
             }
         }
-        labels.retain(|l| !self.replica_labels.contains(&l.name));
+        labels.retain(|l| !replicas.contains(&l.name));
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         labels
     }
@@ -154,7 +159,7 @@ impl Fanout {
     async fn fetch(
         &self,
         selections: &[Selection],
-        partial: &Partial,
+        partial: &ReadScope,
     ) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
             let (indexes, asked): (Vec<usize>, Vec<Selection>) = selections
@@ -177,12 +182,12 @@ impl Fanout {
         for (member, indexes, answers) in answered {
             for (i, series) in indexes.into_iter().zip(answers) {
                 for s in series {
-                    let labels = self.relabel(member, s.labels);
+                    let labels = Self::relabel(member, self.replicas(partial), s.labels);
                     merged[i].entry(labels).or_default().push(s.samples);
                 }
             }
         }
-        let replicas = !self.replica_labels.is_empty();
+        let replicas = !self.replicas(partial).is_empty();
         Ok(merged
             .into_iter()
             .map(|series| {
@@ -200,7 +205,7 @@ impl Fanout {
     async fn label_sets(
         &self,
         selection: &Selection,
-        partial: &Partial,
+        partial: &ReadScope,
     ) -> Result<Vec<Vec<Label>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
             match Self::for_member(member, selection) {
@@ -216,7 +221,11 @@ impl Fanout {
         self.some_answered(partial)?;
         let mut all: Vec<Vec<Label>> = Vec::new();
         for (member, sets) in answered {
-            all.extend(sets.into_iter().map(|labels| self.relabel(member, labels)));
+            let replicas = self.replicas(partial);
+            all.extend(
+                sets.into_iter()
+                    .map(|labels| Self::relabel(member, replicas, labels)),
+            );
         }
         all.sort();
         all.dedup();
@@ -226,7 +235,7 @@ impl Fanout {
 
 impl Fanout {
     /// A partial answer needs at least one endpoint that answered.
-    fn some_answered(&self, partial: &Partial) -> Result<(), SourceError> {
+    fn some_answered(&self, partial: &ReadScope) -> Result<(), SourceError> {
         let missing = partial.missing();
         if missing.len() >= self.members.len() {
             return Err(SourceError::Unreachable {
@@ -239,11 +248,11 @@ impl Fanout {
 }
 
 impl Source for Fanout {
-    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a Partial) -> Fetch<'a> {
+    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a ReadScope) -> Fetch<'a> {
         Box::pin(self.fetch(selections, partial))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a> {
         Box::pin(self.label_sets(selection, partial))
     }
 }

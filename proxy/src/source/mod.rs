@@ -83,21 +83,34 @@ pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, Sou
 /// The label sets of the series a selection selects.
 pub type SeriesFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<Label>>, SourceError>> + Send + 'a>>;
 
-/// Whether a read over several endpoints may leave out the ones that fail
-/// (`partial_response`), and which it left out.
+/// What one request allows a read over several endpoints: leaving out the ones that
+/// fail (`partial_response`), and which labels tell replicas apart (`dedup`,
+/// `replicaLabels[]`); and which endpoints it left out.
 #[derive(Debug, Default)]
-pub struct Partial {
+pub struct ReadScope {
     allowed: bool,
+    replica_labels: Option<Vec<String>>,
     missing: parking_lot::Mutex<Vec<String>>,
 }
 
-impl Partial {
+impl ReadScope {
     /// A read that may (`allowed`) or may not leave endpoints out.
     pub fn new(allowed: bool) -> Self {
         Self {
             allowed,
-            missing: parking_lot::Mutex::default(),
+            ..Self::default()
         }
+    }
+
+    /// With these replica labels instead of the configured ones (none: no dedup).
+    pub fn with_replica_labels(mut self, labels: Option<Vec<String>>) -> Self {
+        self.replica_labels = labels;
+        self
+    }
+
+    /// The request's replica labels, if it chose them.
+    pub fn replica_labels(&self) -> Option<&[String]> {
+        self.replica_labels.as_deref()
     }
 
     /// Whether endpoints may be left out.
@@ -124,11 +137,11 @@ impl Partial {
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// The series of each selection (one list per selection, in order), each series
     /// once, sorted by labels.
-    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a Partial) -> Fetch<'a>;
+    fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a ReadScope) -> Fetch<'a>;
 
     /// The label sets of the series `selection` selects in its range, sorted, without
     /// samples: for selections whose series sketches answer.
-    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a>;
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a>;
 }
 
 /// A source that cannot be built (its URL is unusable): every fetch fails with why.
@@ -145,12 +158,12 @@ impl Unavailable {
 }
 
 impl Source for Unavailable {
-    fn select<'a>(&'a self, _: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
+    fn select<'a>(&'a self, _: &'a [Selection], _: &'a ReadScope) -> Fetch<'a> {
         let error = self.error();
         Box::pin(async move { Err(error) })
     }
 
-    fn series<'a>(&'a self, _: &'a Selection, _: &'a Partial) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, _: &'a Selection, _: &'a ReadScope) -> SeriesFetch<'a> {
         let error = self.error();
         Box::pin(async move { Err(error) })
     }
@@ -178,7 +191,7 @@ impl ReadOrQuery {
     async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         use std::sync::atomic::Ordering;
         if !self.no_read.load(Ordering::Relaxed) {
-            match self.read.select(selections, &Partial::default()).await {
+            match self.read.select(selections, &ReadScope::default()).await {
                 Err(SourceError::Refused {
                     status: 404 | 405 | 501,
                     ..
@@ -191,16 +204,16 @@ impl ReadOrQuery {
                 other => return other,
             }
         }
-        self.query.select(selections, &Partial::default()).await
+        self.query.select(selections, &ReadScope::default()).await
     }
 }
 
 impl Source for ReadOrQuery {
-    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
+    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a ReadScope) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a Partial) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a> {
         self.query.series(selection, partial)
     }
 }

@@ -15,7 +15,7 @@ use promql_parser::label::Matcher;
 use serde::Deserialize;
 
 use super::client::{Gathered, Http, or_groups, selector};
-use super::{Fetch, Partial, RawSeries, Selection, SeriesFetch, Source, SourceError, client};
+use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError, client};
 use crate::prompb::{Label, Sample};
 
 /// A downstream read through `/api/v1/query`.
@@ -128,11 +128,11 @@ impl QueryApi {
 }
 
 impl Source for QueryApi {
-    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
+    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a ReadScope) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection, _: &'a Partial) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, selection: &'a Selection, _: &'a ReadScope) -> SeriesFetch<'a> {
         Box::pin(client::series(&self.series, selection))
     }
 }

@@ -18,7 +18,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use prost::Message;
 
 use super::client::{Gathered, Http, or_groups};
-use super::{Fetch, Partial, RawSeries, Selection, SeriesFetch, Source, SourceError, client, streamed};
+use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError, client, streamed};
 use crate::prompb::{Label, LabelMatcher, Query, ReadRequest, ReadResponse, ReadSeries};
 
 /// `ResponseType` SAMPLES: decoded samples, snappy protobuf.
@@ -146,11 +146,11 @@ impl RemoteRead {
 }
 
 impl Source for RemoteRead {
-    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a Partial) -> Fetch<'a> {
+    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a ReadScope) -> Fetch<'a> {
         Box::pin(self.fetch(selections))
     }
 
-    fn series<'a>(&'a self, selection: &'a Selection, _: &'a Partial) -> SeriesFetch<'a> {
+    fn series<'a>(&'a self, selection: &'a Selection, _: &'a ReadScope) -> SeriesFetch<'a> {
         Box::pin(client::series(&self.series, selection))
     }
 }
