@@ -380,3 +380,81 @@ fn requests_choose_the_replica_labels_or_no_dedup() {
         assert_eq!(n.to_string(), want, "series{extra}: {}", series.body);
     }
 }
+
+#[test]
+fn sketch_served_queries_answer_the_same_over_two_shards() {
+    let shards: Vec<Prometheus> = (0..2)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "ingest:\n  enabled: true\n  queue_dir: {}\ndownstream:\n  endpoints:\n    - url: {}\n    - url: {}\n\
+         sketches:\n  rules:\n    - match: fanout_sketched\n      functions: [quantile_over_time, distinct_over_time]\n      retain: 3h\n",
+        dir.path().display(),
+        shards[0].url(),
+        shards[1].url()
+    );
+    let proxy = TestProxy::start(&yaml, &shards[0].url());
+    let start = (write::now_ms() - 3_600_000) / 1000 * 1000;
+    let data = write::generate("fanout_sketched", 6, 360, start, 10_000, 9);
+    for part in 0..2 {
+        let half: Stored = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v[part * 180..(part + 1) * 180].to_vec()))
+            .collect();
+        assert_eq!(write::post(&proxy.url(), &half).status, 204);
+    }
+    let end = start + 359 * 10_000;
+    let held = |p: &Prometheus| write::samples(&write::stored(&p.url(), "fanout_sketched", end, "2h"));
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(60),
+        "the shards to hold everything",
+        || held(&shards[0]) + held(&shards[1]) == write::samples(&data),
+    )
+    .unwrap();
+    sketch_proxy_testkit::wait_until(std::time::Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
+    for query in [
+        "quantile_over_time(0.9, fanout_sketched[30m])",
+        "sum(distinct_over_time(fanout_sketched[30m]))",
+    ] {
+        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let params = format!(
+            "query={q}&start={}&end={}&step=60",
+            (start + 1_800_000) as f64 / 1000.0,
+            end as f64 / 1000.0
+        );
+        let sketched = send(&proxy.url(), "GET", "/api/v1/query_range", &params, "");
+        let exact = send(
+            &proxy.url(),
+            "GET",
+            "/api/v1/query_range",
+            &format!("{params}&sketch=off"),
+            "",
+        );
+        assert_eq!(
+            sketched.path.as_deref(),
+            Some("sketch"),
+            "{query}: {}",
+            sketched.body
+        );
+        assert_eq!(exact.path.as_deref(), Some("engine"), "{query}");
+        let (got, want) = (sketched.range_values(), exact.range_values());
+        assert!(!want.is_empty(), "{query}");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{query}"
+        );
+        for (key, w) in &want {
+            // 30-minute windows hold 181 samples: the plugins answer exactly.
+            assert!(
+                (got[key] - w).abs() <= 1e-9 * w.abs(),
+                "{query} {key:?}: {} vs {w}",
+                got[key]
+            );
+        }
+    }
+}
