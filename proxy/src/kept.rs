@@ -51,6 +51,10 @@ impl KeptResults {
     /// The key of `expr` when it is a rule query whose steps can be kept: `@` ties a
     /// step's value to the range, so such queries are not.
     pub fn key(&self, expr: &Expr) -> Option<Arc<str>> {
+        // Printing the query costs; most configurations register none.
+        if self.queries.is_empty() {
+            return None;
+        }
         let text = expr.to_string();
         (self.queries.contains(&text) && !text.contains('@')).then(|| text.into())
     }
@@ -188,14 +192,6 @@ pub fn as_matrix(range: Range, answer: Answer) -> Matrix {
 /// Steps in `range`.
 pub fn step_count(range: Range) -> usize {
     steps(range).count()
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn steps(range: Range) -> impl Iterator<Item = i64> {

@@ -22,6 +22,7 @@
 //! See `docs/ARCHITECTURE.md` for the invariants.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod downstream;
 pub mod http;

@@ -11,11 +11,25 @@ use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 use support::write::{self, Stored};
 use support::{TestProxy, send};
 
+/// `n` Prometheus servers.
+fn servers(n: usize) -> Vec<Prometheus> {
+    (0..n)
+        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
+        .collect()
+}
+
+/// `downstream.endpoints` listing `servers`, without external labels.
+fn endpoints(servers: &[Prometheus]) -> String {
+    let list: String = servers
+        .iter()
+        .map(|p| format!("    - url: {}\n", p.url()))
+        .collect();
+    format!("downstream:\n  endpoints:\n{list}")
+}
+
 #[test]
 fn external_labels_pick_and_label_the_endpoints_asked() {
-    let shards: Vec<Prometheus> = (0..2)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let shards = servers(2);
     let t = write::now_ms() - 60_000;
     for (i, shard) in shards.iter().enumerate() {
         let data: Stored = (0..=i)
@@ -103,9 +117,7 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
 
 #[test]
 fn series_labels_and_values_over_two_shards_equal_one_prometheus_holding_everything() {
-    let servers: Vec<Prometheus> = (0..3)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let servers = servers(3);
     let (shards, whole) = (&servers[..2], &servers[2]);
     let t = write::now_ms() - 60_000;
     let data: Stored = (0..12)
@@ -128,11 +140,7 @@ fn series_labels_and_values_over_two_shards_equal_one_prometheus_holding_everyth
             .collect();
         assert_eq!(write::post(&shard.url(), &part).status, 204);
     }
-    let yaml = format!(
-        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
-        shards[0].url(),
-        shards[1].url()
-    );
+    let yaml = endpoints(shards);
     let proxy = TestProxy::start(&yaml, &shards[0].url());
     let (from, to) = ((t - 600_000) / 1000, (t + 600_000) / 1000);
     let requests = [
@@ -164,9 +172,7 @@ fn series_labels_and_values_over_two_shards_equal_one_prometheus_holding_everyth
 
 #[test]
 fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
-    let mut shards: Vec<Prometheus> = (0..2)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let mut shards = servers(2);
     let t = write::now_ms() - 60_000;
     for (i, shard) in shards.iter().enumerate() {
         let data: Stored = (0..3 + i)
@@ -180,11 +186,7 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
             .collect();
         assert_eq!(write::post(&shard.url(), &data).status, 204);
     }
-    let yaml = format!(
-        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
-        shards[0].url(),
-        shards[1].url()
-    );
+    let yaml = endpoints(&shards);
     let proxy = TestProxy::start(&yaml, &shards[0].url());
     let q: String = form_urlencoded::byte_serialize(b"count(fanout_d)").collect();
     let query = format!("query={q}&time={}", t as f64 / 1000.0);
@@ -261,16 +263,13 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
 
 #[test]
 fn samples_written_through_the_proxy_over_two_shards_are_read_back_once() {
-    let shards: Vec<Prometheus> = (0..2)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let shards = servers(2);
     let dir = tempfile::tempdir().unwrap();
     // One list of endpoints: reads fan out over it, writes shard over it.
     let yaml = format!(
-        "ingest:\n  enabled: true\n  queue_dir: {}\ndownstream:\n  endpoints:\n    - url: {}\n    - url: {}\n",
+        "ingest:\n  enabled: true\n  queue_dir: {}\n{}",
         dir.path().display(),
-        shards[0].url(),
-        shards[1].url()
+        endpoints(&shards)
     );
     let proxy = TestProxy::start(&yaml, &shards[0].url());
     let start = (write::now_ms() - 1_800_000) / 1000 * 1000;
@@ -331,9 +330,7 @@ fn metadata_over_two_endpoints_is_their_union() {
 
 #[test]
 fn requests_choose_the_replica_labels_or_no_dedup() {
-    let replicas: Vec<Prometheus> = (0..2)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let replicas = servers(2);
     let t = write::now_ms() - 60_000;
     for (r, replica) in replicas.iter().enumerate() {
         let data: Stored = (0..3)
@@ -348,11 +345,7 @@ fn requests_choose_the_replica_labels_or_no_dedup() {
             .collect();
         assert_eq!(write::post(&replica.url(), &data).status, 204);
     }
-    let yaml = format!(
-        "downstream:\n  endpoints:\n    - url: {}\n    - url: {}\nquery:\n  replica_labels: [replica]\n",
-        replicas[0].url(),
-        replicas[1].url()
-    );
+    let yaml = format!("{}query:\n  replica_labels: [replica]\n", endpoints(&replicas));
     let proxy = TestProxy::start(&yaml, &replicas[0].url());
     let q: String = form_urlencoded::byte_serialize(b"count(fanout_r)").collect();
     // (extra parameters, series counted)
@@ -383,16 +376,13 @@ fn requests_choose_the_replica_labels_or_no_dedup() {
 
 #[test]
 fn sketch_served_queries_answer_the_same_over_two_shards() {
-    let shards: Vec<Prometheus> = (0..2)
-        .map(|_| Prometheus::start(&PrometheusOptions::default()).unwrap())
-        .collect();
+    let shards = servers(2);
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "ingest:\n  enabled: true\n  queue_dir: {}\ndownstream:\n  endpoints:\n    - url: {}\n    - url: {}\n\
+        "ingest:\n  enabled: true\n  queue_dir: {}\n{}\
          sketches:\n  rules:\n    - match: fanout_sketched\n      functions: [quantile_over_time, distinct_over_time]\n      retain: 3h\n",
         dir.path().display(),
-        shards[0].url(),
-        shards[1].url()
+        endpoints(&shards)
     );
     let proxy = TestProxy::start(&yaml, &shards[0].url());
     let start = (write::now_ms() - 3_600_000) / 1000 * 1000;

@@ -360,7 +360,7 @@ pub async fn evaluate(
     let (result, kept_outcome) = match key {
         None => (run(range).await, None),
         Some(key) => {
-            let now = crate::kept::now_ms();
+            let now = crate::clock::now_ms();
             let found = if reuse_kept {
                 runtime.kept.lookup(&key, range)
             } else {

@@ -14,7 +14,7 @@ pub mod shard;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -26,6 +26,7 @@ pub use decode::describe;
 use queue::{Queue, QueueError, Reader, record_bytes};
 use shard::Ring;
 
+use crate::clock::now_ms;
 use crate::metrics::IngestMetrics;
 use crate::prompb::{WriteRequest, series_hash};
 
@@ -344,10 +345,4 @@ fn compress(request: &WriteRequest) -> Result<Vec<u8>, IngestError> {
 /// The queue directory of a destination.
 fn queue_path(parent: &Path, name: &str) -> std::path::PathBuf {
     parent.join(name)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

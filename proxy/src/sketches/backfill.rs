@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use promql_parser::label::Matchers;
 
 use super::{Rule, Rules, SketchStore};
+use crate::clock::now_ms;
 use crate::ingest::Ingest;
 use crate::plugin_host::PluginSet;
 use crate::prompb::Label;
@@ -345,11 +346,4 @@ pub(super) async fn read_slice(
         .await?
         .pop()
         .unwrap_or_default())
-}
-
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

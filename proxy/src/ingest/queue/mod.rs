@@ -19,11 +19,11 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 
+use crate::clock::now_ms;
 pub use segment::Record;
 use segment::{Position, SEGMENT_BYTES, Segments};
 
@@ -258,12 +258,6 @@ impl Queue {
 /// Bytes a record with this payload takes on disk.
 pub fn record_bytes(payload: usize) -> u64 {
     (segment::HEADER_BYTES + payload) as u64
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The committer: writes what is waiting, syncs once, then answers every writer.
