@@ -1,5 +1,7 @@
 //! Shared by the load tests: the release `sketch-proxy` binary as a child process.
 
+pub mod dashboard;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

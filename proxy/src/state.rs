@@ -78,6 +78,8 @@ impl Runtime {
                     .map(|e| crate::http::fanout::Target {
                         client: Downstream::new(e.url.clone(), config.downstream.timeout),
                         external: e.external_labels.clone(),
+                        address: crate::source::fanout::address_of(&e.url.to_string()),
+                        time_range: (e.min_time, e.max_time),
                     })
                     .collect()
             } else {
@@ -114,6 +116,7 @@ fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
                     value: value.clone(),
                 })
                 .collect(),
+            time_range: (e.min_time, e.max_time),
         })
         .collect();
     Arc::new(Fanout::new(

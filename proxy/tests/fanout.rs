@@ -105,7 +105,7 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
     );
     // Not merged yet: an error in Prometheus' form, not one shard's answer.
     let cases = [
-        ("/api/v1/rules", ""),
+        ("/api/v1/targets", ""),
         ("/api/v1/series", "match[]=fanout_m%7Bshard%3D%22a%22%7D"),
     ];
     for (path, query) in cases {

@@ -3,12 +3,14 @@
 
 pub mod error;
 pub mod params;
+pub mod thanos;
 pub mod wire;
 
 use http::Method;
 
 pub use error::ApiError;
 use params::{Form, MAX_TIME, MIN_TIME, parse_duration, parse_time, parse_time_param};
+pub use thanos::Thanos;
 
 use promql_parser::parser::value::ValueType;
 
@@ -163,34 +165,8 @@ pub struct QueryRequest {
     pub sketch_off: bool,
     /// A `query_range` (an instant query answers a vector).
     pub is_range: bool,
-    /// The `partial_response` parameter, if given.
-    pub partial_response: Option<bool>,
-    /// Replica labels the request chose: `dedup=false` (none), or `replicaLabels[]`.
-    pub replica_labels: Option<Vec<String>>,
-}
-
-/// The `partial_response` parameter (Thanos'): `true`/`1` or `false`/`0`; anything
-/// else, or none, leaves the configured default.
-pub fn partial_response(form: &Form) -> Option<bool> {
-    match form.get("partial_response") {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-/// Thanos' `dedup=false` (no replica labels: replicas stay apart) or
-/// `replicaLabels[]` (these instead of the configured ones); `None` for neither.
-pub fn replica_labels(form: &Form) -> Option<Vec<String>> {
-    if matches!(form.get("dedup"), "false" | "0") {
-        return Some(Vec::new());
-    }
-    let chosen: Vec<String> = form
-        .all("replicaLabels[]")
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect();
-    (!chosen.is_empty()).then_some(chosen)
+    /// Thanos' parameters (set after the checks, by the caller).
+    pub thanos: Thanos,
 }
 
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
@@ -210,8 +186,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 timeout,
                 sketch_off: form.get("sketch") == "off",
                 is_range: false,
-                partial_response: partial_response(form),
-                replica_labels: replica_labels(form),
+                thanos: Thanos::default(),
             })));
         }
         Endpoint::QueryRange => {
@@ -254,8 +229,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 timeout,
                 sketch_off: form.get("sketch") == "off",
                 is_range: true,
-                partial_response: partial_response(form),
-                replica_labels: replica_labels(form),
+                thanos: Thanos::default(),
             })));
         }
         Endpoint::QueryExemplars => {
@@ -321,6 +295,14 @@ fn check_timeout(form: &Form) -> Result<Option<std::time::Duration>, ApiError> {
 }
 
 /// Unix nanoseconds to milliseconds, rounding down like Go's `timestamp.FromTime`.
+/// The request's `start` and `end` in ms, the widest range where absent (or invalid:
+/// [`check`] reports those).
+pub fn time_bounds_ms(form: &Form) -> (i64, i64) {
+    let start = parse_time_param(form, "start", MIN_TIME).unwrap_or(MIN_TIME);
+    let end = parse_time_param(form, "end", MAX_TIME).unwrap_or(MAX_TIME);
+    (nanos_to_ms(start), nanos_to_ms(end))
+}
+
 fn nanos_to_ms(nanos: params::UnixNanos) -> i64 {
     i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }

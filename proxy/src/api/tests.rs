@@ -228,3 +228,62 @@ fn endpoints_round_trip_through_their_paths() {
     assert_eq!(Endpoint::from_api_path("/targets"), Endpoint::Other);
     assert_eq!(Endpoint::from_api_path("/label/a/b/values"), Endpoint::Other);
 }
+
+#[test]
+fn thanos_parameters_are_read_and_checked() {
+    use super::Thanos;
+    // (query string, Ok: (replica labels, storeMatch[] count, lookback, passed on) | Err: message start)
+    type Read = (
+        Option<Vec<&'static str>>,
+        usize,
+        Option<u64>,
+        Vec<(&'static str, &'static str)>,
+    );
+    let cases: &[(&str, Result<Read, &str>)] = &[
+        ("", Ok((None, 0, None, vec![]))),
+        ("dedup=false", Ok((Some(vec![]), 0, None, vec![]))),
+        (
+            "replicaLabels[]=r&replicaLabels[]=s",
+            Ok((Some(vec!["r", "s"]), 0, None, vec![])),
+        ),
+        (
+            "storeMatch[]={a=\"1\"}&storeMatch[]={b=\"2\"}",
+            Ok((None, 2, None, vec![])),
+        ),
+        ("lookback_delta=1m", Ok((None, 0, Some(60), vec![]))),
+        ("lookback_delta=30", Ok((None, 0, Some(30), vec![]))),
+        (
+            "max_source_resolution=5m&engine=thanos",
+            Ok((
+                None,
+                0,
+                None,
+                vec![("max_source_resolution", "5m"), ("engine", "thanos")],
+            )),
+        ),
+        ("storeMatch[]={", Err("invalid parameter \"storeMatch[]\"")),
+        ("lookback_delta=-1m", Err("invalid parameter \"lookback_delta\"")),
+        ("lookback_delta=0", Err("invalid parameter \"lookback_delta\"")),
+        ("lookback_delta=soon", Err("invalid parameter \"lookback_delta\"")),
+    ];
+    for (query, want) in cases {
+        let got = Thanos::from_form(&Form::new(Some(query), None));
+        match (want, got) {
+            (Ok((replicas, store, lookback, passed)), Ok(t)) => {
+                let replicas: Option<Vec<String>> = replicas
+                    .as_ref()
+                    .map(|r| r.iter().map(|s| (*s).to_owned()).collect());
+                assert_eq!(t.replica_labels, replicas, "{query}");
+                assert_eq!(t.store_match.len(), *store, "{query}");
+                assert_eq!(t.lookback_delta.map(|d| d.as_secs()), *lookback, "{query}");
+                let passed: Vec<(String, String)> = passed
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                assert_eq!(t.passed_on, passed, "{query}");
+            }
+            (Err(prefix), Err(ApiError::BadData(msg))) => assert!(msg.starts_with(prefix), "{query}: {msg}"),
+            (want, got) => panic!("{query}: want {want:?}, got {got:?}"),
+        }
+    }
+}

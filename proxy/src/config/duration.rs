@@ -26,3 +26,49 @@ pub mod uri {
             .map_err(|e| D::Error::custom(format!("{text:?} is not a URL: {e}")))
     }
 }
+
+/// A point in time as Thanos' `--min-time`/`--max-time` take it: RFC 3339
+/// (`2026-01-02T00:00:00Z`) or a duration before now (`-2w`, `-36h`).
+pub mod time_bound {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    /// A fixed or moving point in time.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum TimeBound {
+        /// Milliseconds since the epoch.
+        At(i64),
+        /// This long before now.
+        Ago(Duration),
+    }
+
+    impl TimeBound {
+        /// Milliseconds since the epoch, `now_ms` being now.
+        pub fn ms(self, now_ms: i64) -> i64 {
+            match self {
+                TimeBound::At(ms) => ms,
+                TimeBound::Ago(d) => now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            }
+        }
+    }
+
+    /// Parses an optional time bound.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TimeBound>, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Some(ago) = text.strip_prefix('-') {
+            return promql_parser::util::parse_duration(ago)
+                .map(|d| Some(TimeBound::Ago(d)))
+                .map_err(|e| {
+                    D::Error::custom(format!("{text:?} is not a duration before now such as -2w: {e}"))
+                });
+        }
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| Some(TimeBound::At(t.timestamp_millis())))
+            .map_err(|e| {
+                D::Error::custom(format!(
+                    "{text:?} is neither an RFC 3339 time nor a duration before now such as -2w: {e}"
+                ))
+            })
+    }
+}

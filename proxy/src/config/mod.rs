@@ -4,7 +4,7 @@
 //! Loading goes raw file → per-section deserialization (errors collected) → flag
 //! overrides → validation (errors collected) → [`Config`].
 
-mod duration;
+pub mod duration;
 mod ingest;
 mod query;
 mod sketches;
@@ -98,6 +98,15 @@ pub struct EndpointConfig {
     /// to its series where missing; a query whose matchers on them fail skips it.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// The oldest data it holds, as Thanos' `--min-time`: RFC 3339 or a duration
+    /// before now (`-15d` for a 15-day retention). Reads that end before it skip this
+    /// endpoint. Default: no bound.
+    #[serde(default, with = "duration::time_bound")]
+    pub min_time: Option<duration::time_bound::TimeBound>,
+    /// The newest data it holds (same syntax); reads that start after it skip this
+    /// endpoint. Default: no bound.
+    #[serde(default, with = "duration::time_bound")]
+    pub max_time: Option<duration::time_bound::TimeBound>,
 }
 
 /// `web:` section.
@@ -414,6 +423,8 @@ impl RawConfig {
                         url,
                         kind: RawSource::Auto,
                         external_labels: Default::default(),
+                        min_time: None,
+                        max_time: None,
                     }),
                     Err(e) => errors.push(error("--endpoint", format!("{url:?} is not a URL: {e}"))),
                 }

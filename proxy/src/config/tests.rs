@@ -300,3 +300,27 @@ fn endpoints_come_from_the_file_or_the_flags_and_are_checked() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn endpoint_time_ranges_are_rfc3339_or_durations_before_now() {
+    use super::duration::time_bound::TimeBound;
+    let config = load_str(
+        "downstream:\n  endpoints:\n    - url: http://a:9090\n      min_time: -2w\n      max_time: 2026-01-02T00:00:00Z\n    - url: http://b:9090\n",
+        &Overrides::default(),
+    )
+    .unwrap();
+    let a = &config.downstream.endpoints[0];
+    assert_eq!(a.min_time, Some(TimeBound::Ago(Duration::from_secs(14 * 86_400))));
+    assert_eq!(a.max_time, Some(TimeBound::At(1_767_312_000_000)));
+    assert_eq!(
+        a.min_time.unwrap().ms(2_000_000_000_000),
+        2_000_000_000_000 - 14 * 86_400_000
+    );
+    assert_eq!(config.downstream.endpoints[1].min_time, None);
+    let errors =
+        errors_of("downstream:\n  endpoints:\n    - url: http://a:9090\n      min_time: yesterday\n");
+    assert!(
+        errors[0].contains("neither an RFC 3339 time nor a duration"),
+        "{errors:?}"
+    );
+}

@@ -26,6 +26,7 @@ use http::{Method, StatusCode};
 
 use crate::api::{self, ApiError, Checked, Endpoint};
 use crate::ingest::IngestError;
+use crate::promql;
 use crate::state::Proxy;
 pub use rescue::rescue;
 
@@ -150,12 +151,27 @@ async fn run(
         let form = stages::decode(&parts, &body);
         // Checked below (api::check) where Prometheus checks it.
         limit = form.get("limit").parse::<usize>().ok();
-        asked.matchers = form.all("match[]").iter().map(|m| m.to_string()).collect();
-        asked.partial = api::partial_response(&form).unwrap_or(asked.partial);
-        asked.replica_labels = api::replica_labels(&form);
-        match api::check(endpoint, &form, label_name)? {
+        let checked = api::check(endpoint, &form, label_name)?;
+        // Prometheus ignores Thanos' parameters: they are checked after its own.
+        asked.thanos = api::Thanos::from_form(&form)?;
+        asked.partial = asked.thanos.partial_response.unwrap_or(asked.partial);
+        asked.range_ms = api::time_bounds_ms(&form);
+        asked.selectors = if endpoint == Endpoint::QueryExemplars {
+            promql::parse(form.get("query"))
+                .map(|expr| promql::selector_matchers(&expr))
+                .unwrap_or_default()
+        } else {
+            form.all("match[]")
+                .iter()
+                .filter_map(|m| promql::parse_selector(m).ok())
+                .collect()
+        };
+        match checked {
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
-            Checked::Query(request) => query = Some(*request),
+            Checked::Query(mut request) => {
+                request.thanos = asked.thanos.clone();
+                query = Some(*request);
+            }
             Checked::Forward => {}
         }
     }

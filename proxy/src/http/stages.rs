@@ -324,22 +324,25 @@ pub async fn evaluate(
     let limits = QueryLimits {
         max_samples: q.max_samples,
         max_series: q.max_series,
-        lookback: q.lookback_delta,
+        lookback: request.thanos.lookback_delta.unwrap_or(q.lookback_delta),
         timeout: q.timeout,
     };
     let timeout = request.timeout.map_or(q.timeout, |t| t.min(q.timeout));
     let at_ms = request.range.start_ms;
     let range = request.range;
     let is_range = request.is_range;
-    let key = (request.is_range && sketches.is_some())
+    let key = (request.is_range && sketches.is_some() && !request.thanos.changes_answer())
         .then(|| runtime.kept.key(&request.expr))
         .flatten();
     let partial = crate::source::ReadScope::new(
         request
+            .thanos
             .partial_response
             .unwrap_or(runtime.config.query.partial_response),
     )
-    .with_replica_labels(request.replica_labels.clone());
+    .with_replica_labels(request.thanos.replica_labels.clone())
+    .with_store_match(request.thanos.store_match.clone())
+    .with_passed_on(request.thanos.passed_on.clone());
     let expr = Arc::new(request.expr);
     let run = |range| {
         query::evaluate(

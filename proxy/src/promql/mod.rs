@@ -128,6 +128,26 @@ pub fn selects<'a>(matchers: &Matchers, value_of: impl Fn(&str) -> &'a str) -> b
         && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g)))
 }
 
+/// The matchers of every vector selector in `expr` (matrix selectors' included),
+/// like Prometheus' `parser.ExtractSelectors`.
+pub fn selector_matchers(expr: &Expr) -> Vec<Matchers> {
+    struct Collect(Vec<Matchers>);
+    impl ExprVisitor for Collect {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            match expr {
+                Expr::VectorSelector(vs) => self.0.push(vs.matchers.clone()),
+                Expr::MatrixSelector(ms) => self.0.push(ms.vs.matchers.clone()),
+                _ => {}
+            }
+            Ok(true)
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    let _ = walk_expr(&mut collect, expr);
+    collect.0
+}
+
 fn value_type_name(expr: &Expr) -> &'static str {
     match expr.value_type() {
         ValueType::Vector => "an instant vector",

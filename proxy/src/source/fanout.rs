@@ -17,13 +17,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use promql_parser::label::Matchers;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError};
+use crate::config::duration::time_bound::TimeBound;
 use crate::metrics::EndpointLabels;
 use crate::prompb::{Label, Sample};
 
@@ -36,6 +37,29 @@ pub struct Member {
     pub source: Arc<dyn Source>,
     /// Its external labels, sorted by name.
     pub external: Vec<Label>,
+    /// The oldest and newest data it holds, if bounded.
+    pub time_range: (Option<TimeBound>, Option<TimeBound>),
+}
+
+impl Member {
+    /// Whether it may hold data in `[start_ms, end_ms]`.
+    fn holds(&self, start_ms: i64, end_ms: i64) -> bool {
+        holds(self.time_range, start_ms, end_ms)
+    }
+
+    /// Whether `storeMatch[]` lets it be asked.
+    fn selected(&self, scope: &ReadScope) -> bool {
+        store_selected(
+            &address_of(&self.name),
+            |n| {
+                self.external
+                    .iter()
+                    .find(|l| l.name == n)
+                    .map(|l| l.value.as_str())
+            },
+            scope.store_match(),
+        )
+    }
 }
 
 /// The endpoints read as one.
@@ -65,47 +89,78 @@ impl Fanout {
         }
     }
 
-    /// Runs one endpoint's read within the endpoint timeout. A failure leaves the
-    /// endpoint out when `partial` allows it (`Ok(None)`), else fails the read.
+    /// Runs one endpoint's read within the endpoint timeout, and records its health.
     async fn ask<T>(
         &self,
         member: &Member,
-        partial: &ReadScope,
         read: impl Future<Output = Result<T, SourceError>>,
-    ) -> Result<Option<T>, SourceError> {
-        let up = |value: i64| {
-            // Not held across the read: the family's guard must not be.
-            self.up
-                .get_or_create(&EndpointLabels {
-                    endpoint: member.name.clone(),
-                })
-                .set(value);
-        };
-        let error = match tokio::time::timeout(self.endpoint_timeout, read).await {
-            Ok(Ok(answer)) => {
-                up(1);
-                return Ok(Some(answer));
-            }
-            Ok(Err(error)) => error,
-            Err(_) => SourceError::Unreachable {
+    ) -> Result<T, SourceError> {
+        let answer = match tokio::time::timeout(self.endpoint_timeout, read).await {
+            Ok(answer) => answer,
+            Err(_) => Err(SourceError::Unreachable {
                 url: member.name.clone(),
                 reason: format!("no answer within {:?}", self.endpoint_timeout),
-            },
+            }),
         };
-        up(0);
-        if partial.allowed() {
-            tracing::warn!(endpoint = %member.name, %error, "endpoint left out of a partial answer");
-            partial.leave_out(&member.name, &error.to_string());
-            Ok(None)
-        } else {
-            Err(error)
+        self.up
+            .get_or_create(&EndpointLabels {
+                endpoint: member.name.clone(),
+            })
+            .set(i64::from(answer.is_ok()));
+        answer
+    }
+
+    /// What the endpoints' outcomes (`None`: not asked) make of a read: the answers,
+    /// an endpoint's failure made good by a replica that answered, or left out of a
+    /// partial answer when the scope allows it, else the read's error.
+    fn settle<T>(
+        &self,
+        outcomes: Vec<Option<Result<T, SourceError>>>,
+        scope: &ReadScope,
+    ) -> Result<Vec<Option<T>>, SourceError> {
+        let replicas = self.replicas(scope);
+        let shards: Vec<_> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                shard_key(
+                    i,
+                    m.external.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                    replicas,
+                )
+            })
+            .collect();
+        let answered: Vec<Option<bool>> = outcomes.iter().map(|o| o.as_ref().map(Result::is_ok)).collect();
+        let missing = uncovered(&shards, &answered);
+        let asked = answered.iter().filter(|a| a.is_some()).count();
+        let mut settled = Vec::with_capacity(outcomes.len());
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            settled.push(match outcome {
+                None => None,
+                Some(Ok(answer)) => Some(answer),
+                Some(Err(error)) if !missing.contains(&i) => {
+                    tracing::warn!(endpoint = %self.members[i].name, %error, "endpoint failed; a replica answered for it");
+                    None
+                }
+                Some(Err(error)) if scope.allowed() && missing.len() < asked => {
+                    tracing::warn!(endpoint = %self.members[i].name, %error, "endpoint left out of a partial answer");
+                    scope.leave_out(&self.members[i].name, &error.to_string());
+                    None
+                }
+                Some(Err(error)) => return Err(error),
+            });
         }
+        Ok(settled)
     }
 
     /// The selection as `member` is asked it: matchers on its external labels are
     /// checked here and left out (its storage does not hold them); `None` when they
-    /// fail, so it is not asked.
-    fn for_member(member: &Member, selection: &Selection) -> Option<Selection> {
+    /// fail, or its time range or `storeMatch[]` rule it out, so it is not asked.
+    fn for_member(member: &Member, selection: &Selection, scope: &ReadScope) -> Option<Selection> {
+        if !member.holds(selection.start_ms, selection.end_ms) || !member.selected(scope) {
+            return None;
+        }
         let external = |name: &str| member.external.iter().find(|l| l.name == name);
         // A group of matchers that must all hold: `None` when one on an external label
         // fails, else the others.
@@ -159,35 +214,35 @@ impl Fanout {
     async fn fetch(
         &self,
         selections: &[Selection],
-        partial: &ReadScope,
+        scope: &ReadScope,
     ) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
             let (indexes, asked): (Vec<usize>, Vec<Selection>) = selections
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| Self::for_member(member, s).map(|s| (i, s)))
+                .filter_map(|(i, s)| Self::for_member(member, s, scope).map(|s| (i, s)))
                 .unzip();
-            let answers = if asked.is_empty() {
-                Vec::new()
-            } else {
-                let read = member.source.select(&asked, partial);
-                self.ask(member, partial, read).await?.unwrap_or_default()
-            };
-            Ok::<_, SourceError>((member, indexes, answers))
+            if asked.is_empty() {
+                return None;
+            }
+            let read = self.ask(member, member.source.select(&asked, scope));
+            Some(read.await.map(|answers| (indexes, answers)))
         });
+        let outcomes = self.settle(join_all(asks).await, scope)?;
         let mut merged: Vec<BTreeMap<Vec<Label>, Vec<Vec<Sample>>>> =
             selections.iter().map(|_| BTreeMap::new()).collect();
-        let answered = try_join_all(asks).await?;
-        self.some_answered(partial)?;
-        for (member, indexes, answers) in answered {
+        for (member, outcome) in self.members.iter().zip(outcomes) {
+            let Some((indexes, answers)) = outcome else {
+                continue;
+            };
             for (i, series) in indexes.into_iter().zip(answers) {
                 for s in series {
-                    let labels = Self::relabel(member, self.replicas(partial), s.labels);
+                    let labels = Self::relabel(member, self.replicas(scope), s.labels);
                     merged[i].entry(labels).or_default().push(s.samples);
                 }
             }
         }
-        let replicas = !self.replicas(partial).is_empty();
+        let replicas = !self.replicas(scope).is_empty();
         Ok(merged
             .into_iter()
             .map(|series| {
@@ -205,45 +260,25 @@ impl Fanout {
     async fn label_sets(
         &self,
         selection: &Selection,
-        partial: &ReadScope,
+        scope: &ReadScope,
     ) -> Result<Vec<Vec<Label>>, SourceError> {
         let asks = self.members.iter().map(|member| async move {
-            match Self::for_member(member, selection) {
-                Some(asked) => {
-                    let read = member.source.series(&asked, partial);
-                    let sets = self.ask(member, partial, read).await?.unwrap_or_default();
-                    Ok::<_, SourceError>((member, sets))
-                }
-                None => Ok((member, Vec::new())),
-            }
+            let asked = Self::for_member(member, selection, scope)?;
+            Some(self.ask(member, member.source.series(&asked, scope)).await)
         });
-        let answered = try_join_all(asks).await?;
-        self.some_answered(partial)?;
+        let outcomes = self.settle(join_all(asks).await, scope)?;
         let mut all: Vec<Vec<Label>> = Vec::new();
-        for (member, sets) in answered {
-            let replicas = self.replicas(partial);
+        for (member, sets) in self.members.iter().zip(outcomes) {
+            let replicas = self.replicas(scope);
             all.extend(
                 sets.into_iter()
+                    .flatten()
                     .map(|labels| Self::relabel(member, replicas, labels)),
             );
         }
         all.sort();
         all.dedup();
         Ok(all)
-    }
-}
-
-impl Fanout {
-    /// A partial answer needs at least one endpoint that answered.
-    fn some_answered(&self, partial: &ReadScope) -> Result<(), SourceError> {
-        let missing = partial.missing();
-        if missing.len() >= self.members.len() {
-            return Err(SourceError::Unreachable {
-                url: "every endpoint".to_owned(),
-                reason: missing.join("; "),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -297,3 +332,71 @@ fn shortest_gap(samples: &[Sample]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `storeMatch[]` selectors let an endpoint be asked: none given, or one that
+/// selects it, `__address__` being its URL's `host:port` and other names its external
+/// labels (`""` when it has none by that name).
+pub fn store_selected<'a>(
+    address: &'a str,
+    external: impl Fn(&str) -> Option<&'a str>,
+    store_match: &[Matchers],
+) -> bool {
+    store_match.is_empty()
+        || store_match.iter().any(|m| {
+            crate::promql::selects(m, |name| {
+                if name == "__address__" {
+                    address
+                } else {
+                    external(name).unwrap_or("")
+                }
+            })
+        })
+}
+
+/// Whether an endpoint holding data in `time_range` (min, max; `None`: unbounded) may
+/// hold some in `[start_ms, end_ms]`.
+pub fn holds(time_range: (Option<TimeBound>, Option<TimeBound>), start_ms: i64, end_ms: i64) -> bool {
+    let now = crate::clock::now_ms();
+    time_range.0.is_none_or(|min| end_ms >= min.ms(now))
+        && time_range.1.is_none_or(|max| start_ms <= max.ms(now))
+}
+
+/// `host:port` of an endpoint's URL, its `__address__` for `storeMatch[]`.
+pub fn address_of(url: &str) -> String {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_else(|| url.to_owned())
+}
+
+/// The shard an endpoint holds, from its external labels: endpoints carrying a replica
+/// label and equal in the others are replicas of one shard; any other endpoint is a
+/// shard of its own (`index`).
+pub fn shard_key<'a>(
+    index: usize,
+    external: impl Iterator<Item = (&'a str, &'a str)>,
+    replicas: &[String],
+) -> (Vec<(String, String)>, Option<usize>) {
+    let mut is_replica = false;
+    let mut kept = Vec::new();
+    for (name, value) in external {
+        if replicas.iter().any(|r| r == name) {
+            is_replica = true;
+        } else {
+            kept.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    kept.sort();
+    (kept, (!is_replica).then_some(index))
+}
+
+/// Which of the endpoints that failed (`answered[i] == Some(false)`; `None`: not
+/// asked) leave a shard without any
+/// answer: those without an endpoint of equal `shard` key ([`shard_key`]) that
+/// answered. A replica standing in for another makes the answer whole.
+pub fn uncovered<K: PartialEq>(shard: &[K], answered: &[Option<bool>]) -> Vec<usize> {
+    (0..shard.len())
+        .filter(|&i| answered[i] == Some(false))
+        .filter(|&i| !(0..shard.len()).any(|j| answered[j] == Some(true) && shard[j] == shard[i]))
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! later: the series a selector picks, with their samples in a closed time range.
 
 mod client;
-mod fanout;
+pub mod fanout;
 mod query_api;
 mod remote_read;
 mod streamed;
@@ -90,6 +90,8 @@ pub type SeriesFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<Label>>, S
 pub struct ReadScope {
     allowed: bool,
     replica_labels: Option<Vec<String>>,
+    store_match: Vec<Matchers>,
+    passed_on: Vec<(String, String)>,
     missing: parking_lot::Mutex<Vec<String>>,
 }
 
@@ -106,6 +108,29 @@ impl ReadScope {
     pub fn with_replica_labels(mut self, labels: Option<Vec<String>>) -> Self {
         self.replica_labels = labels;
         self
+    }
+
+    /// Only endpoints one of these `storeMatch[]` selectors selects are read.
+    pub fn with_store_match(mut self, store_match: Vec<Matchers>) -> Self {
+        self.store_match = store_match;
+        self
+    }
+
+    /// Parameters passed on to endpoints read through the query API
+    /// (`max_source_resolution`, `engine`).
+    pub fn with_passed_on(mut self, passed_on: Vec<(String, String)>) -> Self {
+        self.passed_on = passed_on;
+        self
+    }
+
+    /// The request's `storeMatch[]` selectors.
+    pub fn store_match(&self) -> &[Matchers] {
+        &self.store_match
+    }
+
+    /// The parameters passed on to query-API endpoints.
+    pub fn passed_on(&self) -> &[(String, String)] {
+        &self.passed_on
     }
 
     /// The request's replica labels, if it chose them.

@@ -62,11 +62,16 @@ impl QueryApi {
         }
     }
 
-    async fn fetch(&self, selections: &[Selection]) -> Result<Vec<Vec<RawSeries>>, SourceError> {
+    async fn fetch(
+        &self,
+        selections: &[Selection],
+        scope: &ReadScope,
+    ) -> Result<Vec<Vec<RawSeries>>, SourceError> {
         let mut gathered = Gathered::new(selections.len(), self.max_samples);
         for (i, selection) in selections.iter().enumerate() {
             for group in or_groups(&selection.matchers) {
-                for series in self.read(&group, selection.start_ms, selection.end_ms).await? {
+                let read = self.read(&group, selection.start_ms, selection.end_ms, scope.passed_on());
+                for series in read.await? {
                     gathered.add(i, selection, series)?;
                 }
             }
@@ -75,15 +80,27 @@ impl QueryApi {
     }
 
     /// The raw samples in `[start, end]` of the series `matchers` select.
-    async fn read(&self, matchers: &[&Matcher], start: i64, end: i64) -> Result<Vec<RawSeries>, SourceError> {
+    /// `passed_on` are Thanos' parameters for the downstream (`max_source_resolution`,
+    /// `engine`).
+    async fn read(
+        &self,
+        matchers: &[&Matcher],
+        start: i64,
+        end: i64,
+        passed_on: &[(String, String)],
+    ) -> Result<Vec<RawSeries>, SourceError> {
         let http = &self.http;
         let range_ms = (end - start).max(1);
         let query = format!("{}[{range_ms}ms]", selector(matchers));
         let time = (end as f64 / 1000.0).to_string();
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", &query)
-            .append_pair("time", &time)
-            .finish();
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("query", &query).append_pair("time", &time);
+            for (name, value) in passed_on {
+                form.append_pair(name, value);
+            }
+            form.finish()
+        };
         let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
         let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
         let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
@@ -128,8 +145,8 @@ impl QueryApi {
 }
 
 impl Source for QueryApi {
-    fn select<'a>(&'a self, selections: &'a [Selection], _: &'a ReadScope) -> Fetch<'a> {
-        Box::pin(self.fetch(selections))
+    fn select<'a>(&'a self, selections: &'a [Selection], scope: &'a ReadScope) -> Fetch<'a> {
+        Box::pin(self.fetch(selections, scope))
     }
 
     fn series<'a>(&'a self, selection: &'a Selection, _: &'a ReadScope) -> SeriesFetch<'a> {

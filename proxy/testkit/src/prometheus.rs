@@ -17,6 +17,10 @@ pub struct PrometheusOptions {
     pub openmetrics: Option<String>,
     /// Contents of a rule file.
     pub rules: Option<String>,
+    /// Where the rule file is written (default: the server's own directory). Servers
+    /// given the same path report the same `file` for their groups, as replicas and
+    /// shards deployed alike do.
+    pub rules_path: Option<PathBuf>,
     /// Scrape configurations (YAML list items under `scrape_configs:`).
     pub scrape_configs: Option<String>,
     /// Extra command-line flags.
@@ -66,8 +70,12 @@ impl Prometheus {
         }
         let mut config = String::from("global:\n  evaluation_interval: 1m\n");
         if let Some(rules) = &options.rules {
-            fs::write(dir.path().join("rules.yml"), rules)?;
-            config.push_str("rule_files:\n  - rules.yml\n");
+            let path = options
+                .rules_path
+                .clone()
+                .unwrap_or_else(|| dir.path().join("rules.yml"));
+            fs::write(&path, rules)?;
+            config.push_str(&format!("rule_files:\n  - {}\n", path.display()));
         }
         config.push_str("scrape_configs:\n");
         config.push_str(options.scrape_configs.as_deref().unwrap_or("  []\n"));

@@ -47,3 +47,77 @@ fn at_equal_timestamps_the_first_endpoint_wins() {
     assert_eq!(merged.len(), 1);
     assert_eq!(merged[0].value, 1.0);
 }
+
+#[test]
+fn a_failed_endpoint_misses_a_shard_unless_a_replica_answered() {
+    use super::{shard_key, uncovered};
+    let replicas = ["replica".to_owned()];
+    // (each endpoint's external labels, outcome: answered, failed or not asked; missing)
+    type Case<'a> = (&'a [&'a [(&'a str, &'a str)]], &'a [Option<bool>], &'a [usize]);
+    let cases: &[Case<'_>] = &[
+        // Two replicas of one shard, one down: whole.
+        (
+            &[&[("replica", "a")], &[("replica", "b")]],
+            &[Some(true), Some(false)],
+            &[],
+        ),
+        // Both down: both missing.
+        (
+            &[&[("replica", "a")], &[("replica", "b")]],
+            &[Some(false), Some(false)],
+            &[0, 1],
+        ),
+        // Shards without external labels are not replicas of each other.
+        (&[&[], &[]], &[Some(true), Some(false)], &[1]),
+        // Replica pairs of two shards: shard y's pair down.
+        (
+            &[
+                &[("replica", "a"), ("shard", "x")],
+                &[("replica", "b"), ("shard", "x")],
+                &[("replica", "a"), ("shard", "y")],
+                &[("replica", "b"), ("shard", "y")],
+            ],
+            &[Some(false), Some(true), Some(false), Some(false)],
+            &[2, 3],
+        ),
+        // A replica not asked (storeMatch[], time range) answers for nobody.
+        (
+            &[&[("replica", "a")], &[("replica", "b")]],
+            &[None, Some(false)],
+            &[1],
+        ),
+    ];
+    for (external, outcome, missing) in cases {
+        let keys: Vec<_> = external
+            .iter()
+            .enumerate()
+            .map(|(i, labels)| shard_key(i, labels.iter().copied(), &replicas))
+            .collect();
+        assert_eq!(uncovered(&keys, outcome), *missing, "{external:?} {outcome:?}");
+    }
+}
+
+#[test]
+fn store_match_selects_by_address_and_external_labels() {
+    use super::store_selected;
+    let external = |name: &str| (name == "zone").then_some("eu");
+    let parse = |s: &str| crate::promql::parse_selector(s).unwrap();
+    // (storeMatch[] selectors, selected)
+    let cases: &[(&[&str], bool)] = &[
+        (&[], true),
+        (&[r#"{__address__="127.0.0.1:9090"}"#], true),
+        (&[r#"{__address__=~"127.0.0.1:909."}"#], true),
+        (&[r#"{__address__="127.0.0.1:9091"}"#], false),
+        (&[r#"{__address__="127.0.0.1:9091"}"#, r#"{zone="eu"}"#], true),
+        (&[r#"{zone="us"}"#], false),
+        (&[r#"{shard="", zone="eu"}"#], true),
+    ];
+    for (selectors, want) in cases {
+        let parsed: Vec<_> = selectors.iter().map(|s| parse(s)).collect();
+        assert_eq!(
+            store_selected("127.0.0.1:9090", external, &parsed),
+            *want,
+            "{selectors:?}"
+        );
+    }
+}

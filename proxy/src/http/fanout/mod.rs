@@ -1,0 +1,431 @@
+//! Stage `fan_out`: the read endpoints other than `query` and `query_range` over
+//! several endpoints (`downstream.endpoints`): series, labels, label values,
+//! metadata, exemplars, rules and alerts. The request goes unchanged to every endpoint
+//! `storeMatch[]` selects, in parallel, within `query.endpoint_timeout`; the answers'
+//! `data` are merged as one Prometheus holding everything would answer: external labels
+//! added, replica labels dropped, the union deduplicated and sorted as Prometheus sorts
+//! (series by their labels, names and values as strings), `warnings` joined.
+//! `buildinfo` is the first endpoint's that answers.
+//!
+//! An endpoint that fails is left out when a replica of it answered (the answer is
+//! whole); else, with `partial_response`, the answer is partial (a warning names it,
+//! `Cache-Control: no-store`), and without, its error is the answer. A selector with a
+//! matcher on an external label is refused (501): endpoints do not store those labels
+//! and would wrongly answer nothing.
+
+mod exemplars;
+mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::response::{IntoResponse as _, Response};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::StatusCode;
+use http::request::Parts;
+use http_body_util::BodyExt as _;
+use promql_parser::label::Matchers;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::stages::json;
+use crate::api::{ApiError, Endpoint, Thanos};
+use crate::config::duration::time_bound::TimeBound;
+use crate::downstream::{Downstream, DownstreamError};
+use crate::source::fanout::{holds, shard_key, store_selected, uncovered};
+use crate::state::Runtime;
+
+/// Answers bigger than this from one endpoint fail the request.
+const MAX_PART_BYTES: usize = 256 << 20;
+
+/// What is merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// `/api/v1/series`: label sets.
+    Series,
+    /// `/api/v1/labels`: label names.
+    Labels,
+    /// `/api/v1/label/<name>/values`.
+    Values(String),
+    /// `/api/v1/metadata`: per metric, its distinct metadata entries; `limit` metrics
+    /// at most.
+    Metadata(Option<usize>),
+    /// `/api/v1/query_exemplars`: per series, its exemplars.
+    Exemplars,
+    /// `/api/v1/rules`: rule groups.
+    Rules,
+    /// `/api/v1/alerts`.
+    Alerts,
+    /// `/api/v1/status/buildinfo`: the first answer.
+    First,
+}
+
+impl Merge {
+    /// The merge for `endpoint`, if it is one that fans out.
+    pub fn of(endpoint: Endpoint, label_name: Option<&str>, limit: Option<usize>) -> Option<Self> {
+        match endpoint {
+            Endpoint::Series => Some(Self::Series),
+            Endpoint::Labels => Some(Self::Labels),
+            Endpoint::LabelValues => label_name.map(|n| Self::Values(n.to_owned())),
+            Endpoint::Metadata => Some(Self::Metadata(limit)),
+            Endpoint::QueryExemplars => Some(Self::Exemplars),
+            Endpoint::Rules => Some(Self::Rules),
+            Endpoint::Alerts => Some(Self::Alerts),
+            Endpoint::BuildInfo => Some(Self::First),
+            _ => None,
+        }
+    }
+}
+
+impl Merge {
+    /// Whether the answer does not depend on the data's time range (rules, alerts,
+    /// metadata, build information): every endpoint is asked.
+    fn is_timeless(&self) -> bool {
+        matches!(self, Self::Metadata(_) | Self::Rules | Self::Alerts | Self::First)
+    }
+}
+
+/// One endpoint's client and external labels.
+#[derive(Debug)]
+pub struct Target {
+    /// Its client.
+    pub client: Downstream,
+    /// Its external labels.
+    pub external: BTreeMap<String, String>,
+    /// Its `host:port`, the `__address__` of `storeMatch[]`.
+    pub address: String,
+    /// The oldest and newest data it holds, if bounded.
+    pub time_range: (Option<TimeBound>, Option<TimeBound>),
+}
+
+/// What the request's parameters ask of a fan-out.
+#[derive(Debug)]
+pub struct Asked {
+    /// The matchers of its selectors (`match[]`, or the exemplar query's).
+    pub selectors: Vec<Matchers>,
+    /// `partial_response`, resolved against the configuration.
+    pub partial: bool,
+    /// Thanos' parameters.
+    pub thanos: Thanos,
+    /// Its `start` and `end`, ms.
+    pub range_ms: (i64, i64),
+}
+
+impl Default for Asked {
+    fn default() -> Self {
+        Self {
+            selectors: Vec::new(),
+            partial: true,
+            thanos: Thanos::default(),
+            range_ms: (i64::MIN, i64::MAX),
+        }
+    }
+}
+
+/// One endpoint's `data`.
+#[derive(Debug)]
+pub struct Part<'a> {
+    target: &'a Target,
+    data: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// `labels` as the merged answer carries them: `target`'s external labels added where
+/// missing, `replicas` dropped.
+fn relabel(
+    target: &Target,
+    replicas: &[String],
+    mut labels: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    for (name, value) in &target.external {
+        labels.entry(name.clone()).or_insert_with(|| value.clone());
+    }
+    labels.retain(|name, _| !replicas.contains(name));
+    labels
+}
+
+/// Sends the request to every target and merges the answers.
+pub async fn fan_out(
+    runtime: &Runtime,
+    merge: Merge,
+    parts: &Parts,
+    path_and_query: &str,
+    asked: &Asked,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let partial = asked.partial;
+    if let Some(name) = external_matcher(&runtime.targets, &asked.selectors) {
+        return Err(ApiError::NotFannedOut {
+            path: format!(
+                "{} with a matcher on the external label {name:?}",
+                parts.uri.path()
+            ),
+        });
+    }
+    let targets: Vec<&Target> = runtime
+        .targets
+        .iter()
+        .filter(|t| {
+            store_selected(
+                &t.address,
+                |n| t.external.get(n).map(String::as_str),
+                &asked.thanos.store_match,
+            ) && (merge.is_timeless() || holds(t.time_range, asked.range_ms.0, asked.range_ms.1))
+        })
+        .collect();
+    if targets.is_empty() && merge == Merge::First {
+        return Err(ApiError::BadData("storeMatch[] selects no endpoint".to_owned()));
+    }
+    let timeout = runtime.config.query.endpoint_timeout;
+    let body = &body;
+    let asks = targets.iter().map(|t| async move {
+        let read = async {
+            let response = t
+                .client
+                .forward(parts.method.clone(), path_and_query, &parts.headers, body.clone())
+                .await?;
+            let status = response.status();
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "bounded: the body is wrapped in Limited (MAX_PART_BYTES)"
+            )]
+            let bytes = http_body_util::Limited::new(response.into_body(), MAX_PART_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| ApiError::Execution(format!("{}: reading the answer: {e}", t.client.url())))?;
+            Ok::<_, ApiError>((status, bytes))
+        };
+        tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+            Err(ApiError::Downstream(DownstreamError::Timeout {
+                url: format!("{} (query.endpoint_timeout)", t.client.url()),
+                timeout,
+            }))
+        })
+    });
+    let mut data: Vec<Part<'_>> = Vec::new();
+    let mut warnings: BTreeSet<String> = BTreeSet::new();
+    let mut failed: Vec<(usize, String, Response)> = Vec::new();
+    let mut answered = vec![Some(false); targets.len()];
+    for (i, (target, answer)) in targets.iter().zip(join_all(asks).await).enumerate() {
+        let bytes = match answer {
+            Ok((StatusCode::OK, bytes)) => bytes,
+            // Prometheus' answer to nothing to answer (`query_exemplars` without a
+            // selector).
+            Ok((StatusCode::NO_CONTENT, _)) => {
+                answered[i] = Some(true);
+                continue;
+            }
+            // The endpoint's own error, as it gave it.
+            Ok((status, bytes)) => {
+                failed.push((
+                    i,
+                    format!("{} (status {status})", target.client.url()),
+                    json(status, bytes.to_vec()),
+                ));
+                continue;
+            }
+            Err(error) => {
+                failed.push((
+                    i,
+                    format!("{} ({error})", target.client.url()),
+                    crate::http::rescue(error),
+                ));
+                continue;
+            }
+        };
+        if merge == Merge::First {
+            return Ok(json(StatusCode::OK, bytes.to_vec()));
+        }
+        let answer: Answer = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Execution(format!("{}: unreadable answer: {e}", target.client.url())))?;
+        warnings.extend(answer.warnings);
+        answered[i] = Some(true);
+        data.push(Part {
+            target,
+            data: answer
+                .data
+                .unwrap_or_else(|| RawValue::from_string("null".to_owned()).unwrap_or_default()),
+        });
+    }
+    let replicas = asked
+        .thanos
+        .replica_labels
+        .as_ref()
+        .unwrap_or(&runtime.config.query.replica_labels);
+    let shards: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            shard_key(
+                i,
+                t.external.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                replicas,
+            )
+        })
+        .collect();
+    let missing = uncovered(&shards, &answered);
+    failed.retain(|(i, name, _)| {
+        let left_out = missing.contains(i);
+        if !left_out {
+            tracing::warn!(endpoint = %name, "endpoint failed; a replica answered for it");
+        }
+        left_out
+    });
+    if !failed.is_empty() && (!partial || data.is_empty()) {
+        return Ok(failed.swap_remove(0).2);
+    }
+    if data.is_empty() && answered.contains(&Some(true)) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let partial_answer = !failed.is_empty();
+    warnings.extend(
+        failed
+            .iter()
+            .map(|(_, name, _)| super::stages::partial_warning(name)),
+    );
+    let warnings: Vec<String> = warnings.into_iter().collect();
+    let unreadable =
+        |e: serde_json::Error| ApiError::Execution(format!("unreadable answer from an endpoint: {e}"));
+    let body = match merge {
+        Merge::Series => envelope(merge_series(&data, replicas).map_err(unreadable)?, &warnings),
+        Merge::Labels => envelope(merge_names(&data, replicas).map_err(unreadable)?, &warnings),
+        Merge::Values(name) => envelope(merge_values(&data, &name).map_err(unreadable)?, &warnings),
+        Merge::Metadata(limit) => envelope(merge_metadata(&data, limit).map_err(unreadable)?, &warnings),
+        Merge::Exemplars => envelope(
+            exemplars::merge_exemplars(&data, replicas).map_err(unreadable)?,
+            &warnings,
+        ),
+        Merge::Rules => envelope(
+            rules::merge_rules(&data, replicas).map_err(unreadable)?,
+            &warnings,
+        ),
+        Merge::Alerts => envelope(
+            rules::merge_alerts(&data, replicas).map_err(unreadable)?,
+            &warnings,
+        ),
+        // An answer was returned as it came; none came only when every endpoint failed.
+        Merge::First => return Ok(failed.swap_remove(0).2),
+    };
+    let mut response = json(StatusCode::OK, body);
+    if partial_answer {
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
+}
+
+/// Prometheus' success envelope around `data`, with `warnings`.
+fn envelope<T: serde::Serialize>(data: T, warnings: &[String]) -> Vec<u8> {
+    crate::api::wire::to_go_json(&crate::api::wire::Envelope {
+        status: "success",
+        data: Some(data),
+        error_type: None,
+        error: None,
+        warnings,
+    })
+}
+
+/// The first external label name a selector matches on.
+fn external_matcher(targets: &[Target], selectors: &[Matchers]) -> Option<String> {
+    let names: BTreeSet<&String> = targets.iter().flat_map(|t| t.external.keys()).collect();
+    for parsed in selectors {
+        let all = parsed.matchers.iter().chain(parsed.or_matchers.iter().flatten());
+        for m in all {
+            if names.contains(&m.name) {
+                return Some(m.name.clone());
+            }
+        }
+    }
+    None
+}
+
+fn merge_series(
+    data: &[Part<'_>],
+    replicas: &[String],
+) -> Result<Vec<BTreeMap<String, String>>, serde_json::Error> {
+    let mut all: BTreeSet<BTreeMap<String, String>> = BTreeSet::new();
+    for part in data {
+        let sets: Option<Vec<BTreeMap<String, String>>> = serde_json::from_str(part.data.get())?;
+        all.extend(
+            sets.into_iter()
+                .flatten()
+                .map(|labels| relabel(part.target, replicas, labels)),
+        );
+    }
+    Ok(all.into_iter().collect())
+}
+
+fn merge_names(data: &[Part<'_>], replicas: &[String]) -> Result<Vec<String>, serde_json::Error> {
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    for part in data {
+        let names: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
+        let names = names.unwrap_or_default();
+        if !names.is_empty() {
+            all.extend(part.target.external.keys().cloned());
+        }
+        all.extend(names);
+    }
+    all.retain(|n| !replicas.contains(n));
+    Ok(all.into_iter().collect())
+}
+
+/// One metadata entry, fields in Prometheus' order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct MetricMetadata {
+    #[serde(rename = "type")]
+    kind: String,
+    help: String,
+    unit: String,
+}
+
+fn merge_metadata(
+    data: &[Part<'_>],
+    limit: Option<usize>,
+) -> Result<BTreeMap<String, Vec<MetricMetadata>>, serde_json::Error> {
+    let mut all: BTreeMap<String, Vec<MetricMetadata>> = BTreeMap::new();
+    for part in data {
+        let answer: Option<BTreeMap<String, Vec<MetricMetadata>>> = serde_json::from_str(part.data.get())?;
+        for (metric, entries) in answer.into_iter().flatten() {
+            let kept = all.entry(metric).or_default();
+            for entry in entries {
+                if !kept.contains(&entry) {
+                    kept.push(entry);
+                }
+            }
+        }
+    }
+    if let Some(limit) = limit {
+        // Prometheus keeps any `limit` metrics; these are the first by name.
+        all = all.into_iter().take(limit).collect();
+    }
+    Ok(all)
+}
+
+fn merge_values(data: &[Part<'_>], name: &str) -> Result<Vec<String>, serde_json::Error> {
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    for part in data {
+        match part.target.external.get(name) {
+            // Its series all carry the external value.
+            Some(external) => {
+                all.insert(external.clone());
+            }
+            None => {
+                let values: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
+                all.extend(values.into_iter().flatten());
+            }
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use super::{Part, Target, rules};
+use crate::downstream::Downstream;
+
+fn target(replica: &str) -> Target {
+    Target {
+        client: Downstream::new(
+            http::Uri::from_static("http://127.0.0.1:1"),
+            std::time::Duration::from_secs(1),
+        ),
+        external: BTreeMap::from([("replica".to_owned(), replica.to_owned())]),
+        address: "127.0.0.1:1".to_owned(),
+        time_range: (None, None),
+    }
+}
+
+/// A rules answer with one alerting rule in `state` with alerts `(instance, state)`.
+fn rules_answer(state: &str, alerts: &[(&str, &str)], health: &str) -> Box<RawValue> {
+    let alerts: Vec<String> = alerts
+        .iter()
+        .map(|(instance, state)| {
+            format!(r#"{{"labels":{{"alertname":"A","instance":"{instance}"}},"annotations":{{}},"state":"{state}","activeAt":"2026-01-01T00:00:00Z","value":"1e+00"}}"#)
+        })
+        .collect();
+    let error = if health == "err" {
+        r#","lastError":"boom""#
+    } else {
+        ""
+    };
+    RawValue::from_string(format!(
+        r#"{{"groups":[{{"name":"g","file":"f.yml","rules":[{{"state":"{state}","name":"A","query":"up == 0","duration":0,"keepFiringFor":0,"labels":{{}},"annotations":{{}},"alerts":[{}],"health":"{health}"{error},"evaluationTime":0.001,"lastEvaluation":"2026-01-01T00:00:00Z","type":"alerting"}}],"interval":15,"limit":0,"evaluationTime":0.002,"lastEvaluation":"2026-01-01T00:00:00Z"}}]}}"#,
+        alerts.join(",")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn replicas_rules_merge_into_one_with_the_most_advanced_state() {
+    let (a, b) = (target("a"), target("b"));
+    let replicas = ["replica".to_owned()];
+    let parts = [
+        Part {
+            target: &a,
+            data: rules_answer("pending", &[("x", "pending")], "ok"),
+        },
+        Part {
+            target: &b,
+            data: rules_answer("firing", &[("x", "firing"), ("y", "pending")], "err"),
+        },
+    ];
+    let merged = rules::merge_rules(&parts, &replicas).unwrap();
+    let json = String::from_utf8(crate::api::wire::to_go_json(&merged)).unwrap();
+    assert_eq!(
+        json,
+        r#"{"groups":[{"name":"g","file":"f.yml","rules":[{"state":"firing","name":"A","query":"up == 0","duration":0,"keepFiringFor":0,"labels":{},"annotations":{},"alerts":[{"labels":{"alertname":"A","instance":"x"},"annotations":{},"state":"firing","activeAt":"2026-01-01T00:00:00Z","value":"1e+00"},{"labels":{"alertname":"A","instance":"y"},"annotations":{},"state":"pending","activeAt":"2026-01-01T00:00:00Z","value":"1e+00"}],"health":"err","lastError":"boom","evaluationTime":0.001,"lastEvaluation":"2026-01-01T00:00:00Z","type":"alerting"}],"interval":15,"limit":0,"evaluationTime":0.002,"lastEvaluation":"2026-01-01T00:00:00Z"}]}"#
+    );
+    // Without replica labels the replicas' rules stay apart, each labelled.
+    let apart = rules::merge_rules(&parts, &[]).unwrap();
+    let json = String::from_utf8(crate::api::wire::to_go_json(&apart)).unwrap();
+    assert_eq!(json.matches(r#""name":"A","query""#).count(), 2, "{json}");
+    assert!(json.contains(r#""labels":{"replica":"b"}"#), "{json}");
+}
