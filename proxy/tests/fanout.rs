@@ -103,10 +103,45 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
         series.body,
         r#"{"status":"success","data":[{"__name__":"fanout_m","instance":"host-0","shard":"a"},{"__name__":"fanout_m","instance":"host-0","shard":"b"},{"__name__":"fanout_m","instance":"host-1","shard":"b"}]}"#
     );
-    // Not merged yet: an error in Prometheus' form, not one shard's answer.
+    // match[] on external labels is checked in the proxy, for series, label names and
+    // values: (path, query, data).
+    let cases = [
+        (
+            "/api/v1/series",
+            "match[]=fanout_m%7Bshard%3D%22a%22%7D",
+            r#"[{"__name__":"fanout_m","instance":"host-0","shard":"a"}]"#,
+        ),
+        (
+            "/api/v1/series",
+            "match[]=%7Bshard%3D%22b%22%7D",
+            r#"[{"__name__":"fanout_m","instance":"host-0","shard":"b"},{"__name__":"fanout_m","instance":"host-1","shard":"b"}]"#,
+        ),
+        ("/api/v1/series", "match[]=%7Bshard%3D%22c%22%7D", "[]"),
+        (
+            "/api/v1/label/instance/values",
+            "match[]=%7Bshard%3D%22a%22%7D",
+            r#"["host-0"]"#,
+        ),
+        (
+            "/api/v1/labels",
+            "match[]=%7Bshard%3D~%22b%22%2Cinstance%3D%22host-1%22%7D",
+            r#"["__name__","instance","shard"]"#,
+        ),
+    ];
+    for (path, query, data) in cases {
+        let answer = send(&proxy.url(), "GET", path, query, "");
+        assert_eq!(answer.status, 200, "{path}?{query}: {}", answer.body);
+        assert_eq!(answer.json()["data"].to_string(), data, "{path}?{query}");
+        // The same as a form POST (label values are GET only).
+        if !path.ends_with("/values") {
+            let posted = send(&proxy.url(), "POST", path, "", query);
+            assert_eq!(posted.body, answer.body, "POST {path} {query}");
+        }
+    }
+    // Not merged: an error in Prometheus' form, not one shard's answer.
     let cases = [
         ("/api/v1/targets", ""),
-        ("/api/v1/series", "match[]=fanout_m%7Bshard%3D%22a%22%7D"),
+        ("/api/v1/query_exemplars", "query=fanout_m%7Bshard%3D%22a%22%7D"),
     ];
     for (path, query) in cases {
         let answer = send(&proxy.url(), "GET", path, query, "");

@@ -9,11 +9,13 @@
 //!
 //! An endpoint that fails is left out when a replica of it answered (the answer is
 //! whole); else, with `partial_response`, the answer is partial (a warning names it,
-//! `Cache-Control: no-store`), and without, its error is the answer. A selector with a
-//! matcher on an external label is refused (501): endpoints do not store those labels
-//! and would wrongly answer nothing.
+//! `Cache-Control: no-store`), and without, its error is the answer. A `match[]`
+//! matcher on an external label is checked in the proxy (`rewrite`): endpoints do not
+//! store those labels and would wrongly answer nothing. Such a matcher in an exemplar
+//! query is refused (501).
 
 mod exemplars;
+mod rewrite;
 mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,7 +162,12 @@ pub async fn fan_out(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let partial = asked.partial;
-    if let Some(name) = external_matcher(&runtime.targets, &asked.selectors) {
+    // Selectors on external labels are checked here for match[]; an exemplar query
+    // would need its PromQL rewritten.
+    let external = external_matcher(&runtime.targets, &asked.selectors);
+    if let Some(name) = &external
+        && merge == Merge::Exemplars
+    {
         return Err(ApiError::NotFannedOut {
             path: format!(
                 "{} with a matcher on the external label {name:?}",
@@ -168,10 +175,22 @@ pub async fn fan_out(
             ),
         });
     }
-    let targets: Vec<&Target> = runtime
+    // Each target's request: unchanged, or with its match[] rewritten; `None`: not asked.
+    let requests: Vec<(&Target, String, Bytes)> = runtime
         .targets
         .iter()
-        .filter(|t| {
+        .filter_map(|t| {
+            if external.is_none() {
+                return Some((t, path_and_query.to_owned(), body.clone()));
+            }
+            let matches = rewrite::matches_for(t, &asked.selectors)?;
+            let (path_and_query, body) = rewrite::with_matches(parts, path_and_query, &body, &matches);
+            Some((t, path_and_query, body))
+        })
+        .collect();
+    let requests: Vec<(&Target, String, Bytes)> = requests
+        .into_iter()
+        .filter(|(t, _, _)| {
             store_selected(
                 &t.address,
                 |n| t.external.get(n).map(String::as_str),
@@ -179,12 +198,12 @@ pub async fn fan_out(
             ) && (merge.is_timeless() || holds(t.time_range, asked.range_ms.0, asked.range_ms.1))
         })
         .collect();
+    let targets: Vec<&Target> = requests.iter().map(|(t, _, _)| *t).collect();
     if targets.is_empty() && merge == Merge::First {
         return Err(ApiError::BadData("storeMatch[] selects no endpoint".to_owned()));
     }
     let timeout = runtime.config.query.endpoint_timeout;
-    let body = &body;
-    let asks = targets.iter().map(|t| async move {
+    let asks = requests.iter().map(|(t, path_and_query, body)| async move {
         let read = async {
             let response = t
                 .client

@@ -1,0 +1,76 @@
+//! `match[]` over endpoints with external labels: matchers on an endpoint's external
+//! labels are checked in the proxy, and the request it gets carries the selectors
+//! without them (its storage does not hold those labels, so it would select nothing).
+
+use bytes::Bytes;
+use http::request::Parts;
+use promql_parser::label::{Matcher, Matchers};
+
+use super::Target;
+
+/// The `match[]` selectors as `target` is asked them; `None` when its external labels
+/// fail every selector, so it is not asked.
+pub fn matches_for(target: &Target, selectors: &[Matchers]) -> Option<Vec<String>> {
+    let kept: Vec<String> = selectors.iter().filter_map(|s| stripped(target, s)).collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// `selector` without its matchers on `target`'s external labels, or `None` when one
+/// of them fails.
+fn stripped(target: &Target, selector: &Matchers) -> Option<String> {
+    // `{a="1" or b="2"}` is refused by the checks (Prometheus 2.42 has no `or` there).
+    if !selector.or_matchers.is_empty() {
+        return Some(format!("{{{selector}}}"));
+    }
+    let mut kept: Vec<&Matcher> = Vec::with_capacity(selector.matchers.len());
+    for m in &selector.matchers {
+        match target.external.get(&m.name) {
+            Some(value) if !m.is_match(value) => return None,
+            Some(_) => {}
+            None => kept.push(m),
+        }
+    }
+    let mut text: Vec<String> = kept.iter().map(ToString::to_string).collect();
+    // A selector must keep a matcher that rejects the empty value; every series has
+    // a name.
+    if kept.iter().all(|m| m.is_match("")) {
+        text.push(r#"__name__=~".+""#.to_owned());
+    }
+    Some(format!("{{{}}}", text.join(",")))
+}
+
+/// The request's path with query and its body, its `match[]` values replaced by
+/// `matches`: in the form body of a form POST, else in the URL.
+pub fn with_matches(
+    parts: &Parts,
+    path_and_query: &str,
+    body: &Bytes,
+    matches: &[String],
+) -> (String, Bytes) {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let is_form = parts.method == http::Method::POST
+        && parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let without = |raw: &[u8], add: &[String]| {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(raw).filter(|(k, _)| k != "match[]") {
+            out.append_pair(&k, &v);
+        }
+        for m in add {
+            out.append_pair("match[]", m);
+        }
+        out.finish()
+    };
+    let (url_matches, body_matches): (&[String], &[String]) =
+        if is_form { (&[], matches) } else { (matches, &[]) };
+    let query = without(query.as_bytes(), url_matches);
+    let body = if is_form {
+        Bytes::from(without(body, body_matches))
+    } else {
+        body.clone()
+    };
+    (format!("{path}?{query}"), body)
+}
