@@ -123,6 +123,7 @@ fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
         members,
         config.query.replica_labels.clone(),
         config.query.endpoint_timeout,
+        config.query.endpoint_concurrency,
         metrics.endpoint_up.clone(),
     ))
 }

@@ -39,6 +39,8 @@ async fn record(State(log): State<Log>, req: Request) -> Response {
         .await
         .unwrap()
         .to_bytes();
+    // A range-vector read (the proxy reading raw data through the query API) gets a matrix.
+    let raw_read = String::from_utf8_lossy(&body).contains("ms%5D&time=");
     log.lock().await.push(Seen {
         method: parts.method.to_string(),
         path_and_query: parts
@@ -53,6 +55,12 @@ async fn record(State(log): State<Log>, req: Request) -> Response {
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    if raw_read {
+        return Response::builder()
+            .header("Content-Type", "application/json")
+            .body(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into())
+            .unwrap();
+    }
     Response::builder()
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-store")
@@ -181,4 +189,34 @@ fn client_request_headers_reach_downstream_except_hop_by_hop() {
         "headers named in Connection are hop-by-hop: {:?}",
         seen.headers
     );
+}
+
+#[test]
+fn over_several_query_api_endpoints_thanos_parameters_reach_each() {
+    let fakes = [start_fake(), start_fake()];
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n      kind: query_api\n    - url: {}\n      kind: query_api\n",
+        fakes[0].0, fakes[1].0
+    );
+    let proxy = TestProxy::start(&yaml, &fakes[0].0);
+    let answer = send(
+        &proxy.url(),
+        "GET",
+        "/api/v1/query",
+        "query=up&time=100&max_source_resolution=5m&engine=thanos&partial_response=false",
+        "",
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    for (url, log, _) in &fakes {
+        let seen = log.blocking_lock().clone();
+        let read = seen
+            .iter()
+            .find(|s| s.path_and_query.ends_with("/api/v1/query"))
+            .unwrap_or_else(|| panic!("{url} was not read: {seen:?}"));
+        assert!(
+            read.body.contains("max_source_resolution=5m") && read.body.contains("engine=thanos"),
+            "{url}: {}",
+            read.body
+        );
+    }
 }

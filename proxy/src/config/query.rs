@@ -70,6 +70,9 @@ pub struct QueryConfig {
     /// How long one endpoint may take over several (default 30s).
     #[serde(with = "duration::prometheus")]
     pub endpoint_timeout: Duration,
+    /// How many endpoints one read asks at once (default 16); the others wait their
+    /// turn. Bounds the connections and memory one request takes over many shards.
+    pub endpoint_concurrency: usize,
 }
 
 impl Default for QueryConfig {
@@ -85,6 +88,7 @@ impl Default for QueryConfig {
             replica_labels: Vec::new(),
             partial_response: true,
             endpoint_timeout: Duration::from_secs(30),
+            endpoint_concurrency: 16,
         }
     }
 }
@@ -105,6 +109,9 @@ impl QueryConfig {
         }
         if self.endpoint_timeout.is_zero() {
             errors.push(error("query.endpoint_timeout", "must be greater than 0"));
+        }
+        if self.endpoint_concurrency == 0 {
+            errors.push(error("query.endpoint_concurrency", "must be greater than 0"));
         }
         if self.max_read_bytes == 0 {
             errors.push(error("query.max_read_bytes", "must be greater than 0"));

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
 use promql_parser::label::Matchers;
 
 use prometheus_client::metrics::family::Family;
@@ -69,6 +69,8 @@ pub struct Fanout {
     replica_labels: Vec<String>,
     /// How long one endpoint may take before it is left out (or fails the read).
     endpoint_timeout: std::time::Duration,
+    /// How many endpoints one read asks at once.
+    concurrency: usize,
     /// Each endpoint's health, as its last read went.
     up: Family<EndpointLabels, Gauge>,
 }
@@ -79,12 +81,14 @@ impl Fanout {
         members: Vec<Member>,
         replica_labels: Vec<String>,
         endpoint_timeout: std::time::Duration,
+        concurrency: usize,
         up: Family<EndpointLabels, Gauge>,
     ) -> Self {
         Self {
             members,
             replica_labels,
             endpoint_timeout,
+            concurrency: concurrency.max(1),
             up,
         }
     }
@@ -216,19 +220,23 @@ impl Fanout {
         selections: &[Selection],
         scope: &ReadScope,
     ) -> Result<Vec<Vec<RawSeries>>, SourceError> {
-        let asks = self.members.iter().map(|member| async move {
-            let (indexes, asked): (Vec<usize>, Vec<Selection>) = selections
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| Self::for_member(member, s, scope).map(|s| (i, s)))
-                .unzip();
-            if asked.is_empty() {
-                return None;
-            }
-            let read = self.ask(member, member.source.select(&asked, scope));
-            Some(read.await.map(|answers| (indexes, answers)))
-        });
-        let outcomes = self.settle(join_all(asks).await, scope)?;
+        let asks: Vec<_> = self
+            .members
+            .iter()
+            .map(|member| async move {
+                let (indexes, asked): (Vec<usize>, Vec<Selection>) = selections
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| Self::for_member(member, s, scope).map(|s| (i, s)))
+                    .unzip();
+                if asked.is_empty() {
+                    return None;
+                }
+                let read = self.ask(member, member.source.select(&asked, scope));
+                Some(read.await.map(|answers| (indexes, answers)))
+            })
+            .collect();
+        let outcomes = self.settle(bounded(asks, self.concurrency).await, scope)?;
         let mut merged: Vec<BTreeMap<Vec<Label>, Vec<Vec<Sample>>>> =
             selections.iter().map(|_| BTreeMap::new()).collect();
         for (member, outcome) in self.members.iter().zip(outcomes) {
@@ -262,11 +270,15 @@ impl Fanout {
         selection: &Selection,
         scope: &ReadScope,
     ) -> Result<Vec<Vec<Label>>, SourceError> {
-        let asks = self.members.iter().map(|member| async move {
-            let asked = Self::for_member(member, selection, scope)?;
-            Some(self.ask(member, member.source.series(&asked, scope)).await)
-        });
-        let outcomes = self.settle(join_all(asks).await, scope)?;
+        let asks: Vec<_> = self
+            .members
+            .iter()
+            .map(|member| async move {
+                let asked = Self::for_member(member, selection, scope)?;
+                Some(self.ask(member, member.source.series(&asked, scope)).await)
+            })
+            .collect();
+        let outcomes = self.settle(bounded(asks, self.concurrency).await, scope)?;
         let mut all: Vec<Vec<Label>> = Vec::new();
         for (member, sets) in self.members.iter().zip(outcomes) {
             let replicas = self.replicas(scope);
@@ -332,6 +344,15 @@ fn shortest_gap(samples: &[Sample]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs `asks` at most `limit` at a time; their outputs in order. (Callers collect the
+/// futures first: a stream over a lazy map of borrowing closures is not `Send`.)
+pub async fn bounded<F: Future>(asks: impl IntoIterator<Item = F>, limit: usize) -> Vec<F::Output> {
+    futures_util::stream::iter(asks)
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}
 
 /// Whether `storeMatch[]` selectors let an endpoint be asked: none given, or one that
 /// selects it, `__address__` being its URL's `host:port` and other names its external

@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use futures_util::future::join_all;
 use http::StatusCode;
 use http::request::Parts;
 use http_body_util::BodyExt as _;
@@ -34,7 +33,7 @@ use super::stages::json;
 use crate::api::{ApiError, Endpoint, Thanos};
 use crate::config::duration::time_bound::TimeBound;
 use crate::downstream::{Downstream, DownstreamError};
-use crate::source::fanout::{holds, shard_key, store_selected, uncovered};
+use crate::source::fanout::{bounded, holds, shard_key, store_selected, uncovered};
 use crate::state::Runtime;
 
 /// Answers bigger than this from one endpoint fail the request.
@@ -203,36 +202,43 @@ pub async fn fan_out(
         return Err(ApiError::BadData("storeMatch[] selects no endpoint".to_owned()));
     }
     let timeout = runtime.config.query.endpoint_timeout;
-    let asks = requests.iter().map(|(t, path_and_query, body)| async move {
-        let read = async {
-            let response = t
-                .client
-                .forward(parts.method.clone(), path_and_query, &parts.headers, body.clone())
-                .await?;
-            let status = response.status();
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "bounded: the body is wrapped in Limited (MAX_PART_BYTES)"
-            )]
-            let bytes = http_body_util::Limited::new(response.into_body(), MAX_PART_BYTES)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| ApiError::Execution(format!("{}: reading the answer: {e}", t.client.url())))?;
-            Ok::<_, ApiError>((status, bytes))
-        };
-        tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
-            Err(ApiError::Downstream(DownstreamError::Timeout {
-                url: format!("{} (query.endpoint_timeout)", t.client.url()),
-                timeout,
-            }))
+    // Collected first: a stream over a lazy map of borrowing closures is not `Send`.
+    let asks: Vec<_> = requests
+        .iter()
+        .map(|(t, path_and_query, body)| async move {
+            let read = async {
+                let response = t
+                    .client
+                    .forward(parts.method.clone(), path_and_query, &parts.headers, body.clone())
+                    .await?;
+                let status = response.status();
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "bounded: the body is wrapped in Limited (MAX_PART_BYTES)"
+                )]
+                let bytes = http_body_util::Limited::new(response.into_body(), MAX_PART_BYTES)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .map_err(|e| {
+                        ApiError::Execution(format!("{}: reading the answer: {e}", t.client.url()))
+                    })?;
+                Ok::<_, ApiError>((status, bytes))
+            };
+            tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+                Err(ApiError::Downstream(DownstreamError::Timeout {
+                    url: format!("{} (query.endpoint_timeout)", t.client.url()),
+                    timeout,
+                }))
+            })
         })
-    });
+        .collect();
     let mut data: Vec<Part<'_>> = Vec::new();
     let mut warnings: BTreeSet<String> = BTreeSet::new();
     let mut failed: Vec<(usize, String, Response)> = Vec::new();
     let mut answered = vec![Some(false); targets.len()];
-    for (i, (target, answer)) in targets.iter().zip(join_all(asks).await).enumerate() {
+    let answers = bounded(asks, runtime.config.query.endpoint_concurrency).await;
+    for (i, (target, answer)) in targets.iter().zip(answers).enumerate() {
         let bytes = match answer {
             Ok((StatusCode::OK, bytes)) => bytes,
             // Prometheus' answer to nothing to answer (`query_exemplars` without a

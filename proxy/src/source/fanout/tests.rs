@@ -121,3 +121,31 @@ fn store_match_selects_by_address_and_external_labels() {
         );
     }
 }
+
+#[tokio::test]
+async fn bounded_asks_run_at_most_the_limit_at_once_and_answer_in_order() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    for limit in [1, 3, 16] {
+        most.store(0, Ordering::SeqCst);
+        let asks: Vec<_> = (0..10)
+            .map(|i| {
+                let (running, most) = (&running, &most);
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Later asks finish first, so the order is the ask order, not theirs.
+                    tokio::task::yield_now().await;
+                    for _ in 0..(10 - i) {
+                        tokio::task::yield_now().await;
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    i
+                }
+            })
+            .collect();
+        let answers = super::bounded(asks, limit).await;
+        assert_eq!(answers, (0..10).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), limit.min(10), "limit {limit}");
+    }
+}
