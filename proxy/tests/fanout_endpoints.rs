@@ -175,6 +175,34 @@ fn rules_alerts_exemplars_and_buildinfo_over_two_shards_equal_one_prometheus() {
         ),
         "{rules}"
     );
+    // With external labels, an exemplar query naming one asks only the shard that has it.
+    let labelled = TestProxy::start(
+        &format!(
+            "downstream:\n  endpoints:\n    - url: {}\n      external_labels: {{shard: s0}}\n    - url: {}\n      external_labels: {{shard: s1}}\n",
+            shard0.url(),
+            shard1.url()
+        ),
+        &shard0.url(),
+    );
+    let query = format!(
+        "query=fanout_e%7Bshard%3D%22s1%22%7D&start={}&end={}",
+        (t - 60_000) as f64 / 1000.0,
+        (t + 60_000) as f64 / 1000.0
+    );
+    let answer = send(&labelled.url(), "GET", "/api/v1/query_exemplars", &query, "");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let series: Vec<String> = answer.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}/{}", s["seriesLabels"]["instance"], s["seriesLabels"]["shard"]))
+        .collect();
+    assert_eq!(
+        series,
+        [r#""host-1"/"s1""#, r#""host-3"/"s1""#],
+        "{}",
+        answer.body
+    );
     let build = send(&proxy.url(), "GET", "/api/v1/status/buildinfo", "", "");
     assert_eq!(
         build,

@@ -48,10 +48,8 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
-    /// A read endpoint not yet merged over several endpoints.
-    #[error(
-        "{path} is not answered over several endpoints yet (downstream.endpoints); query and query_range are"
-    )]
+    /// A path that describes one server, not merged over several endpoints.
+    #[error("{path} describes one server and is not answered over several endpoints (downstream.endpoints)")]
     NotFannedOut {
         /// The request path.
         path: String,

@@ -128,18 +128,28 @@ pub fn selects<'a>(matchers: &Matchers, value_of: impl Fn(&str) -> &'a str) -> b
         && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g)))
 }
 
-/// The matchers of every vector selector in `expr` (matrix selectors' included),
-/// like Prometheus' `parser.ExtractSelectors`.
+/// The matchers of every vector selector in `expr` (matrix selectors' included, the
+/// metric name as a `__name__` matcher), like Prometheus' `parser.ExtractSelectors`.
 pub fn selector_matchers(expr: &Expr) -> Vec<Matchers> {
     struct Collect(Vec<Matchers>);
     impl ExprVisitor for Collect {
         type Error = std::convert::Infallible;
         fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
-            match expr {
-                Expr::VectorSelector(vs) => self.0.push(vs.matchers.clone()),
-                Expr::MatrixSelector(ms) => self.0.push(ms.vs.matchers.clone()),
-                _ => {}
+            let vs = match expr {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            let mut matchers = vs.matchers.clone();
+            if let Some(name) = &vs.name {
+                let name = promql_parser::label::Matcher::new(
+                    promql_parser::label::MatchOp::Equal,
+                    promql_parser::label::METRIC_NAME,
+                    name,
+                );
+                matchers.matchers.push(name);
             }
+            self.0.push(matchers);
             Ok(true)
         }
     }

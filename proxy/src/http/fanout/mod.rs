@@ -9,10 +9,9 @@
 //!
 //! An endpoint that fails is left out when a replica of it answered (the answer is
 //! whole); else, with `partial_response`, the answer is partial (a warning names it,
-//! `Cache-Control: no-store`), and without, its error is the answer. A `match[]`
-//! matcher on an external label is checked in the proxy (`rewrite`): endpoints do not
-//! store those labels and would wrongly answer nothing. Such a matcher in an exemplar
-//! query is refused (501).
+//! `Cache-Control: no-store`), and without, its error is the answer. A matcher on an
+//! external label (in `match[]` or an exemplar query) is checked in the proxy
+//! (`rewrite`): endpoints do not store those labels and would wrongly answer nothing.
 
 mod exemplars;
 mod rewrite;
@@ -161,20 +160,9 @@ pub async fn fan_out(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let partial = asked.partial;
-    // Selectors on external labels are checked here for match[]; an exemplar query
-    // would need its PromQL rewritten.
+    // Each target's request: unchanged, or with its selectors rewritten when they name
+    // external labels; `None`: not asked.
     let external = external_matcher(&runtime.targets, &asked.selectors);
-    if let Some(name) = &external
-        && merge == Merge::Exemplars
-    {
-        return Err(ApiError::NotFannedOut {
-            path: format!(
-                "{} with a matcher on the external label {name:?}",
-                parts.uri.path()
-            ),
-        });
-    }
-    // Each target's request: unchanged, or with its match[] rewritten; `None`: not asked.
     let requests: Vec<(&Target, String, Bytes)> = runtime
         .targets
         .iter()
@@ -182,8 +170,13 @@ pub async fn fan_out(
             if external.is_none() {
                 return Some((t, path_and_query.to_owned(), body.clone()));
             }
-            let matches = rewrite::matches_for(t, &asked.selectors)?;
-            let (path_and_query, body) = rewrite::with_matches(parts, path_and_query, &body, &matches);
+            let selectors = rewrite::matches_for(t, &asked.selectors)?;
+            let (name, values) = if merge == Merge::Exemplars {
+                ("query", vec![rewrite::exemplar_query(&selectors)])
+            } else {
+                ("match[]", selectors)
+            };
+            let (path_and_query, body) = rewrite::with_param(parts, path_and_query, &body, name, &values);
             Some((t, path_and_query, body))
         })
         .collect();

@@ -1,6 +1,7 @@
-//! `match[]` over endpoints with external labels: matchers on an endpoint's external
-//! labels are checked in the proxy, and the request it gets carries the selectors
-//! without them (its storage does not hold those labels, so it would select nothing).
+//! Selectors over endpoints with external labels (`match[]`, an exemplar query's):
+//! matchers on an endpoint's external labels are checked in the proxy, and the request
+//! it gets carries the selectors without them (its storage does not hold those labels,
+//! so it would select nothing).
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -39,13 +40,20 @@ fn stripped(target: &Target, selector: &Matchers) -> Option<String> {
     Some(format!("{{{}}}", text.join(",")))
 }
 
-/// The request's path with query and its body, its `match[]` values replaced by
-/// `matches`: in the form body of a form POST, else in the URL.
-pub fn with_matches(
+/// An exemplar query selecting what `selectors` select: the query's selectors joined
+/// by `or` (Prometheus reads nothing but the selectors of an exemplar query).
+pub fn exemplar_query(selectors: &[String]) -> String {
+    selectors.join(" or ")
+}
+
+/// The request's path with query and its body, its `name` parameters replaced by
+/// `values`: in the form body of a form POST, else in the URL.
+pub fn with_param(
     parts: &Parts,
     path_and_query: &str,
     body: &Bytes,
-    matches: &[String],
+    name: &str,
+    values: &[String],
 ) -> (String, Bytes) {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let is_form = parts.method == http::Method::POST
@@ -56,19 +64,18 @@ pub fn with_matches(
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let without = |raw: &[u8], add: &[String]| {
         let mut out = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in form_urlencoded::parse(raw).filter(|(k, _)| k != "match[]") {
+        for (k, v) in form_urlencoded::parse(raw).filter(|(k, _)| k != name) {
             out.append_pair(&k, &v);
         }
-        for m in add {
-            out.append_pair("match[]", m);
+        for value in add {
+            out.append_pair(name, value);
         }
         out.finish()
     };
-    let (url_matches, body_matches): (&[String], &[String]) =
-        if is_form { (&[], matches) } else { (matches, &[]) };
-    let query = without(query.as_bytes(), url_matches);
+    let (in_url, in_body): (&[String], &[String]) = if is_form { (&[], values) } else { (values, &[]) };
+    let query = without(query.as_bytes(), in_url);
     let body = if is_form {
-        Bytes::from(without(body, body_matches))
+        Bytes::from(without(body, in_body))
     } else {
         body.clone()
     };
