@@ -191,7 +191,16 @@ async fn run(
         None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
             Some(merge) => {
                 let path_and_query = stages::path_and_query(&runtime, &parts);
-                fanout::fan_out(&runtime, merge, &parts, &path_and_query, &asked, body).await
+                fanout::fan_out(
+                    &runtime,
+                    &proxy.metrics.endpoint_up,
+                    merge,
+                    &parts,
+                    &path_and_query,
+                    &asked,
+                    body,
+                )
+                .await
             }
             None => Err(ApiError::NotFannedOut {
                 path: parts.uri.path().to_owned(),

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::request::Parts;
 use http_body_util::BodyExt as _;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use promql_parser::label::Matchers;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,6 +34,7 @@ use super::stages::json;
 use crate::api::{ApiError, Endpoint, Thanos};
 use crate::config::duration::time_bound::TimeBound;
 use crate::downstream::{Downstream, DownstreamError};
+use crate::metrics::EndpointLabels;
 use crate::source::fanout::{bounded, holds, shard_key, store_selected, uncovered};
 use crate::state::Runtime;
 
@@ -150,9 +153,11 @@ fn relabel(
     labels
 }
 
-/// Sends the request to every target and merges the answers.
+/// Sends the request to every target and merges the answers; `health` learns which
+/// endpoints answered.
 pub async fn fan_out(
     runtime: &Runtime,
+    health: &Family<EndpointLabels, Gauge>,
     merge: Merge,
     parts: &Parts,
     path_and_query: &str,
@@ -232,6 +237,11 @@ pub async fn fan_out(
     let mut answered = vec![Some(false); targets.len()];
     let answers = bounded(asks, runtime.config.query.endpoint_concurrency).await;
     for (i, (target, answer)) in targets.iter().zip(answers).enumerate() {
+        health
+            .get_or_create(&EndpointLabels {
+                endpoint: target.client.url(),
+            })
+            .set(i64::from(answer.is_ok()));
         let bytes = match answer {
             Ok((StatusCode::OK, bytes)) => bytes,
             // Prometheus' answer to nothing to answer (`query_exemplars` without a
