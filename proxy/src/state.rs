@@ -70,7 +70,7 @@ impl Runtime {
         Self {
             source,
             kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
-            targets: if config.downstream.endpoints.len() > 1 {
+            targets: if config.fans_out() {
                 config
                     .downstream
                     .endpoints
@@ -98,8 +98,7 @@ impl Runtime {
 /// `query.source` says, or every endpoint of `downstream.endpoints` read as one.
 fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
     let endpoints = &config.downstream.endpoints;
-    let single = endpoints.len() == 1 && endpoints[0].external_labels.is_empty();
-    if endpoints.is_empty() || single && config.query.replica_labels.is_empty() {
+    if !config.fans_out() {
         let kind = endpoints.first().map_or(config.query.source, |e| e.kind);
         return endpoint_source(config, &config.downstream.url, kind);
     }

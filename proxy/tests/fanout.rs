@@ -478,3 +478,59 @@ fn sketch_served_queries_answer_the_same_over_two_shards() {
         }
     }
 }
+
+#[test]
+fn one_endpoint_with_external_labels_is_read_as_a_thanos_store() {
+    let server = servers(1);
+    let t = write::now_ms() - 60_000;
+    let labels = vec![
+        ("__name__".to_owned(), "fanout_one".to_owned()),
+        ("instance".to_owned(), "host-0".to_owned()),
+    ];
+    let data: Stored = [(labels, vec![(t, 4.0)])].into_iter().collect();
+    assert_eq!(write::post(&server[0].url(), &data).status, 204);
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n      external_labels: {{cluster: eu}}\n",
+        server[0].url()
+    );
+    let proxy = TestProxy::start(&yaml, &server[0].url());
+    let at = t as f64 / 1000.0;
+    // (query, result)
+    let cases = [
+        (
+            "fanout_one",
+            r#"[{"metric":{"__name__":"fanout_one","cluster":"eu","instance":"host-0"},"value":[AT,"4"]}]"#,
+        ),
+        (
+            "sum by (cluster) (fanout_one)",
+            r#"[{"metric":{"cluster":"eu"},"value":[AT,"4"]}]"#,
+        ),
+        ("fanout_one{cluster=\"us\"}", "[]"),
+    ];
+    for (query, want) in cases {
+        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let answer = send(
+            &proxy.url(),
+            "GET",
+            "/api/v1/query",
+            &format!("query={q}&time={at}"),
+            "",
+        );
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+        let want = want.replace("AT", &answer.json()["data"]["result"][0]["value"][0].to_string());
+        assert_eq!(answer.json()["data"]["result"].to_string(), want, "{query}");
+    }
+    let series = send(
+        &proxy.url(),
+        "GET",
+        "/api/v1/series",
+        "match[]=%7Bcluster%3D%22eu%22%7D",
+        "",
+    );
+    assert_eq!(
+        series.json()["data"].to_string(),
+        r#"[{"__name__":"fanout_one","cluster":"eu","instance":"host-0"}]"#,
+        "{}",
+        series.body
+    );
+}

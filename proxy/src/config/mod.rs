@@ -71,6 +71,18 @@ pub struct DownstreamConfig {
     pub endpoints: Vec<EndpointConfig>,
 }
 
+impl Config {
+    /// Whether reads fan out over `downstream.endpoints` (merged by the proxy) rather
+    /// than go to one downstream as they are: several endpoints, or one whose series
+    /// need external labels added or replicas deduplicated.
+    pub fn fans_out(&self) -> bool {
+        let endpoints = &self.downstream.endpoints;
+        endpoints.len() > 1
+            || endpoints.len() == 1
+                && (!endpoints[0].external_labels.is_empty() || !self.query.replica_labels.is_empty())
+    }
+}
+
 impl Default for DownstreamConfig {
     fn default() -> Self {
         Self {

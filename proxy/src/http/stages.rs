@@ -305,7 +305,7 @@ pub fn answers_locally(runtime: &Runtime, request: &QueryRequest, sketches: bool
 
 /// Whether reads go to several endpoints: no single downstream can answer a query.
 pub fn fans_out(runtime: &Runtime) -> bool {
-    runtime.config.downstream.endpoints.len() > 1
+    runtime.config.fans_out()
 }
 
 /// Stage `evaluate`: the query answered by the proxy's engine, from sketches where

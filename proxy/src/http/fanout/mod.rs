@@ -339,7 +339,12 @@ pub async fn fan_out(
             &warnings,
         ),
         // An answer was returned as it came; none came only when every endpoint failed.
-        Merge::First => return Ok(failed.swap_remove(0).2),
+        Merge::First => {
+            return match failed.pop() {
+                Some((_, _, response)) => Ok(response),
+                None => Err(ApiError::Execution("no endpoint answered".to_owned())),
+            };
+        }
     };
     let mut response = json(StatusCode::OK, body);
     if partial_answer {
