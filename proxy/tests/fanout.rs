@@ -122,6 +122,14 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
             "match[]=%7Bshard%3D%22a%22%7D",
             r#"["host-0"]"#,
         ),
+        // An external label's values: those of the endpoints with a selected series.
+        (
+            "/api/v1/label/shard/values",
+            "match[]=fanout_m%7Binstance%3D%22host-1%22%7D",
+            r#"["b"]"#,
+        ),
+        ("/api/v1/label/shard/values", "", r#"["a","b"]"#),
+        ("/api/v1/label/shard/values", "match[]=nothing_here", "[]"),
         (
             "/api/v1/labels",
             "match[]=%7Bshard%3D~%22b%22%2Cinstance%3D%22host-1%22%7D",
@@ -129,7 +137,15 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
         ),
     ];
     for (path, query, data) in cases {
-        let answer = send(&proxy.url(), "GET", path, query, "");
+        // Prometheus gzips for clients that accept it; the proxy reads the answers.
+        let answer = support::send_with(
+            &proxy.url(),
+            "GET",
+            path,
+            query,
+            "",
+            &[("Accept-Encoding", "gzip")],
+        );
         assert_eq!(answer.status, 200, "{path}?{query}: {}", answer.body);
         assert_eq!(answer.json()["data"].to_string(), data, "{path}?{query}");
         // The same as a form POST (label values are GET only).

@@ -351,7 +351,16 @@ fn store_match_lookback_delta_time_ranges_and_a_stopped_replica() {
         "",
     );
     assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.json()["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
     assert!(listed.json().get("warnings").is_none(), "{}", listed.body);
+    // Replica labels have no values; the other label's values come from the answering twin.
+    let values = send(&proxy.url(), "GET", "/api/v1/label/replica/values", "", "");
+    assert_eq!(values.json()["data"], serde_json::json!([]), "{}", values.body);
     // Both replicas stopped: the shard is missing and nothing is left to answer.
     servers[0].stop();
     let answer = count(&proxy, "fanout_l", t, "");

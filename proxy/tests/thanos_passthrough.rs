@@ -207,16 +207,29 @@ fn over_several_query_api_endpoints_thanos_parameters_reach_each() {
         "",
     );
     assert_eq!(answer.status, 200, "{answer:?}");
+    // storeMatch[] picks among the proxy's endpoints; it is not passed on.
+    send(
+        &proxy.url(),
+        "GET",
+        "/api/v1/series",
+        "match[]=up&storeMatch%5B%5D=%7B__address__%3D~%22.%2B%22%7D&dedup=false",
+        "",
+    );
     for (url, log, _) in &fakes {
         let seen = log.blocking_lock().clone();
-        let read = seen
-            .iter()
-            .find(|s| s.path_and_query.ends_with("/api/v1/query"))
-            .unwrap_or_else(|| panic!("{url} was not read: {seen:?}"));
+        let asked = |path: &str| {
+            seen.iter()
+                .find(|s| s.path_and_query.split('?').next().unwrap().ends_with(path))
+                .unwrap_or_else(|| panic!("{url} was not asked {path}: {seen:?}"))
+        };
+        assert_eq!(
+            asked("/api/v1/series").path_and_query,
+            "/thanos/api/v1/series?match%5B%5D=up&dedup=false"
+        );
+        let read = &asked("/api/v1/query").body;
         assert!(
-            read.body.contains("max_source_resolution=5m") && read.body.contains("engine=thanos"),
-            "{url}: {}",
-            read.body
+            read.contains("max_source_resolution=5m") && read.contains("engine=thanos"),
+            "{url}: {read}"
         );
     }
 }

@@ -294,7 +294,6 @@ fn check_timeout(form: &Form) -> Result<Option<std::time::Duration>, ApiError> {
     )))
 }
 
-/// Unix nanoseconds to milliseconds, rounding down like Go's `timestamp.FromTime`.
 /// The request's `start` and `end` in ms, the widest range where absent (or invalid:
 /// [`check`] reports those).
 pub fn time_bounds_ms(form: &Form) -> (i64, i64) {
@@ -303,6 +302,7 @@ pub fn time_bounds_ms(form: &Form) -> (i64, i64) {
     (nanos_to_ms(start), nanos_to_ms(end))
 }
 
+/// Unix nanoseconds to milliseconds, rounding down like Go's `timestamp.FromTime`.
 fn nanos_to_ms(nanos: params::UnixNanos) -> i64 {
     i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }

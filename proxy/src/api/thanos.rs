@@ -65,7 +65,10 @@ impl Thanos {
 
     /// Whether the answer may differ from the default one (so it is not kept).
     pub fn changes_answer(&self) -> bool {
-        self.replica_labels.is_some() || !self.store_match.is_empty() || self.lookback_delta.is_some()
+        self.replica_labels.is_some()
+            || !self.store_match.is_empty()
+            || self.lookback_delta.is_some()
+            || !self.passed_on.is_empty()
     }
 }
 

@@ -156,15 +156,17 @@ async fn run(
         asked.thanos = api::Thanos::from_form(&form)?;
         asked.partial = asked.thanos.partial_response.unwrap_or(asked.partial);
         asked.range_ms = api::time_bounds_ms(&form);
-        asked.selectors = if endpoint == Endpoint::QueryExemplars {
-            promql::parse(form.get("query"))
+        // The selectors that pick series (Prometheus ignores match[] elsewhere).
+        asked.selectors = match endpoint {
+            Endpoint::QueryExemplars => promql::parse(form.get("query"))
                 .map(|expr| promql::selector_matchers(&expr))
-                .unwrap_or_default()
-        } else {
-            form.all("match[]")
+                .unwrap_or_default(),
+            Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues => form
+                .all("match[]")
                 .iter()
                 .filter_map(|m| promql::parse_selector(m).ok())
-                .collect()
+                .collect(),
+            _ => Vec::new(),
         };
         match checked {
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),

@@ -38,7 +38,7 @@ pub struct Member {
     /// Its external labels, sorted by name.
     pub external: Vec<Label>,
     /// The oldest and newest data it holds, if bounded.
-    pub time_range: (Option<TimeBound>, Option<TimeBound>),
+    pub time_range: TimeRange,
 }
 
 impl Member {
@@ -131,6 +131,7 @@ impl Fanout {
                 shard_key(
                     i,
                     m.external.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                    m.time_range,
                     replicas,
                 )
             })
@@ -376,7 +377,7 @@ pub fn store_selected<'a>(
 
 /// Whether an endpoint holding data in `time_range` (min, max; `None`: unbounded) may
 /// hold some in `[start_ms, end_ms]`.
-pub fn holds(time_range: (Option<TimeBound>, Option<TimeBound>), start_ms: i64, end_ms: i64) -> bool {
+pub fn holds(time_range: TimeRange, start_ms: i64, end_ms: i64) -> bool {
     let now = crate::clock::now_ms();
     time_range.0.is_none_or(|min| end_ms >= min.ms(now))
         && time_range.1.is_none_or(|max| start_ms <= max.ms(now))
@@ -390,14 +391,22 @@ pub fn address_of(url: &str) -> String {
         .unwrap_or_else(|| url.to_owned())
 }
 
+/// The oldest and newest data an endpoint holds (`None`: unbounded).
+pub type TimeRange = (Option<TimeBound>, Option<TimeBound>);
+
+/// What tells the shards apart: external labels without replica labels, the endpoint's
+/// index when it is no replica, and its time range.
+pub type ShardKey = (Vec<(String, String)>, Option<usize>, TimeRange);
+
 /// The shard an endpoint holds, from its external labels: endpoints carrying a replica
-/// label and equal in the others are replicas of one shard; any other endpoint is a
-/// shard of its own (`index`).
+/// label, equal in the others and in their time range, are replicas of one shard (one
+/// can answer for another); any other endpoint is a shard of its own (`index`).
 pub fn shard_key<'a>(
     index: usize,
     external: impl Iterator<Item = (&'a str, &'a str)>,
+    time_range: TimeRange,
     replicas: &[String],
-) -> (Vec<(String, String)>, Option<usize>) {
+) -> ShardKey {
     let mut is_replica = false;
     let mut kept = Vec::new();
     for (name, value) in external {
@@ -408,7 +417,7 @@ pub fn shard_key<'a>(
         }
     }
     kept.sort();
-    (kept, (!is_replica).then_some(index))
+    (kept, (!is_replica).then_some(index), time_range)
 }
 
 /// Which of the endpoints that failed (`answered[i] == Some(false)`; `None`: not

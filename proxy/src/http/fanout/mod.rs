@@ -1,7 +1,8 @@
 //! Stage `fan_out`: the read endpoints other than `query` and `query_range` over
 //! several endpoints (`downstream.endpoints`): series, labels, label values,
-//! metadata, exemplars, rules and alerts. The request goes unchanged to every endpoint
-//! `storeMatch[]` selects, in parallel, within `query.endpoint_timeout`; the answers'
+//! metadata, exemplars, rules and alerts. The request goes to every endpoint
+//! `storeMatch[]` selects, in parallel, within `query.endpoint_timeout`, unchanged but
+//! for `storeMatch[]`, `Accept-Encoding` and the rewrites of `rewrite`; the answers'
 //! `data` are merged as one Prometheus holding everything would answer: external labels
 //! added, replica labels dropped, the union deduplicated and sorted as Prometheus sorts
 //! (series by their labels, names and values as strings), `warnings` joined.
@@ -32,10 +33,9 @@ use serde_json::value::RawValue;
 
 use super::stages::json;
 use crate::api::{ApiError, Endpoint, Thanos};
-use crate::config::duration::time_bound::TimeBound;
 use crate::downstream::{Downstream, DownstreamError};
 use crate::metrics::EndpointLabels;
-use crate::source::fanout::{bounded, holds, shard_key, store_selected, uncovered};
+use crate::source::fanout::{TimeRange, bounded, holds, shard_key, store_selected, uncovered};
 use crate::state::Runtime;
 
 /// Answers bigger than this from one endpoint fail the request.
@@ -98,7 +98,7 @@ pub struct Target {
     /// Its `host:port`, the `__address__` of `storeMatch[]`.
     pub address: String,
     /// The oldest and newest data it holds, if bounded.
-    pub time_range: (Option<TimeBound>, Option<TimeBound>),
+    pub time_range: TimeRange,
 }
 
 /// What the request's parameters ask of a fan-out.
@@ -165,34 +165,45 @@ pub async fn fan_out(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let partial = asked.partial;
-    // Each target's request: unchanged, or with its selectors rewritten when they name
-    // external labels; `None`: not asked.
     let external = external_matcher(&runtime.targets, &asked.selectors);
+    // Each target's request: unchanged, or rewritten; `None`: not asked.
     let requests: Vec<(&Target, String, Bytes)> = runtime
         .targets
         .iter()
-        .filter_map(|t| {
-            if external.is_none() {
-                return Some((t, path_and_query.to_owned(), body.clone()));
-            }
-            let selectors = rewrite::matches_for(t, &asked.selectors)?;
-            let (name, values) = if merge == Merge::Exemplars {
-                ("query", vec![rewrite::exemplar_query(&selectors)])
-            } else {
-                ("match[]", selectors)
-            };
-            let (path_and_query, body) = rewrite::with_param(parts, path_and_query, &body, name, &values);
-            Some((t, path_and_query, body))
-        })
-        .collect();
-    let requests: Vec<(&Target, String, Bytes)> = requests
-        .into_iter()
-        .filter(|(t, _, _)| {
+        .filter(|t| {
             store_selected(
                 &t.address,
                 |n| t.external.get(n).map(String::as_str),
                 &asked.thanos.store_match,
             ) && (merge.is_timeless() || holds(t.time_range, asked.range_ms.0, asked.range_ms.1))
+        })
+        .filter_map(|t| {
+            // The values of an external label: whether it has a series at all.
+            let presence = match &merge {
+                Merge::Values(name) if t.external.contains_key(name) => Some(name.as_str()),
+                _ => None,
+            };
+            // storeMatch[] names this proxy's endpoints, not an endpoint's own stores.
+            let store_match = !asked.thanos.store_match.is_empty();
+            if external.is_none() && presence.is_none() && !store_match {
+                return Some((t, path_and_query.to_owned(), body.clone()));
+            }
+            let selectors = match external {
+                Some(_) => Some(rewrite::matches_for(t, &asked.selectors)?),
+                None => None,
+            };
+            let set = selectors.map(|selectors| match merge {
+                Merge::Exemplars => ("query", vec![rewrite::exemplar_query(&selectors)]),
+                _ => ("match[]", selectors),
+            });
+            let (path_and_query, body) = rewrite::rewritten(
+                parts,
+                path_and_query,
+                &body,
+                presence,
+                set.as_ref().map(|(name, values)| (*name, values.as_slice())),
+            );
+            Some((t, path_and_query, body))
         })
         .collect();
     let targets: Vec<&Target> = requests.iter().map(|(t, _, _)| *t).collect();
@@ -200,6 +211,10 @@ pub async fn fan_out(
         return Err(ApiError::BadData("storeMatch[] selects no endpoint".to_owned()));
     }
     let timeout = runtime.config.query.endpoint_timeout;
+    // The answers are read here: identity encoding, whatever the client accepts.
+    let mut headers = parts.headers.clone();
+    headers.remove(http::header::ACCEPT_ENCODING);
+    let headers = &headers;
     // Collected first: a stream over a lazy map of borrowing closures is not `Send`.
     let asks: Vec<_> = requests
         .iter()
@@ -207,7 +222,7 @@ pub async fn fan_out(
             let read = async {
                 let response = t
                     .client
-                    .forward(parts.method.clone(), path_and_query, &parts.headers, body.clone())
+                    .forward(parts.method.clone(), path_and_query, headers, body.clone())
                     .await?;
                 let status = response.status();
                 #[allow(
@@ -241,7 +256,9 @@ pub async fn fan_out(
             .get_or_create(&EndpointLabels {
                 endpoint: target.client.url(),
             })
-            .set(i64::from(answer.is_ok()));
+            .set(i64::from(
+                answer.as_ref().is_ok_and(|(status, _)| !status.is_server_error()),
+            ));
         let bytes = match answer {
             Ok((StatusCode::OK, bytes)) => bytes,
             // Prometheus' answer to nothing to answer (`query_exemplars` without a
@@ -271,8 +288,14 @@ pub async fn fan_out(
         if merge == Merge::First {
             return Ok(json(StatusCode::OK, bytes.to_vec()));
         }
-        let answer: Answer = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::Execution(format!("{}: unreadable answer: {e}", target.client.url())))?;
+        let answer: Answer = match serde_json::from_slice(&bytes) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let error = ApiError::Execution(format!("{}: unreadable answer: {e}", target.client.url()));
+                failed.push((i, error.to_string(), crate::http::rescue(error)));
+                continue;
+            }
+        };
         warnings.extend(answer.warnings);
         answered[i] = Some(true);
         data.push(Part {
@@ -294,6 +317,7 @@ pub async fn fan_out(
             shard_key(
                 i,
                 t.external.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                t.time_range,
                 replicas,
             )
         })
@@ -324,7 +348,10 @@ pub async fn fan_out(
     let body = match merge {
         Merge::Series => envelope(merge_series(&data, replicas).map_err(unreadable)?, &warnings),
         Merge::Labels => envelope(merge_names(&data, replicas).map_err(unreadable)?, &warnings),
-        Merge::Values(name) => envelope(merge_values(&data, &name).map_err(unreadable)?, &warnings),
+        Merge::Values(name) => envelope(
+            merge_values(&data, &name, replicas).map_err(unreadable)?,
+            &warnings,
+        ),
         Merge::Metadata(limit) => envelope(merge_metadata(&data, limit).map_err(unreadable)?, &warnings),
         Merge::Exemplars => envelope(
             exemplars::merge_exemplars(&data, replicas).map_err(unreadable)?,
@@ -443,18 +470,27 @@ fn merge_metadata(
     Ok(all)
 }
 
-fn merge_values(data: &[Part<'_>], name: &str) -> Result<Vec<String>, serde_json::Error> {
+/// Values of the label `name`. An endpoint with `name` among its external labels was
+/// asked for its metric names instead: the external value counts when it has a series
+/// (its storage does not hold its external labels). Replica labels have no values.
+fn merge_values(
+    data: &[Part<'_>],
+    name: &str,
+    replicas: &[String],
+) -> Result<Vec<String>, serde_json::Error> {
     let mut all: BTreeSet<String> = BTreeSet::new();
+    if replicas.iter().any(|r| r == name) {
+        return Ok(Vec::new());
+    }
     for part in data {
+        let values: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
+        let values = values.unwrap_or_default();
         match part.target.external.get(name) {
-            // Its series all carry the external value.
-            Some(external) => {
+            Some(external) if !values.is_empty() => {
                 all.insert(external.clone());
             }
-            None => {
-                let values: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
-                all.extend(values.into_iter().flatten());
-            }
+            Some(_) => {}
+            None => all.extend(values),
         }
     }
     Ok(all.into_iter().collect())

@@ -46,38 +46,52 @@ pub fn exemplar_query(selectors: &[String]) -> String {
     selectors.join(" or ")
 }
 
-/// The request's path with query and its body, its `name` parameters replaced by
-/// `values`: in the form body of a form POST, else in the URL.
-pub fn with_param(
+/// The request's path with query and its body for one endpoint: asking for the names
+/// of its series instead of the values of `presence` (an external label of it), with
+/// the `set` parameter's values replaced (in the form body of a form POST, else in the
+/// URL), and without `storeMatch[]`.
+pub fn rewritten(
     parts: &Parts,
     path_and_query: &str,
     body: &Bytes,
-    name: &str,
-    values: &[String],
+    presence: Option<&str>,
+    set: Option<(&str, &[String])>,
 ) -> (String, Bytes) {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let path = match presence {
+        Some(name) => path.replace(&format!("/label/{name}/values"), "/label/__name__/values"),
+        None => path.to_owned(),
+    };
     let is_form = parts.method == http::Method::POST
         && parts
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let without = |raw: &[u8], add: &[String]| {
+    let (name, values) = set.unwrap_or(("", &[]));
+    let encode = |raw: &[u8], add: bool| {
         let mut out = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in form_urlencoded::parse(raw).filter(|(k, _)| k != name) {
+        let kept =
+            form_urlencoded::parse(raw).filter(|(k, _)| k != "storeMatch[]" && (set.is_none() || k != name));
+        for (k, v) in kept {
             out.append_pair(&k, &v);
         }
-        for value in add {
-            out.append_pair(name, value);
+        if add {
+            for value in values {
+                out.append_pair(name, value);
+            }
         }
         out.finish()
     };
-    let (in_url, in_body): (&[String], &[String]) = if is_form { (&[], values) } else { (values, &[]) };
-    let query = without(query.as_bytes(), in_url);
+    let query = encode(query.as_bytes(), !is_form);
     let body = if is_form {
-        Bytes::from(without(body, in_body))
+        Bytes::from(encode(body, true))
     } else {
         body.clone()
     };
-    (format!("{path}?{query}"), body)
+    if query.is_empty() {
+        (path, body)
+    } else {
+        (format!("{path}?{query}"), body)
+    }
 }

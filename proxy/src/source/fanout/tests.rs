@@ -91,10 +91,39 @@ fn a_failed_endpoint_misses_a_shard_unless_a_replica_answered() {
         let keys: Vec<_> = external
             .iter()
             .enumerate()
-            .map(|(i, labels)| shard_key(i, labels.iter().copied(), &replicas))
+            .map(|(i, labels)| shard_key(i, labels.iter().copied(), (None, None), &replicas))
             .collect();
         assert_eq!(uncovered(&keys, outcome), *missing, "{external:?} {outcome:?}");
     }
+}
+
+#[test]
+fn replicas_holding_different_time_ranges_do_not_answer_for_each_other() {
+    use super::{shard_key, uncovered};
+    use crate::config::duration::time_bound::TimeBound;
+    let replicas = ["replica".to_owned()];
+    let month = (
+        Some(TimeBound::Ago(std::time::Duration::from_secs(30 * 86_400))),
+        None,
+    );
+    let days = (
+        Some(TimeBound::Ago(std::time::Duration::from_secs(2 * 86_400))),
+        None,
+    );
+    let key = |i, range| {
+        shard_key(
+            i,
+            [("replica", if i == 0 { "a" } else { "b" })].into_iter(),
+            range,
+            &replicas,
+        )
+    };
+    let outcome = [Some(false), Some(true)];
+    assert_eq!(uncovered(&[key(0, month), key(1, days)], &outcome), [0]);
+    assert_eq!(
+        uncovered(&[key(0, days), key(1, days)], &outcome),
+        Vec::<usize>::new()
+    );
 }
 
 #[test]
