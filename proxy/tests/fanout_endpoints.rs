@@ -292,6 +292,17 @@ fn store_match_lookback_delta_time_ranges_and_a_stopped_replica() {
         listed.body
     );
 
+    // One request's answers share query.max_read_bytes.
+    let small = TestProxy::start(&format!("{yaml}  max_read_bytes: 100\n"), &servers[0].url());
+    let over = send(&small.url(), "GET", "/api/v1/series", "match[]=fanout_l", "");
+    assert_eq!(over.status, 422, "{}", over.body);
+    assert!(
+        over.body
+            .contains("its share of query.max_read_bytes (100) over 3 endpoints"),
+        "{}",
+        over.body
+    );
+
     // storeMatch[]: by __address__ or external label.
     let address = |s: &Prometheus| s.url().trim_start_matches("http://").to_owned();
     let store = |selector: String| {

@@ -38,9 +38,6 @@ use crate::metrics::EndpointLabels;
 use crate::source::fanout::{TimeRange, bounded, holds, shard_key, store_selected, uncovered};
 use crate::state::Runtime;
 
-/// Answers bigger than this from one endpoint fail the request.
-const MAX_PART_BYTES: usize = 256 << 20;
-
 /// What is merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merge {
@@ -211,6 +208,10 @@ pub async fn fan_out(
         return Err(ApiError::BadData("storeMatch[] selects no endpoint".to_owned()));
     }
     let timeout = runtime.config.query.endpoint_timeout;
+    // All answers of one request together hold at most `query.max_read_bytes`.
+    let budget = runtime.config.query.max_read_bytes;
+    let endpoints = targets.len();
+    let part_limit = usize::try_from(budget / (endpoints.max(1) as u64)).unwrap_or(usize::MAX);
     // The answers are read here: identity encoding, whatever the client accepts.
     let mut headers = parts.headers.clone();
     headers.remove(http::header::ACCEPT_ENCODING);
@@ -227,14 +228,21 @@ pub async fn fan_out(
                 let status = response.status();
                 #[allow(
                     clippy::disallowed_methods,
-                    reason = "bounded: the body is wrapped in Limited (MAX_PART_BYTES)"
+                    reason = "bounded: the body is wrapped in Limited (part_limit)"
                 )]
-                let bytes = http_body_util::Limited::new(response.into_body(), MAX_PART_BYTES)
+                let bytes = http_body_util::Limited::new(response.into_body(), part_limit)
                     .collect()
                     .await
                     .map(|b| b.to_bytes())
                     .map_err(|e| {
-                        ApiError::Execution(format!("{}: reading the answer: {e}", t.client.url()))
+                        let why = if e.is::<http_body_util::LengthLimitError>() {
+                            format!(
+                                "the answer is larger than {part_limit} bytes, its share of query.max_read_bytes ({budget}) over {endpoints} endpoints"
+                            )
+                        } else {
+                            e.to_string()
+                        };
+                        ApiError::Execution(format!("{}: reading the answer: {why}", t.client.url()))
                     })?;
                 Ok::<_, ApiError>((status, bytes))
             };
