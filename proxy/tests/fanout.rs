@@ -270,6 +270,33 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
             .contains(&shards[1].url())
     );
     assert_eq!(series.cache_control.as_deref(), Some("no-store"));
+    // Every merged read endpoint: partial with the warning, or failing when asked to.
+    let paths = [
+        "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/labels",
+        "/api/v1/metadata",
+        "/api/v1/query_exemplars",
+    ];
+    for path in paths {
+        let query = "query=fanout_d&start=0&end=1";
+        let answer = send(&proxy.url(), "GET", path, query, "");
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        let warning = answer.json()["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(warning.contains(&shards[1].url()), "{path}: {}", answer.body);
+        assert_eq!(answer.cache_control.as_deref(), Some("no-store"), "{path}");
+        let refused = send(
+            &proxy.url(),
+            "GET",
+            path,
+            &format!("{query}&partial_response=false"),
+            "",
+        );
+        assert_eq!(refused.status, 503, "{path}: {}", refused.body);
+    }
     // Health: ready while one endpoint is, each listed; the metric says which is down.
     let ready = send(&proxy.url(), "GET", "/-/ready", "", "");
     assert_eq!(ready.status, 200, "{}", ready.body);
