@@ -165,3 +165,25 @@ fn grafana_falls_back_to_get_after_405() {
         "no features: Grafana must not take this for Mimir"
     );
 }
+
+#[test]
+fn grafana_sequence_over_a_replica_pair_answers_as_one_prometheus() {
+    let (a, b) = (demo_prometheus(), demo_prometheus());
+    let yaml = format!(
+        "downstream:\n  endpoints:\n    - url: {}\n      external_labels: {{replica: a}}\n    - url: {}\n      external_labels: {{replica: b}}\nquery:\n  replica_labels: [replica]\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = TestProxy::start(&yaml, &a.url());
+    // Answers that say when something ran are not compared.
+    let timed = ["/api/v1/rules", "/api/v1/status/buildinfo"];
+    for (step, method, path, query, form) in SEQUENCE {
+        let answer = send(&proxy.url(), method, path, query, form);
+        assert_eq!(answer.status, 200, "{step}: {answer:?}");
+        assert_eq!(answer.json()["status"], "success", "{step}: {answer:?}");
+        if !timed.contains(path) {
+            let direct = send(&a.url(), method, path, query, form);
+            assert_eq!(answer.json()["data"], direct.json()["data"], "{step}");
+        }
+    }
+}
