@@ -27,6 +27,22 @@ fn endpoints(servers: &[Prometheus]) -> String {
     format!("downstream:\n  endpoints:\n{list}")
 }
 
+/// Samples of series `metric` that `prometheus` holds in the 2 h up to `end`.
+fn held(prometheus: &Prometheus, metric: &str, end: i64) -> usize {
+    write::samples(&write::stored(&prometheus.url(), metric, end, "2h"))
+}
+
+/// Polls until the two `shards` together hold every sample of `data` (series named
+/// `metric`, the newest at `end`).
+fn wait_for_shards_to_hold(shards: &[Prometheus], metric: &str, end: i64, data: &Stored) {
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(60),
+        "the shards to hold every sample",
+        || held(&shards[0], metric, end) + held(&shards[1], metric, end) == write::samples(data),
+    )
+    .unwrap();
+}
+
 #[test]
 fn external_labels_pick_and_label_the_endpoints_asked() {
     let shards = servers(2);
@@ -349,15 +365,9 @@ fn samples_written_through_the_proxy_over_two_shards_are_read_back_once() {
     let data = write::generate("fanout_written", 20, 60, start, 10_000, 5);
     assert_eq!(write::post(&proxy.url(), &data).status, 204);
     let end = start + 59 * 10_000;
-    let held = |p: &Prometheus| write::samples(&write::stored(&p.url(), "fanout_written", end, "1h"));
-    sketch_proxy_testkit::wait_until(
-        std::time::Duration::from_secs(60),
-        "both shards to hold the samples",
-        || held(&shards[0]) + held(&shards[1]) == write::samples(&data),
-    )
-    .unwrap();
+    wait_for_shards_to_hold(&shards, "fanout_written", end, &data);
     assert!(
-        held(&shards[0]) > 0 && held(&shards[1]) > 0,
+        held(&shards[0], "fanout_written", end) > 0 && held(&shards[1], "fanout_written", end) > 0,
         "series spread over both shards"
     );
     // Through the proxy: every series once, every sample once.
@@ -468,13 +478,7 @@ fn sketch_served_queries_answer_the_same_over_two_shards() {
         assert_eq!(write::post(&proxy.url(), &half).status, 204);
     }
     let end = start + 359 * 10_000;
-    let held = |p: &Prometheus| write::samples(&write::stored(&p.url(), "fanout_sketched", end, "2h"));
-    sketch_proxy_testkit::wait_until(
-        std::time::Duration::from_secs(60),
-        "the shards to hold everything",
-        || held(&shards[0]) + held(&shards[1]) == write::samples(&data),
-    )
-    .unwrap();
+    wait_for_shards_to_hold(&shards, "fanout_sketched", end, &data);
     sketch_proxy_testkit::wait_until(std::time::Duration::from_secs(60), "the backfills to end", || {
         proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
     })

@@ -156,8 +156,11 @@ async fn run(
         asked.thanos = api::Thanos::from_form(&form)?;
         asked.partial = asked.thanos.partial_response.unwrap_or(asked.partial);
         asked.range_ms = api::time_bounds_ms(&form);
-        // The selectors that pick series (Prometheus ignores match[] elsewhere).
+        // The selectors that pick series (Prometheus ignores match[] elsewhere), for a
+        // fan-out only.
+        let fans_out = stages::fans_out(&runtime);
         asked.selectors = match endpoint {
+            _ if !fans_out => Vec::new(),
             Endpoint::QueryExemplars => promql::parse(form.get("query"))
                 .map(|expr| promql::selector_matchers(&expr))
                 .unwrap_or_default(),
