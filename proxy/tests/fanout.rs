@@ -9,7 +9,7 @@ mod support;
 
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 use support::write::{self, Stored};
-use support::{TestProxy, send};
+use support::{TestProxy, instant, send};
 
 /// `n` Prometheus servers.
 fn servers(n: usize) -> Vec<Prometheus> {
@@ -65,7 +65,6 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
         shards[1].url()
     );
     let proxy = TestProxy::start(&yaml, &shards[0].url());
-    let at = t as f64 / 1000.0;
     // (query, answer as sorted "labels=value" lines, shard B asked)
     let cases: &[(&str, &[&str])] = &[
         (
@@ -87,15 +86,8 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
         (r#"count(fanout_m{shard=~"a|b"})"#, &[r#"{}=3"#]),
     ];
     for (query, want) in cases {
-        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
         let reads_b = shards[1].requests_served("/api/v1/read").unwrap();
-        let answer = send(
-            &proxy.url(),
-            "GET",
-            "/api/v1/query",
-            &format!("query={q}&time={at}"),
-            "",
-        );
+        let answer = instant(&proxy.url(), query, t, "");
         assert_eq!(answer.status, 200, "{query}: {}", answer.body);
         assert_eq!(answer.path.as_deref(), Some("engine"), "{query}");
         let mut got: Vec<String> = answer.json()["data"]["result"]
@@ -250,17 +242,7 @@ fn a_stopped_shard_gives_a_partial_answer_with_a_warning_and_comes_back() {
     }
     let yaml = endpoints(&shards);
     let proxy = TestProxy::start(&yaml, &shards[0].url());
-    let q: String = form_urlencoded::byte_serialize(b"count(fanout_d)").collect();
-    let query = format!("query={q}&time={}", t as f64 / 1000.0);
-    let count = |extra: &str| {
-        send(
-            &proxy.url(),
-            "GET",
-            "/api/v1/query",
-            &format!("{query}{extra}"),
-            "",
-        )
-    };
+    let count = |extra: &str| instant(&proxy.url(), "count(fanout_d)", t, extra);
     let value = |answer: &support::Answer| answer.json()["data"]["result"][0]["value"][1].clone();
     let whole = count("");
     assert_eq!(value(&whole), "7");
@@ -430,7 +412,6 @@ fn requests_choose_the_replica_labels_or_no_dedup() {
     }
     let yaml = format!("{}query:\n  replica_labels: [replica]\n", endpoints(&replicas));
     let proxy = TestProxy::start(&yaml, &replicas[0].url());
-    let q: String = form_urlencoded::byte_serialize(b"count(fanout_r)").collect();
     // (extra parameters, series counted)
     let cases = [
         ("", "3"),
@@ -440,8 +421,7 @@ fn requests_choose_the_replica_labels_or_no_dedup() {
         ("&replicaLabels[]=replica", "3"),
     ];
     for (extra, want) in cases {
-        let params = format!("query={q}&time={}{extra}", t as f64 / 1000.0);
-        let answer = send(&proxy.url(), "GET", "/api/v1/query", &params, "");
+        let answer = instant(&proxy.url(), "count(fanout_r)", t, extra);
         assert_eq!(answer.status, 200, "{extra}: {}", answer.body);
         assert_eq!(answer.json()["data"]["result"][0]["value"][1], want, "{extra}");
         // The same choice for the series endpoint.
@@ -541,7 +521,6 @@ fn one_endpoint_with_external_labels_is_read_as_a_thanos_store() {
         server[0].url()
     );
     let proxy = TestProxy::start(&yaml, &server[0].url());
-    let at = t as f64 / 1000.0;
     // (query, result)
     let cases = [
         (
@@ -555,14 +534,7 @@ fn one_endpoint_with_external_labels_is_read_as_a_thanos_store() {
         ("fanout_one{cluster=\"us\"}", "[]"),
     ];
     for (query, want) in cases {
-        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
-        let answer = send(
-            &proxy.url(),
-            "GET",
-            "/api/v1/query",
-            &format!("query={q}&time={at}"),
-            "",
-        );
+        let answer = instant(&proxy.url(), query, t, "");
         assert_eq!(answer.status, 200, "{query}: {}", answer.body);
         let want = want.replace("AT", &answer.json()["data"]["result"][0]["value"][0].to_string());
         assert_eq!(answer.json()["data"]["result"].to_string(), want, "{query}");

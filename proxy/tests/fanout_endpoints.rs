@@ -14,7 +14,7 @@ use serde_json::Value;
 use sketch_proxy::prompb::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 use support::write::{self, Stored};
-use support::{TestProxy, send};
+use support::{TestProxy, instant, send};
 
 const RULES: &str = r#"groups:
   - name: fanout
@@ -215,14 +215,7 @@ fn rules_alerts_exemplars_and_buildinfo_over_two_shards_equal_one_prometheus() {
 
 /// `count(<metric>)` at `at_ms` through the proxy, with `extra` parameters.
 fn count(proxy: &TestProxy, metric: &str, at_ms: i64, extra: &str) -> support::Answer {
-    let q: String = form_urlencoded::byte_serialize(format!("count({metric})").as_bytes()).collect();
-    send(
-        &proxy.url(),
-        "GET",
-        "/api/v1/query",
-        &format!("query={q}&time={}{extra}", at_ms as f64 / 1000.0),
-        "",
-    )
+    instant(&proxy.url(), &format!("count({metric})"), at_ms, extra)
 }
 
 fn value(answer: &support::Answer) -> Value {

@@ -166,33 +166,14 @@ impl Fanout {
         if !member.holds(selection.start_ms, selection.end_ms) || !member.selected(scope) {
             return None;
         }
-        let external = |name: &str| member.external.iter().find(|l| l.name == name);
-        // A group of matchers that must all hold: `None` when one on an external label
-        // fails, else the others.
-        let strip = |group: &[promql_parser::label::Matcher]| {
-            let mut kept = Vec::new();
-            for m in group {
-                match external(&m.name) {
-                    Some(label) if !m.is_match(&label.value) => return None,
-                    Some(_) => {}
-                    None => kept.push(m.clone()),
-                }
-            }
-            Some(kept)
+        let external = |name: &str| {
+            member
+                .external
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.value.as_str())
         };
-        let given = &selection.matchers;
-        let matchers = if given.or_matchers.is_empty() {
-            Matchers::new(strip(&given.matchers)?)
-        } else {
-            let groups: Vec<_> = given.or_matchers.iter().filter_map(|g| strip(g)).collect();
-            if groups.is_empty() {
-                return None;
-            }
-            Matchers {
-                matchers: strip(&given.matchers)?,
-                or_matchers: groups,
-            }
-        };
+        let matchers = without_external(&selection.matchers, external)?;
         Some(Selection {
             matchers,
             ..selection.clone()
@@ -345,6 +326,40 @@ fn shortest_gap(samples: &[Sample]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests;
+
+/// `matchers` without those on an endpoint's external labels (`external` gives their
+/// values), which are checked here instead: `None` when they fail, so the endpoint
+/// holds nothing selected. A group of `or` matchers that fails is dropped; all of them
+/// failing is `None`.
+pub fn without_external<'a>(
+    matchers: &Matchers,
+    external: impl Fn(&str) -> Option<&'a str>,
+) -> Option<Matchers> {
+    // A group of matchers that must all hold: `None` when one on an external label
+    // fails, else the others.
+    let strip = |group: &[promql_parser::label::Matcher]| {
+        let mut kept = Vec::new();
+        for m in group {
+            match external(&m.name) {
+                Some(value) if !m.is_match(value) => return None,
+                Some(_) => {}
+                None => kept.push(m.clone()),
+            }
+        }
+        Some(kept)
+    };
+    if matchers.or_matchers.is_empty() {
+        return Some(Matchers::new(strip(&matchers.matchers)?));
+    }
+    let groups: Vec<_> = matchers.or_matchers.iter().filter_map(|g| strip(g)).collect();
+    if groups.is_empty() {
+        return None;
+    }
+    Some(Matchers {
+        matchers: strip(&matchers.matchers)?,
+        or_matchers: groups,
+    })
+}
 
 /// Runs `asks` at most `limit` at a time; their outputs in order. (Callers collect the
 /// futures first: a stream over a lazy map of borrowing closures is not `Send`.)

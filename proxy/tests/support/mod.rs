@@ -182,6 +182,14 @@ impl Answer {
     }
 }
 
+/// `GET /api/v1/query` of `query` at `at_ms` through `base`, with `extra` parameters
+/// (`&name=value...`).
+pub fn instant(base: &str, query: &str, at_ms: i64, extra: &str) -> Answer {
+    let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let params = format!("query={q}&time={}{extra}", at_ms as f64 / 1000.0);
+    send(base, "GET", "/api/v1/query", &params, "")
+}
+
 /// Sends one request: `query` goes in the URL, a non-empty `form` in a form body.
 pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> Answer {
     send_with(base, method, path, query, form, &[])

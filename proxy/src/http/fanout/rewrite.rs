@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 use http::request::Parts;
-use promql_parser::label::{Matcher, Matchers};
+use promql_parser::label::Matchers;
 
 use super::Target;
+use crate::source::fanout::without_external;
 
 /// The `match[]` selectors as `target` is asked them; `None` when its external labels
 /// fail every selector, so it is not asked.
@@ -23,14 +24,7 @@ fn stripped(target: &Target, selector: &Matchers) -> Option<String> {
     if !selector.or_matchers.is_empty() {
         return Some(format!("{{{selector}}}"));
     }
-    let mut kept: Vec<&Matcher> = Vec::with_capacity(selector.matchers.len());
-    for m in &selector.matchers {
-        match target.external.get(&m.name) {
-            Some(value) if !m.is_match(value) => return None,
-            Some(_) => {}
-            None => kept.push(m),
-        }
-    }
+    let kept = without_external(selector, |name| target.external.get(name).map(String::as_str))?.matchers;
     let mut text: Vec<String> = kept.iter().map(ToString::to_string).collect();
     // A selector must keep a matcher that rejects the empty value; every series has
     // a name.
