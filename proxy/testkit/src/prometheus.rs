@@ -192,7 +192,14 @@ fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<(
             exited = Some(status);
             return true;
         }
-        agent.get(&url).call().is_ok_and(|r| r.status() == 200)
+        // Prometheus' own answer: a proxy started by another test may have taken the
+        // port between the check and Prometheus' bind, and be ready there itself.
+        agent.get(&url).call().is_ok_and(|mut r| {
+            r.status() == 200
+                && r.body_mut()
+                    .read_to_string()
+                    .is_ok_and(|body| body.starts_with("Prometheus Server is Ready"))
+        })
     });
     let log = fs::read_to_string(log_path).unwrap_or_default();
     if let Some(status) = exited {
