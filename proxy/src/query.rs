@@ -73,10 +73,18 @@ pub struct Reader<'a> {
     pub partial: &'a ReadScope,
 }
 
+/// Something the evaluation thread keeps until it ends (a concurrency slot).
+pub type Held = Arc<dyn std::any::Any + Send + Sync>;
+
 /// Evaluates `expr` over `range` with data from `reader`, giving up after `timeout`
 /// (the smaller of the request's and the configured one).
 /// `canceled` counts evaluations stopped because the client went away (nobody else
-/// sees their end).
+/// sees their end). `held` is dropped when the evaluation ends, even after its caller
+/// went away.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one evaluation's inputs, each passed once"
+)]
 pub async fn evaluate(
     reader: Reader<'_>,
     expr: Arc<Expr>,
@@ -85,6 +93,7 @@ pub async fn evaluate(
     timeout: Duration,
     canceled: Counter,
     sketches: Option<Arc<dyn Sketches>>,
+    held: Option<Held>,
 ) -> Result<(Answer, Served), QueryError> {
     let Reader { source, partial } = reader;
     let deadline = Instant::now() + timeout;
@@ -156,6 +165,7 @@ pub async fn evaluate(
         lookback_ms,
     };
     let task = tokio::task::spawn_blocking(move || {
+        let _held = held;
         let using = sketches.as_deref().map(|sketches| SketchUse {
             sketches,
             min_window_ms: MIN_WINDOW_MS,

@@ -299,14 +299,14 @@ fn limits_end_in_prometheus_error_types() {
 fn a_client_that_goes_away_cancels_its_evaluation() {
     let prometheus = demo_prometheus();
     let proxy = TestProxy::start("query:\n  mode: local\n", &prometheus.url());
-    // Seconds of evaluation: a 1 s subquery over an hour at each of 7,200 steps.
-    let query: String =
-        form_urlencoded::byte_serialize(b"count(max_over_time(demo_request_duration_seconds[1h:1s]))")
-            .collect();
-    let url = format!(
-        "{}/api/v1/query_range?query={query}&start={TEST_START}&end={TEST_END}&step=1",
-        proxy.url()
-    );
+    // A query no machine finishes: the middle subquery alone takes 1.7 million steps
+    // over windows of 864,000 samples (10^12 samples read), while it holds only
+    // 2.6 million.
+    let query: String = form_urlencoded::byte_serialize(
+        b"max_over_time(max_over_time(max_over_time(vector(1)[1d:100ms])[1d:100ms])[1d:100ms])",
+    )
+    .collect();
+    let url = format!("{}/api/v1/query?query={query}&time={TEST_END}", proxy.url());
     let impatient = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_millis(500)))
         .build()
@@ -331,6 +331,31 @@ fn a_client_that_goes_away_cancels_its_evaluation() {
         canceled,
     )
     .unwrap();
+}
+
+/// Reported: `rate(up[1y:1ms])` with `timeout=2s` ran for about 80 s of CPU, because
+/// the steps of a selector inside a subquery were never checked against the deadline.
+/// Now the query ends at its timeout; the client's own deadline, 30 times longer,
+/// only keeps a regression from hanging the test.
+#[test]
+fn a_fine_subquery_stops_at_the_query_timeout() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("query:\n  mode: local\n", &prometheus.url());
+    let query: String =
+        form_urlencoded::byte_serialize(b"count(rate(demo_request_duration_seconds[1y:1ms]))").collect();
+    let url = format!(
+        "{}/api/v1/query?query={query}&time={TEST_END}&timeout=1s",
+        proxy.url()
+    );
+    let patient = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = patient.get(&url).call().expect("an answer before the client's deadline");
+    assert_eq!(answer.status(), 503);
+    let body: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["errorType"], "timeout", "{body}");
 }
 
 /// A downstream like a Thanos Querier: `/api/v1/read` is 404, the query API answers

@@ -14,8 +14,8 @@ pub use thanos::Thanos;
 
 use promql_parser::parser::value::ValueType;
 
-use crate::promql;
 use crate::promql::eval::Range;
+use crate::promql::{self, ShapeLimits};
 
 /// An endpoint of the Prometheus query API (paths relative to `/api/v1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,13 +172,19 @@ pub struct QueryRequest {
 /// Validates a request the way Prometheus 2.42 would, in the same order, up to and
 /// including its PromQL, so that bad PromQL never reaches downstream and the first
 /// error reported is the one Prometheus would report.
-pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Result<Checked, ApiError> {
+pub fn check(
+    endpoint: Endpoint,
+    form: &Form,
+    label_name: Option<&str>,
+    shape: &ShapeLimits,
+) -> Result<Checked, ApiError> {
+    let parse = |query: &str| promql::parse_within(query, shape);
     match endpoint {
         Endpoint::Query => {
             let now = params::now_nanos();
             let time = parse_time_param(form, "time", now).map_err(|e| invalid_param("time", e))?;
             let timeout = check_timeout(form)?;
-            let expr = promql::parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
+            let expr = parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
             return Ok(Checked::Query(Box::new(QueryRequest {
                 proxy_functions: promql::proxy_functions_used(&expr),
                 expr,
@@ -211,7 +217,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                 ));
             }
             let timeout = check_timeout(form)?;
-            let expr = promql::parse(form.get("query")).map_err(bad_data)?;
+            let expr = parse(form.get("query")).map_err(bad_data)?;
             if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
                 return Err(ApiError::BadData(format!(
                     "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -239,11 +245,11 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
                     "end timestamp must not be before start timestamp".to_owned(),
                 ));
             }
-            let expr = promql::parse(form.get("query")).map_err(bad_data)?;
+            let expr = parse(form.get("query")).map_err(bad_data)?;
             refuse_proxy_functions(&expr)?;
         }
         Endpoint::FormatQuery => {
-            let expr = promql::parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
+            let expr = parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
             if !promql::proxy_functions_used(&expr).is_empty() {
                 return Ok(Checked::Formatted(expr.prettify()));
             }
@@ -255,7 +261,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
             }
             check_time_range(form)?;
             for m in matches {
-                promql::parse_selector(m).map_err(|e| invalid_param("match[]", e))?;
+                promql::parse_selector_within(m, shape).map_err(|e| invalid_param("match[]", e))?;
             }
         }
         Endpoint::Labels | Endpoint::LabelValues => {
@@ -269,7 +275,7 @@ pub fn check(endpoint: Endpoint, form: &Form, label_name: Option<&str>) -> Resul
             }
             check_time_range(form)?;
             for m in form.all("match[]") {
-                promql::parse_selector(m).map_err(bad_data)?;
+                promql::parse_selector_within(m, shape).map_err(bad_data)?;
             }
         }
         Endpoint::Metadata | Endpoint::Rules | Endpoint::Alerts | Endpoint::BuildInfo | Endpoint::Other => {}

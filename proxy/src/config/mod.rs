@@ -148,6 +148,14 @@ pub struct LimitsConfig {
     /// Most `query` and `query_range` requests in flight at once; more get 503
     /// `unavailable` at once instead of queueing. Prometheus' own default is 20.
     pub max_concurrent_queries: usize,
+    /// Longest PromQL query or `match[]` selector, in bytes (default 131,072); longer
+    /// ones get 400 `bad_data` before they are parsed, in every mode.
+    pub max_query_bytes: usize,
+    /// Deepest nesting of a PromQL query or selector (default 256): every parenthesis,
+    /// bracket, function call, aggregation and operator of a chain like `a + b + c`
+    /// adds a level. Deeper ones get 400 `bad_data` before they are parsed, in every
+    /// mode, because parsing and evaluating them recurses once per level.
+    pub max_query_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -155,6 +163,18 @@ impl Default for LimitsConfig {
         Self {
             max_request_body_bytes: 10 << 20,
             max_concurrent_queries: 20,
+            max_query_bytes: crate::promql::shape::DEFAULT_SHAPE.max_bytes,
+            max_query_depth: crate::promql::shape::DEFAULT_SHAPE.max_depth,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The query shape these limits allow.
+    pub fn shape(&self) -> crate::promql::ShapeLimits {
+        crate::promql::ShapeLimits {
+            max_bytes: self.max_query_bytes,
+            max_depth: self.max_query_depth,
         }
     }
 }
@@ -544,6 +564,16 @@ impl RawConfig {
         }
         if self.limits.max_concurrent_queries == 0 {
             errors.push(error("limits.max_concurrent_queries", "must be greater than 0"));
+        }
+        if self.limits.max_query_bytes == 0 {
+            errors.push(error("limits.max_query_bytes", "must be greater than 0"));
+        }
+        // Past this, a deep query could overflow a 2 MiB stack before the limit stops it.
+        if !(1..=crate::promql::shape::MAX_DEPTH).contains(&self.limits.max_query_depth) {
+            errors.push(error(
+                "limits.max_query_depth",
+                format!("must be between 1 and {}", crate::promql::shape::MAX_DEPTH),
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(error(

@@ -81,7 +81,10 @@ impl SketchesConfig {
         for (i, rule) in self.rules.iter().enumerate() {
             let at = |field: &str| format!("sketches.rules[{i}].{field}");
             if let Err(e) = promql::parse_selector(&rule.selector) {
-                errors.push(error(&at("match"), format!("{:?}: {}", rule.selector, e.message)));
+                errors.push(error(
+                    &at("match"),
+                    format!("{:?}: {}", rule.selector, e.detail()),
+                ));
             }
             if rule.functions.is_empty() {
                 errors.push(error(&at("functions"), "name at least one function"));
@@ -101,7 +104,7 @@ impl SketchesConfig {
         for (i, query) in self.queries.iter().enumerate() {
             let at = format!("sketches.queries[{i}]");
             match promql::parse(query) {
-                Err(e) => errors.push(error(&at, format!("{query:?}: {}", e.message))),
+                Err(e) => errors.push(error(&at, format!("{query:?}: {}", e.detail()))),
                 Ok(expr) => {
                     // Custom plugins are not known yet: any range function could be one.
                     let any = |f: &str| f.ends_with("_over_time");

@@ -151,7 +151,8 @@ async fn run(
         let form = stages::decode(&parts, &body);
         // Checked below (api::check) where Prometheus checks it.
         limit = form.get("limit").parse::<usize>().ok();
-        let checked = api::check(endpoint, &form, label_name)?;
+        let shape = runtime.config.limits.shape();
+        let checked = api::check(endpoint, &form, label_name, &shape)?;
         // Prometheus ignores Thanos' parameters: they are checked after its own.
         asked.thanos = api::Thanos::from_form(&form)?;
         asked.partial = asked.thanos.partial_response.unwrap_or(asked.partial);
@@ -161,13 +162,13 @@ async fn run(
         let fans_out = stages::fans_out(&runtime);
         asked.selectors = match endpoint {
             _ if !fans_out => Vec::new(),
-            Endpoint::QueryExemplars => promql::parse(form.get("query"))
+            Endpoint::QueryExemplars => promql::parse_within(form.get("query"), &shape)
                 .map(|expr| promql::selector_matchers(&expr))
                 .unwrap_or_default(),
             Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues => form
                 .all("match[]")
                 .iter()
-                .filter_map(|m| promql::parse_selector(m).ok())
+                .filter_map(|m| promql::parse_selector_within(m, &shape).ok())
                 .collect(),
             _ => Vec::new(),
         };
@@ -180,14 +181,16 @@ async fn run(
             Checked::Forward => {}
         }
     }
-    let _slot = stages::admit(proxy, &runtime, endpoint)?;
+    // Shared with the evaluation thread: an evaluation outliving its client (until it
+    // sees the cancellation) still counts against the limit.
+    let slot = stages::admit(proxy, &runtime, endpoint)?.map(Arc::new);
     let sketches = query
         .as_ref()
         .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers));
     match query {
         Some(request) if stages::answers_locally(&runtime, &request, sketches.is_some()) => {
             let reuse_kept = stages::reuse_kept(&parts.headers);
-            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept).await
+            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept, slot).await
         }
         Some(_) => Ok(stages::mark_path(
             stages::forward(proxy, &runtime, endpoint, parts, body).await?,

@@ -318,6 +318,7 @@ pub async fn evaluate(
     request: QueryRequest,
     sketches: Option<Arc<dyn Sketches>>,
     reuse_kept: bool,
+    slot: Option<Arc<QuerySlot>>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let q = &runtime.config.query;
@@ -356,6 +357,7 @@ pub async fn evaluate(
             timeout,
             proxy.metrics.local_queries_canceled.clone(),
             sketches.clone(),
+            slot.clone().map(|s| s as query::Held),
         )
     };
     // A partial answer is not kept: the missing endpoint's data may come back.

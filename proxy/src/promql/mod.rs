@@ -3,6 +3,7 @@
 //! state beyond the function registry `promql-parser` keeps.
 
 pub mod eval;
+pub mod shape;
 pub mod sketch_plan;
 
 use std::sync::Once;
@@ -24,12 +25,36 @@ pub const SKETCH_FUNCTIONS: [&str; 4] = [
 /// using them can only be answered by the proxy itself.
 pub const PROXY_FUNCTIONS: [&str; 3] = ["entropy_over_time", "l2_over_time", "distinct_over_time"];
 
+pub use shape::{ShapeError, ShapeLimits};
+
 /// A query or selector that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("parse error: {message}")]
-pub struct ParseError {
+pub enum ParseError {
     /// What the parser said, without position (promql-parser does not report one).
-    pub message: String,
+    #[error("parse error: {message}")]
+    Syntax {
+        /// The parser's words.
+        message: String,
+    },
+    /// Refused before parsing: too long or too deep.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+}
+
+impl ParseError {
+    fn syntax(message: impl Into<String>) -> Self {
+        Self::Syntax {
+            message: message.into(),
+        }
+    }
+
+    /// What is wrong, without the "parse error" prefix.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Syntax { message } => message.clone(),
+            Self::Shape(e) => e.to_string(),
+        }
+    }
 }
 
 /// Makes `promql-parser` accept exactly the functions Prometheus 2.42 knows plus the
@@ -55,21 +80,27 @@ fn register_functions() {
     });
 }
 
-/// Parses a PromQL expression the way Prometheus' `parser.ParseExpr` would.
+/// Parses a PromQL expression the way Prometheus' `parser.ParseExpr` would, within the
+/// default [`ShapeLimits`] (queries from the configuration, tests).
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    parse_within(query, &ShapeLimits::default())
+}
+
+/// Parses a PromQL expression the way Prometheus' `parser.ParseExpr` would, once its
+/// shape is within `limits`: nothing recursive runs on a query that is too deep.
+pub fn parse_within(query: &str, limits: &ShapeLimits) -> Result<Expr, ParseError> {
+    shape::check(query, limits)?;
     register_functions();
     if query.trim().is_empty() {
         // promql-parser says "invalid promql query"; Prometheus' wording is clearer.
-        return Err(ParseError {
-            message: "no expression found in input".to_owned(),
-        });
+        return Err(ParseError::syntax("no expression found in input"));
     }
-    let expr = parser::parse(query).map_err(|message| ParseError { message })?;
+    let expr = parser::parse(query).map_err(ParseError::syntax)?;
     if uses_or_matchers(&expr) {
         // promql-parser knows `{a="1" or b="2"}` (Prometheus 3); 2.42's parser does not.
-        return Err(ParseError {
-            message: "unexpected identifier \"or\" in label matching, expected \",\" or \"}\"".to_owned(),
-        });
+        return Err(ParseError::syntax(
+            "unexpected identifier \"or\" in label matching, expected \",\" or \"}\"",
+        ));
     }
     Ok(expr)
 }
@@ -98,7 +129,12 @@ fn uses_or_matchers(expr: &Expr) -> bool {
 /// Parses a series selector (`match[]`), like Prometheus' `parser.ParseMetricSelector`:
 /// only a bare instant-vector selector is accepted.
 pub fn parse_selector(selector: &str) -> Result<Matchers, ParseError> {
-    match parse(selector)? {
+    parse_selector_within(selector, &ShapeLimits::default())
+}
+
+/// [`parse_selector`] within `limits`.
+pub fn parse_selector_within(selector: &str, limits: &ShapeLimits) -> Result<Matchers, ParseError> {
+    match parse_within(selector, limits)? {
         Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
             let mut matchers = vs.matchers;
             if let Some(name) = vs.name {
@@ -110,12 +146,10 @@ pub fn parse_selector(selector: &str) -> Result<Matchers, ParseError> {
             }
             Ok(matchers)
         }
-        other => Err(ParseError {
-            message: format!(
-                "expected a series selector such as up{{job=\"x\"}}, got {} expression",
-                value_type_name(&other)
-            ),
-        }),
+        other => Err(ParseError::syntax(format!(
+            "expected a series selector such as up{{job=\"x\"}}, got {} expression",
+            value_type_name(&other)
+        ))),
     }
 }
 

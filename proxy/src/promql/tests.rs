@@ -120,9 +120,9 @@ fn or_inside_braces_is_refused_as_prometheus_2_42_refuses_it() {
     for query in ["up{a=\"1\" or b=\"2\"}", "rate(up{a=\"1\" or b=\"2\"}[5m])"] {
         let error = parse(query).unwrap_err();
         assert!(
-            error.message.contains("unexpected identifier \"or\""),
+            error.detail().contains("unexpected identifier \"or\""),
             "{query}: {}",
-            error.message
+            error.detail()
         );
     }
 }

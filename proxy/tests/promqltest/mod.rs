@@ -216,7 +216,7 @@ fn labels_of(metric: &str) -> Result<Labels, String> {
     if metric == "{}" {
         return Ok(Vec::new());
     }
-    let matchers = parse_selector(metric).map_err(|e| format!("{metric:?}: {}", e.message))?;
+    let matchers = parse_selector(metric).map_err(|e| format!("{metric:?}: {}", e.detail()))?;
     let mut labels: Labels = matchers
         .matchers
         .iter()

@@ -98,11 +98,7 @@ impl TestProxy {
         let serving = proxy.clone();
         let thread = std::thread::spawn(move || {
             let _keep = keep;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = sketch_proxy::tokio_runtime(Some(2)).unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();

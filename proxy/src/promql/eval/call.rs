@@ -273,7 +273,9 @@ impl Evaluator<'_> {
     ) -> Result<(), EvalError> {
         {
             let (mut lo, mut hi) = (0, 0);
+            let mut ticks = 0;
             for (k, ts) in self.range.steps().enumerate() {
+                self.interrupt.tick(&mut ticks, 1)?;
                 let end = windows.at.unwrap_or(ts) - windows.offset;
                 let start = end - windows.range;
                 if hi > 0 && series.points[hi - 1].t > end {
@@ -289,6 +291,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let window = &series.points[lo..hi];
+                self.interrupt.tick(&mut ticks, window.len())?;
                 if self.samples + window.len() > self.limits.max_samples {
                     return Err(EvalError::TooManySamples);
                 }

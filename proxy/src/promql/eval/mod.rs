@@ -98,7 +98,24 @@ pub struct Interrupt {
     pub cancelled: Arc<AtomicBool>,
 }
 
+/// How much work (steps, samples) passes between two [`Interrupt::tick`] checks:
+/// little enough that a check comes well within a millisecond, enough that reading the
+/// clock costs nothing measurable.
+const TICK_EVERY: usize = 4096;
+
 impl Interrupt {
+    /// [`Interrupt::check`] once [`TICK_EVERY`] units of work have been counted in
+    /// `count`: for loops whose iterations are cheap but whose number is unbounded (the
+    /// steps of a fine subquery).
+    fn tick(&self, count: &mut usize, work: usize) -> Result<(), EvalError> {
+        *count += work;
+        if *count >= TICK_EVERY {
+            *count = 0;
+            self.check()?;
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), EvalError> {
         if self.cancelled.load(Ordering::Relaxed) {
             return Err(EvalError::Canceled);
@@ -416,12 +433,19 @@ impl Evaluator<'_> {
         let mut out = Vec::new();
         let steps = self.range;
         let lookback = self.limits.lookback_ms;
+        let mut ticks = 0;
         for series in selected(self.data, vs) {
             let mut points = Vec::new();
             let mut next = 0;
             for ts in steps.steps() {
+                self.interrupt.tick(&mut ticks, 1)?;
                 let reference = self.reference(vs, ts);
                 if let Some(p) = lookup(&series.points, &mut next, reference, lookback) {
+                    // Held samples are counted as they come: a fine subquery's steps
+                    // are unbounded, memory is not.
+                    if self.samples + points.len() >= self.limits.max_samples {
+                        return Err(EvalError::TooManySamples);
+                    }
                     points.push(Point { t: ts, v: p.v });
                 }
             }
