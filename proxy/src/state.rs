@@ -59,6 +59,8 @@ pub struct Runtime {
     pub kept: KeptResults,
     /// Every read endpoint, when there are several (`downstream.endpoints`).
     pub targets: Vec<crate::http::fanout::Target>,
+    /// The PromQL requests may use: the shape limits and the loaded plugins' functions.
+    pub grammar: crate::promql::Grammar,
 }
 
 impl Runtime {
@@ -67,7 +69,17 @@ impl Runtime {
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
         let source = raw_source(&config, metrics);
+        let custom: Vec<crate::promql::CustomFunction> = plugins
+            .plugins()
+            .iter()
+            .flat_map(|p| p.info().functions.iter())
+            .map(|f| crate::promql::CustomFunction {
+                name: f.name.clone(),
+                scalar_args: f.scalar_args.len(),
+            })
+            .collect();
         Self {
+            grammar: crate::promql::Grammar::new(config.limits.shape(), &custom),
             source,
             kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
             targets: if config.fans_out() {

@@ -352,7 +352,10 @@ fn a_fine_subquery_stops_at_the_query_timeout() {
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut answer = patient.get(&url).call().expect("an answer before the client's deadline");
+    let mut answer = patient
+        .get(&url)
+        .call()
+        .expect("an answer before the client's deadline");
     assert_eq!(answer.status(), 503);
     let body: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body["errorType"], "timeout", "{body}");

@@ -15,7 +15,7 @@ pub use thanos::Thanos;
 use promql_parser::parser::value::ValueType;
 
 use crate::promql::eval::Range;
-use crate::promql::{self, ShapeLimits};
+use crate::promql::{self, Grammar};
 
 /// An endpoint of the Prometheus query API (paths relative to `/api/v1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,8 +159,8 @@ pub struct QueryRequest {
     pub range: Range,
     /// The request's `timeout`, if any.
     pub timeout: Option<std::time::Duration>,
-    /// Functions it uses that only the proxy knows.
-    pub proxy_functions: Vec<&'static str>,
+    /// Functions it uses that only the proxy knows (its own, and custom plugins').
+    pub proxy_functions: Vec<String>,
     /// `sketch=off`: answer exactly, for side-by-side checks.
     pub sketch_off: bool,
     /// A `query_range` (an instant query answers a vector).
@@ -176,9 +176,10 @@ pub fn check(
     endpoint: Endpoint,
     form: &Form,
     label_name: Option<&str>,
-    shape: &ShapeLimits,
+    grammar: &Grammar,
 ) -> Result<Checked, ApiError> {
-    let parse = |query: &str| promql::parse_within(query, shape);
+    let parse = |query: &str| grammar.parse(query);
+    let shape = &grammar.shape;
     match endpoint {
         Endpoint::Query => {
             let now = params::now_nanos();
@@ -186,7 +187,7 @@ pub fn check(
             let timeout = check_timeout(form)?;
             let expr = parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
             return Ok(Checked::Query(Box::new(QueryRequest {
-                proxy_functions: promql::proxy_functions_used(&expr),
+                proxy_functions: grammar.proxy_functions_used(&expr),
                 expr,
                 range: Range::instant(nanos_to_ms(time)),
                 timeout,
@@ -225,7 +226,7 @@ pub fn check(
                 )));
             }
             return Ok(Checked::Query(Box::new(QueryRequest {
-                proxy_functions: promql::proxy_functions_used(&expr),
+                proxy_functions: grammar.proxy_functions_used(&expr),
                 expr,
                 range: Range {
                     start_ms: nanos_to_ms(start),
@@ -246,11 +247,11 @@ pub fn check(
                 ));
             }
             let expr = parse(form.get("query")).map_err(bad_data)?;
-            refuse_proxy_functions(&expr)?;
+            refuse_proxy_functions(grammar, &expr)?;
         }
         Endpoint::FormatQuery => {
             let expr = parse(form.get("query")).map_err(|e| invalid_param("query", e))?;
-            if !promql::proxy_functions_used(&expr).is_empty() {
+            if !grammar.proxy_functions_used(&expr).is_empty() {
                 return Ok(Checked::Formatted(expr.prettify()));
             }
         }
@@ -323,8 +324,8 @@ fn type_name(t: ValueType) -> &'static str {
     }
 }
 
-fn refuse_proxy_functions(expr: &promql_parser::parser::Expr) -> Result<(), ApiError> {
-    match promql::proxy_functions_used(expr).as_slice() {
+fn refuse_proxy_functions(grammar: &Grammar, expr: &promql_parser::parser::Expr) -> Result<(), ApiError> {
+    match grammar.proxy_functions_used(expr).as_slice() {
         [] => Ok(()),
         names => Err(ApiError::Execution(format!(
             "{} {} known only to sketch-proxy, and exemplar queries are answered by downstream",

@@ -206,7 +206,7 @@ const CASES: &[(Endpoint, Option<&str>, &str, Want)] = &[
 fn checks_follow_prometheus() {
     for (endpoint, label, query, want) in CASES {
         let form = Form::new(Some(query), None);
-        let got = check(*endpoint, &form, *label, &ShapeLimits::default());
+        let got = check(*endpoint, &form, *label, &Grammar::default());
         let ok = match (want, &got) {
             (Want::Forward, Ok(Checked::Forward)) => true,
             (Want::Query(names), Ok(Checked::Query(q))) => q.proxy_functions == *names,

@@ -151,8 +151,8 @@ async fn run(
         let form = stages::decode(&parts, &body);
         // Checked below (api::check) where Prometheus checks it.
         limit = form.get("limit").parse::<usize>().ok();
-        let shape = runtime.config.limits.shape();
-        let checked = api::check(endpoint, &form, label_name, &shape)?;
+        let checked = api::check(endpoint, &form, label_name, &runtime.grammar)?;
+        let shape = runtime.grammar.shape;
         // Prometheus ignores Thanos' parameters: they are checked after its own.
         asked.thanos = api::Thanos::from_form(&form)?;
         asked.partial = asked.thanos.partial_response.unwrap_or(asked.partial);

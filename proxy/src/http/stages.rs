@@ -279,19 +279,25 @@ pub fn sketches_for(
         || headers
             .get("x-sketch")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
-    if off || proxy.sketches.series_count() == 0 {
-        return None;
-    }
+    // Functions only a plugin knows are computed by their plugin whatever the store.
+    let plugin_only = request
+        .proxy_functions
+        .iter()
+        .any(|f| runtime.grammar.is_custom(f));
+    let use_store = !off && proxy.sketches.series_count() > 0;
     let plugins = runtime.plugins.clone();
     let served = |f: &str| plugins.for_function(f).is_some();
-    let (calls, _) = sketch_plan::sketch_calls(&request.expr, &served, MIN_WINDOW_MS);
-    if calls.is_empty() {
-        return None;
-    }
-    Some(Arc::new(StoreSketches {
-        store: proxy.sketches.clone(),
-        plugins,
-    }))
+    let candidates = use_store && {
+        let (calls, _) = sketch_plan::sketch_calls(&request.expr, &served, MIN_WINDOW_MS);
+        !calls.is_empty()
+    };
+    (candidates || plugin_only).then(|| {
+        Arc::new(StoreSketches {
+            store: proxy.sketches.clone(),
+            plugins,
+            use_store,
+        }) as Arc<dyn Sketches>
+    })
 }
 
 /// Whether the proxy evaluates `request` itself: always in `local` mode, and in `auto`
@@ -420,6 +426,14 @@ pub async fn evaluate(
         .collect();
     let missing = partial.missing();
     let mut warnings = warnings;
+    warnings.extend(served.computed.iter().map(|(function, bound)| {
+        let accuracy = if *bound == 0.0 {
+            "exact".to_owned()
+        } else {
+            format!("values within {} relative error", format_bound(*bound))
+        };
+        format!("{function} computed from raw samples by its plugin (no sketch covers it): {accuracy}")
+    }));
     warnings.extend(missing.iter().map(|m| partial_warning(m)));
     let body = crate::api::wire::query_success(&answer, at_ms, &warnings);
     let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {

@@ -41,6 +41,7 @@ fn sketched(exact_series: usize) -> Served {
     Served {
         sketched: BTreeMap::from([("quantile_over_time".to_owned(), 0.01)]),
         exact_series,
+        ..Served::default()
     }
 }
 

@@ -3,6 +3,7 @@
 //! state beyond the function registry `promql-parser` keeps.
 
 pub mod eval;
+pub mod grammar;
 pub mod shape;
 pub mod sketch_plan;
 
@@ -25,6 +26,7 @@ pub const SKETCH_FUNCTIONS: [&str; 4] = [
 /// using them can only be answered by the proxy itself.
 pub const PROXY_FUNCTIONS: [&str; 3] = ["entropy_over_time", "l2_over_time", "distinct_over_time"];
 
+pub use grammar::{CustomFunction, Grammar};
 pub use shape::{ShapeError, ShapeLimits};
 
 /// A query or selector that does not parse.
@@ -59,7 +61,7 @@ impl ParseError {
 
 /// Makes `promql-parser` accept exactly the functions Prometheus 2.42 knows plus the
 /// proxy's own. Idempotent; every parse entry point calls it.
-fn register_functions() {
+pub(crate) fn register_functions() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let mut extra: Vec<Function> = PROXY_FUNCTIONS
@@ -199,28 +201,6 @@ fn value_type_name(expr: &Expr) -> &'static str {
         ValueType::Scalar => "a scalar",
         ValueType::String => "a string",
     }
-}
-
-/// Names of the proxy-only functions an expression calls, in order of appearance,
-/// without repeats.
-pub fn proxy_functions_used(expr: &Expr) -> Vec<&'static str> {
-    struct Collect(Vec<&'static str>);
-    impl ExprVisitor for Collect {
-        type Error = std::convert::Infallible;
-        fn pre_visit(&mut self, plan: &Expr) -> Result<bool, Self::Error> {
-            if let Expr::Call(call) = plan
-                && let Some(name) = PROXY_FUNCTIONS.iter().find(|n| **n == call.func.name)
-                && !self.0.contains(name)
-            {
-                self.0.push(name);
-            }
-            Ok(true)
-        }
-    }
-    let mut collect = Collect(Vec::new());
-    // The visitor is infallible.
-    let _ = walk_expr(&mut collect, expr);
-    collect.0
 }
 
 #[cfg(test)]

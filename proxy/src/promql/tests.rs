@@ -55,7 +55,7 @@ fn proxy_functions_are_found_once_each_in_order() {
     ];
     for (query, want) in cases {
         let expr = parse(query).unwrap();
-        assert_eq!(proxy_functions_used(&expr), *want, "{query}");
+        assert_eq!(Grammar::default().proxy_functions_used(&expr), *want, "{query}");
     }
 }
 

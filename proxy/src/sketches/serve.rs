@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::SketchStore;
-use crate::plugin_host::{PluginSet, RangeRequest, Sketch};
+use crate::plugin_host::{PluginSet, RangeRequest, Sketch, SketchConfig};
 use crate::prompb::Label;
-use crate::promql::eval::value::Labels;
+use crate::promql::eval::value::{Labels, Point};
 use crate::promql::eval::{Range, SketchValue, Sketches};
 
 /// Windows may end this long after a sketch's newest sample and still be served:
@@ -22,7 +22,14 @@ pub struct StoreSketches {
     pub store: Arc<SketchStore>,
     /// The loaded plugins.
     pub plugins: Arc<PluginSet>,
+    /// Whether the store's sketches may answer (not with `sketch=off`); plugins still
+    /// compute the functions only they know.
+    pub use_store: bool,
 }
+
+/// Samples per `insert` call when a plugin computes from raw samples: one call's
+/// argument stays well within a plugin's memory cap.
+const COMPUTE_BATCH: usize = 4096;
 
 impl Sketches for StoreSketches {
     fn serves(&self, function: &str) -> bool {
@@ -30,6 +37,9 @@ impl Sketches for StoreSketches {
     }
 
     fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool {
+        if !self.use_store {
+            return false;
+        }
         let key: Vec<Label> = labels.iter().cloned().collect();
         self.store
             .get(&key, function)
@@ -45,6 +55,9 @@ impl Sketches for StoreSketches {
         ends: Range,
         window_ms: i64,
     ) -> Option<Vec<Option<SketchValue>>> {
+        if !self.use_store {
+            return None;
+        }
         let key: Vec<Label> = labels.iter().cloned().collect();
         let sketch = self.store.get(&key, function)?;
         sketch
@@ -72,6 +85,49 @@ impl Sketches for StoreSketches {
                 )
             })
             .flatten()
+    }
+
+    fn compute(
+        &self,
+        function: &str,
+        args: &[f64],
+        points: &[Point],
+        ends: Range,
+        window_ms: i64,
+    ) -> Result<Vec<Option<SketchValue>>, String> {
+        let plugin = self
+            .plugins
+            .for_function(function)
+            .ok_or_else(|| format!("no loaded plugin serves {function}"))?;
+        let config = SketchConfig {
+            // Everything from the first window's start to the last window's end.
+            retention_ms: ends.end_ms - ends.start_ms + window_ms + 1,
+            options: Vec::new(),
+        };
+        let sketch = plugin.create(0, &config).map_err(|e| e.to_string())?;
+        for batch in points.chunks(COMPUTE_BATCH) {
+            let timestamps: Vec<i64> = batch.iter().map(|p| p.t).collect();
+            let values: Vec<f64> = batch.iter().map(|p| p.v).collect();
+            sketch.insert(&timestamps, &values).map_err(|e| e.to_string())?;
+        }
+        let request = RangeRequest {
+            start_ms: ends.start_ms,
+            end_ms: ends.end_ms,
+            step_ms: ends.step_ms,
+            window_ms,
+        };
+        let answers = sketch
+            .query_range(function, args, request)
+            .map_err(|e| e.to_string())?;
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.map(|e| SketchValue {
+                    value: e.value,
+                    bound: e.bound,
+                })
+            })
+            .collect())
     }
 }
 

@@ -59,8 +59,11 @@ impl Evaluator<'_> {
             .iter()
             .position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_)))
         {
-            let f =
-                range_function(name).ok_or_else(|| exec(format!("function {name:?} is not supported")))?;
+            let f = range_function(name);
+            let plugin_only = f.is_none() && self.sketches.is_some_and(|s| s.sketches.serves(name));
+            if f.is_none() && !plugin_only {
+                return Err(exec(format!("function {name:?} is not supported")));
+            }
             return self.range_call(name, f, &args, i);
         }
         if name == "absent" {
@@ -125,7 +128,7 @@ impl Evaluator<'_> {
     fn range_call(
         &mut self,
         name: &str,
-        f: RangeFn,
+        f: Option<RangeFn>,
         args: &[&Expr],
         matrix_at: usize,
     ) -> Result<Matrix, EvalError> {
@@ -168,7 +171,9 @@ impl Evaluator<'_> {
             let mut points = Vec::new();
             if let Some(answers) = answers {
                 points = self.sketch_points(name, &answers, &windows);
-            } else {
+            } else if f.is_none() {
+                points = self.computed_points(name, series, &windows, &scalars)?;
+            } else if let Some(f) = f {
                 if sketchable {
                     self.served.exact_series += 1;
                 }
@@ -206,14 +211,7 @@ impl Evaluator<'_> {
         let (Some(using), Some(args)) = (self.sketches, constant(scalars)) else {
             return Vec::new();
         };
-        let ends = match windows.at {
-            Some(at) => Range::instant(at - windows.offset),
-            None => Range {
-                start_ms: self.range.start_ms - windows.offset,
-                end_ms: self.range.end_ms - windows.offset,
-                step_ms: self.range.step_ms,
-            },
-        };
+        let ends = self.window_ends(windows);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let chunk = windows.series.len().div_ceil(threads).max(1);
         let ask = |s: &Series| using.sketches.answer(name, &s.labels, &args, ends, windows.range);
@@ -231,6 +229,51 @@ impl Evaluator<'_> {
         })
     }
 
+    /// One series' points of a function only a plugin knows, computed by a fresh
+    /// sketch from the raw samples (one plugin call for all steps).
+    fn computed_points(
+        &mut self,
+        name: &str,
+        series: &Series,
+        windows: &Windows,
+        scalars: &[Vec<f64>],
+    ) -> Result<Vec<Point>, EvalError> {
+        let (Some(using), Some(args)) = (self.sketches, constant(scalars)) else {
+            return Err(exec(format!(
+                "the scalar arguments of {name} must be the same at every step"
+            )));
+        };
+        let ends = self.window_ends(windows);
+        let first = ends.start_ms - windows.range;
+        let inside: Vec<Point> = series
+            .points
+            .iter()
+            .filter(|p| p.t >= first && p.t <= ends.end_ms)
+            .copied()
+            .collect();
+        self.interrupt.check()?;
+        let answers = using
+            .sketches
+            .compute(name, &args, &inside, ends, windows.range)
+            .map_err(|e| exec(format!("{name}: {e}")))?;
+        let (points, bound) = self.step_points(&answers, windows);
+        let seen = self.served.computed.entry(name.to_owned()).or_insert(0.0);
+        *seen = seen.max(bound);
+        Ok(points)
+    }
+
+    /// The window ends of `windows` at the evaluation's steps (one for `@`).
+    fn window_ends(&self, windows: &Windows) -> Range {
+        match windows.at {
+            Some(at) => Range::instant(at - windows.offset),
+            None => Range {
+                start_ms: self.range.start_ms - windows.offset,
+                end_ms: self.range.end_ms - windows.offset,
+                step_ms: self.range.step_ms,
+            },
+        }
+    }
+
     /// One series' points from its sketch's answers (one per step, or one for `@`).
     fn sketch_points(
         &mut self,
@@ -238,6 +281,15 @@ impl Evaluator<'_> {
         answers: &[Option<SketchValue>],
         windows: &Windows,
     ) -> Vec<Point> {
+        let (points, bound) = self.step_points(answers, windows);
+        let seen = self.served.sketched.entry(name.to_owned()).or_insert(0.0);
+        *seen = seen.max(bound);
+        points
+    }
+
+    /// A plugin's answers (one per step, or one for `@`) as points at the steps, and
+    /// the largest bound among them.
+    fn step_points(&self, answers: &[Option<SketchValue>], windows: &Windows) -> (Vec<Point>, f64) {
         let mut points = Vec::new();
         let mut bound: f64 = 0.0;
         for (k, ts) in self.range.steps().enumerate() {
@@ -251,9 +303,7 @@ impl Evaluator<'_> {
                 points.push(Point { t: ts, v: a.value });
             }
         }
-        let seen = self.served.sketched.entry(name.to_owned()).or_insert(0.0);
-        *seen = seen.max(bound);
-        points
+        (points, bound)
     }
 
     /// One series' points computed from its raw samples, window by window.

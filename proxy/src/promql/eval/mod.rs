@@ -200,6 +200,19 @@ pub trait Sketches: Send + Sync {
         ends: Range,
         window_ms: i64,
     ) -> Option<Vec<Option<SketchValue>>>;
+
+    /// `function(args…)` for windows of `window_ms` ending at every step of `ends`,
+    /// computed by a fresh sketch of the plugin serving it, fed `points` (the series'
+    /// raw samples): how functions that only a plugin knows are answered where no sketch
+    /// covers. One answer per step; an error carries the plugin's words.
+    fn compute(
+        &self,
+        function: &str,
+        args: &[f64],
+        points: &[Point],
+        ends: Range,
+        window_ms: i64,
+    ) -> Result<Vec<Option<SketchValue>>, String>;
 }
 
 /// Where the sketches are, and the cost rule's minimum window.
@@ -226,6 +239,9 @@ pub struct Served {
     pub sketched: std::collections::BTreeMap<String, f64>,
     /// Series of sketch-served functions answered exactly instead (no covering sketch).
     pub exact_series: usize,
+    /// Functions only a plugin knows, computed from raw samples by a fresh sketch
+    /// (no sketch covered), with the largest bound seen.
+    pub computed: std::collections::BTreeMap<String, f64>,
 }
 
 /// Evaluates `expr` over `range` with the fetched `data`.
