@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// (package, file name in OUT_DIR)
-const GUESTS: [(&str, &str); 8] = [
+const GUESTS: [(&str, &str); 9] = [
     ("sketch-plugin-quantile", "quantile"),
     ("sketch-plugin-distinct", "distinct"),
     ("sketch-plugin-entropy", "entropy"),
@@ -20,6 +20,7 @@ const GUESTS: [(&str, &str); 8] = [
     ("hostile-guest", "hostile"),
     ("wrong-version-guest", "wrong-version"),
     ("impostor-guest", "impostor"),
+    ("noisy-guest", "noisy"),
 ];
 
 /// Environment the outer cargo sets that must not leak into the nested build: wrappers

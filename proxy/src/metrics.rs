@@ -74,6 +74,8 @@ pub struct Metrics {
     pub queries_in_flight: Gauge,
     /// Queries refused because every slot was taken.
     pub queries_rejected: Counter,
+    /// Queries waiting for a concurrency slot.
+    pub queries_waiting: Gauge,
     /// Time to answer a query locally: fetch, evaluation and encoding.
     pub local_query_duration: Histogram,
     /// Local evaluations stopped because the client went away.
@@ -244,6 +246,8 @@ pub struct IngestMetrics {
     pub samples_sent: Family<DestinationLabels, Counter>,
     /// Samples in sends that are retried (counted once per retry).
     pub samples_retried: Family<DestinationLabels, Counter>,
+    /// Refused requests sent again as two halves, to find the records refused.
+    pub requests_split: Family<DestinationLabels, Counter>,
     /// Samples a destination refused for good, by status.
     pub samples_failed: Family<DestinationReasonLabels, Counter>,
     /// Bytes waiting in a destination's queue.
@@ -284,6 +288,11 @@ impl IngestMetrics {
             "samples_retried",
             "Samples in sends that failed and are retried",
             self.samples_retried.clone(),
+        );
+        r.register(
+            "requests_split",
+            "Requests a destination refused that were sent again as two halves, to leave out only the refused records",
+            self.requests_split.clone(),
         );
         r.register(
             "samples_failed",
@@ -345,6 +354,7 @@ impl Metrics {
             downstream_errors: Family::default(),
             queries_in_flight: Gauge::default(),
             queries_rejected: Counter::default(),
+            queries_waiting: Gauge::default(),
             local_query_duration: latency_histogram(),
             local_queries_canceled: Counter::default(),
             reload_success: Gauge::default(),
@@ -387,8 +397,13 @@ impl Metrics {
         );
         registry.register(
             "queries_rejected",
-            "Queries refused because limits.max_concurrent_queries were running",
+            "Queries refused because limits.max_concurrent_queries were running and none came free in time",
             m.queries_rejected.clone(),
+        );
+        registry.register(
+            "queries_waiting",
+            "Queries waiting for a concurrency slot (limits.max_queued_queries)",
+            m.queries_waiting.clone(),
         );
         registry.register(
             "local_query_duration_seconds",

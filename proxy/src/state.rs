@@ -49,6 +49,8 @@ pub struct Runtime {
     pub downstream: Downstream,
     /// Slots for concurrent queries (`limits.max_concurrent_queries`).
     pub query_slots: Arc<Semaphore>,
+    /// Queries waiting for a slot (`limits.max_queued_queries`).
+    pub queries_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The sketch plugins this configuration loaded.
     pub plugins: Arc<PluginSet>,
     /// Which ingested series get sketches.
@@ -100,6 +102,7 @@ impl Runtime {
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
             downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
+            queries_waiting: Arc::default(),
             plugins: Arc::new(plugins),
             config,
         }

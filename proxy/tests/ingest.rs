@@ -444,7 +444,7 @@ fn samples_the_destination_refuses_are_counted_and_the_queue_moves_on() {
     wait_stored(&prometheus, "ingest_refused", &expected);
     let metrics = support::send(&proxy.url(), "GET", "/metrics", "", "").body;
     let failed = format!(
-        "sketch_proxy_remote_write_samples_failed_total{{destination=\"{}\",reason=\"400\"}} 1\n",
+        "sketch_proxy_remote_write_samples_failed_total{{destination=\"{}\",reason=\"out of order sample\"}} 1\n",
         prometheus.url().trim_start_matches("http://")
     );
     assert!(metrics.contains(&failed), "{metrics}");

@@ -204,10 +204,10 @@ fn unreachable_downstream_gets_503_unavailable() {
 }
 
 #[test]
-fn queries_over_the_concurrency_limit_get_503_at_once() {
+fn queries_over_the_concurrency_limit_get_503_at_once_when_none_may_wait() {
     let hole = BlackHole::start().unwrap();
     let proxy = TestProxy::start(
-        "downstream:\n  timeout: 3s\nlimits:\n  max_concurrent_queries: 1\n",
+        "downstream:\n  timeout: 3s\nlimits:\n  max_concurrent_queries: 1\n  max_queued_queries: 0\n",
         &hole.url(),
     );
     let background = |method: &'static str, path: &'static str, query: &'static str| {
@@ -234,7 +234,8 @@ fn queries_over_the_concurrency_limit_get_503_at_once() {
     assert_eq!(second.json()["errorType"], "unavailable");
     assert_eq!(
         second.json()["error"],
-        "too many concurrent queries: 1 are running, the limit (limits.max_concurrent_queries); retry later"
+        "too many concurrent queries: 1 are running, the limit (limits.max_concurrent_queries), \
+         and 0 are waiting, the limit (limits.max_queued_queries); retry later"
     );
     // Non-query endpoints take no slot: this one reaches downstream.
     let labels = background("GET", "/api/v1/labels", "");
@@ -258,4 +259,176 @@ fn queries_over_the_concurrency_limit_get_503_at_once() {
     )
     .unwrap();
     assert_eq!(third.join().unwrap().json()["errorType"], "timeout");
+}
+
+/// Reported: with 200 concurrent clients, 47% got 503 "too many concurrent queries",
+/// where Prometheus queues and serves all of them.
+#[test]
+fn concurrent_queries_past_the_limit_wait_for_a_slot_and_are_all_answered() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start(
+        "query:\n  mode: local\nlimits:\n  max_concurrent_queries: 2\n",
+        &prometheus.url(),
+    );
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            let url = proxy.url();
+            std::thread::spawn(move || {
+                send(
+                    &url,
+                    "GET",
+                    "/api/v1/query",
+                    "query=sum(demo_request_duration_seconds)&time=1700003600",
+                    "",
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[test]
+fn a_query_that_waits_longer_than_max_query_wait_gets_503() {
+    let hole = BlackHole::start().unwrap();
+    let proxy = TestProxy::start(
+        "downstream:\n  timeout: 5s\nlimits:\n  max_concurrent_queries: 1\n  max_query_wait: 200ms\n",
+        &hole.url(),
+    );
+    let url = proxy.url();
+    let first = std::thread::spawn(move || send(&url, "GET", "/api/v1/query", "query=up", ""));
+    wait_until(
+        Duration::from_secs(10),
+        "the first query to reach downstream",
+        || hole.accepted() >= 1,
+    )
+    .unwrap();
+    let second = send(&proxy.url(), "GET", "/api/v1/query", "query=up", "");
+    assert_eq!(second.status, 503, "{second:?}");
+    assert!(
+        second.json()["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("none came free within 200ms (limits.max_query_wait); retry later"),
+        "{second:?}"
+    );
+    assert_eq!(first.join().unwrap().json()["errorType"], "timeout");
+}
+
+/// Reads from `stream` until the server closes it (true) or `patience` passes.
+fn closed_by_server(stream: &mut std::net::TcpStream, patience: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn half_sent_request(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: proxy\r\nX-Slow: ")
+        .unwrap();
+    stream
+}
+
+/// Reported: connections with half-sent headers were held for 6 minutes. The limit
+/// here is 1 s; the test waits up to 30 s for the close, so only a missing limit fails.
+#[test]
+fn a_half_sent_header_is_cut_off_at_read_header_timeout() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("web:\n  read_header_timeout: 1s\n", &prometheus.url());
+    let mut slow = half_sent_request(proxy.addr);
+    let mut idle = std::net::TcpStream::connect(proxy.addr).unwrap();
+    assert!(
+        closed_by_server(&mut slow, Duration::from_secs(30)),
+        "half-sent headers"
+    );
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(30)),
+        "an idle connection"
+    );
+}
+
+#[test]
+fn past_max_connections_a_request_waits_until_a_connection_closes() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("web:\n  max_connections: 2\n", &prometheus.url());
+    let held: Vec<_> = (0..2).map(|_| half_sent_request(proxy.addr)).collect();
+    let impatient = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .new_agent();
+    let url = format!("{}/api/v1/query?query=up", proxy.url());
+    assert!(impatient.get(&url).call().is_err(), "both connections are taken");
+    drop(held);
+    let answer = send(&proxy.url(), "GET", "/api/v1/query", "query=up", "");
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// 500 slow or idle connections (the default limit is 512) leave room for a normal
+/// query, and a shutdown with them open ends within `web.shutdown_timeout`.
+#[test]
+fn five_hundred_idle_connections_neither_stop_a_query_nor_hold_up_shutdown() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("web:\n  shutdown_timeout: 1s\n", &prometheus.url());
+    let held: Vec<_> = (0..500)
+        .map(|i| {
+            if i % 2 == 0 {
+                half_sent_request(proxy.addr)
+            } else {
+                std::net::TcpStream::connect(proxy.addr).unwrap()
+            }
+        })
+        .collect();
+    let answer = send(&proxy.url(), "GET", "/api/v1/query", "query=up", "");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(proxy);
+        let _ = done.send(());
+    });
+    assert!(
+        stopped.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "shutdown waited for idle connections"
+    );
+    drop(held);
+}
+
+/// Reported: a remote-write 400 echoed the labels back (a 4.9 MB request got a
+/// 105 MB error body). Messages are cut at 4 KiB.
+#[test]
+fn error_bodies_are_bounded() {
+    let prometheus = demo_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(
+        &format!(
+            "ingest:\n  enabled: true\n  queue_dir: {}\n",
+            dir.path().display()
+        ),
+        &prometheus.url(),
+    );
+    let huge = "x".repeat(1 << 20);
+    let mut data = support::write::Stored::new();
+    // A repeated label name: Prometheus refuses the series, naming it.
+    data.insert(
+        vec![
+            ("__name__".to_owned(), "m".to_owned()),
+            ("a".to_owned(), huge.clone()),
+            ("a".to_owned(), huge),
+        ],
+        vec![(support::write::now_ms(), 1.0)],
+    );
+    let answer = support::write::post(&proxy.url(), &data);
+    assert_eq!(answer.status, 400, "{}", &answer.body[..200]);
+    assert!(answer.body.len() < 8192, "{} bytes", answer.body.len());
+    assert!(answer.body.contains("more bytes cut"), "{}", answer.body);
 }

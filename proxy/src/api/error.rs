@@ -40,13 +40,23 @@ pub enum ApiError {
     /// The body could not be read from the client.
     #[error("reading the request body: {0}")]
     BodyRead(String),
-    /// `limits.max_concurrent_queries` queries are already running (503 `unavailable`).
+    /// The body did not arrive within `web.read_timeout` (408).
+    #[error("the request body did not arrive within {timeout:?} (web.read_timeout)")]
+    BodyTimeout {
+        /// The configured timeout.
+        timeout: std::time::Duration,
+    },
+    /// `limits.max_concurrent_queries` queries are running and no slot came free in
+    /// time, or the wait queue is full (503 `unavailable`).
     #[error(
-        "too many concurrent queries: {limit} are running, the limit (limits.max_concurrent_queries); retry later"
+        "too many concurrent queries: {limit} are running, the limit (limits.max_concurrent_queries), \
+         and {why}; retry later"
     )]
     TooManyQueries {
         /// The configured limit.
         limit: usize,
+        /// Why this one did not wait for a slot.
+        why: String,
     },
     /// A path that describes one server, not merged over several endpoints.
     #[error("{path} describes one server and is not answered over several endpoints (downstream.endpoints)")]

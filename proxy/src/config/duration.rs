@@ -14,6 +14,26 @@ pub mod prometheus {
     }
 }
 
+/// [`prometheus`] durations, and `0s` for "off" (Prometheus' parser refuses zero).
+pub mod prometheus_or_zero {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    /// Parses a Prometheus duration string, or `0s`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "0s" {
+            return Ok(Duration::ZERO);
+        }
+        promql_parser::util::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "{text:?} is not a duration such as 30s or 2m, or 0s: {e}"
+            ))
+        })
+    }
+}
+
 /// URLs.
 pub mod uri {
     use http::Uri;

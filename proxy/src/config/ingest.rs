@@ -30,14 +30,30 @@ pub struct IngestConfig {
     /// Bytes a destination's queue may hold (compressed); past it writes get 503 so
     /// senders back off. Default 1 GiB.
     pub max_queue_bytes: u64,
+    /// Size at which a queue segment file is closed and the next one started (default
+    /// 64 MiB). Delivered data is deleted a whole segment at a time, so on a small
+    /// disk smaller segments give space back sooner.
+    pub segment_bytes: u64,
     /// Largest compressed request body; larger ones get 413. Default 64 MiB.
     pub max_body_bytes: u64,
     /// Largest decompressed request body; larger ones get 413. Default 512 MiB.
     pub max_decompressed_bytes: u64,
+    /// Decompressed bytes of all remote-write bodies being handled at once (default
+    /// 1 GiB, at least `max_decompressed_bytes`); a body past it gets 503 with
+    /// Retry-After, which senders retry. Bounds the memory concurrent writes take.
+    pub max_inflight_decompressed_bytes: u64,
     /// Samples further ahead of the proxy's clock are refused (400): one such sample
     /// makes Prometheus refuse every later sample as out of bounds. Default `10m`.
     #[serde(with = "duration::prometheus")]
     pub max_future: Duration,
+    /// A request holding a sample this much older than the newest sample already
+    /// queued for a destination is refused (400) before it is acknowledged: Prometheus
+    /// 2.42 accepts samples down to 1 h before its newest (half its 2 h block range) and
+    /// would refuse the whole request as out of bounds after the 204. Default `1h`;
+    /// raise it by the `out_of_order_time_window` of a downstream that has one; `0s`
+    /// turns the check off. Nothing is known before the first write after a start.
+    #[serde(with = "duration::prometheus_or_zero")]
+    pub max_past: Duration,
     /// Timeout of one send to a destination (Prometheus' `remote_timeout`, default `30s`).
     #[serde(with = "duration::prometheus")]
     pub send_timeout: Duration,
@@ -67,6 +83,9 @@ impl Default for IngestConfig {
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 512 << 20,
             max_future: Duration::from_secs(600),
+            max_past: Duration::from_secs(3600),
+            segment_bytes: 64 << 20,
+            max_inflight_decompressed_bytes: 1 << 30,
             send_timeout: Duration::from_secs(30),
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
@@ -118,6 +137,9 @@ impl IngestConfig {
             max_queue_bytes: self.max_queue_bytes,
             max_decompressed_bytes: self.max_decompressed_bytes,
             max_future: self.max_future,
+            max_past: self.max_past,
+            segment_bytes: self.segment_bytes,
+            max_inflight_bytes: self.max_inflight_decompressed_bytes,
             send_timeout: self.send_timeout,
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
@@ -172,6 +194,15 @@ impl IngestConfig {
         }
         if self.max_body_bytes == 0 {
             errors.push(error("ingest.max_body_bytes", "must be greater than 0"));
+        }
+        if self.max_inflight_decompressed_bytes < self.max_decompressed_bytes {
+            errors.push(error(
+                "ingest.max_inflight_decompressed_bytes",
+                "must be at least ingest.max_decompressed_bytes, or the largest body could never be taken",
+            ));
+        }
+        if !((64 << 10)..=(1 << 30)).contains(&self.segment_bytes) {
+            errors.push(error("ingest.segment_bytes", "must be between 64 KiB and 1 GiB"));
         }
         // Snappy's block format encodes lengths in 32 bits.
         if !(1..=(2u64 << 30)).contains(&self.max_decompressed_bytes) {

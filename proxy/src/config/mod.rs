@@ -128,12 +128,33 @@ pub struct WebConfig {
     /// Path prefix every route is served under (for an ingress), like Prometheus'
     /// `--web.route-prefix`: `/` or `/something` without a trailing slash.
     pub route_prefix: String,
+    /// Most connections open at once, like Prometheus' `--web.max-connections`
+    /// (default 512). Past it, new connections wait in the kernel's backlog until one
+    /// closes. Read at start.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and how long a
+    /// kept-alive connection may sit idle before its next request (default 30s). A
+    /// client that sends half a request, or nothing, is disconnected then. Read at start.
+    #[serde(with = "duration::prometheus")]
+    pub read_header_timeout: Duration,
+    /// Longest time to read a request's body, like Prometheus' `--web.read-timeout`
+    /// (default 5m); past it, 408.
+    #[serde(with = "duration::prometheus")]
+    pub read_timeout: Duration,
+    /// On shutdown, how long requests in flight may take to finish (default 30s);
+    /// connections still open then are closed. Read at start.
+    #[serde(with = "duration::prometheus")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             route_prefix: "/".to_owned(),
+            max_connections: 512,
+            read_header_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -145,9 +166,15 @@ pub struct LimitsConfig {
     /// Largest request body accepted, in bytes; larger ones get 413. The default is
     /// the 10 MiB Go's form parser (and so Prometheus) accepts.
     pub max_request_body_bytes: u64,
-    /// Most `query` and `query_range` requests in flight at once; more get 503
-    /// `unavailable` at once instead of queueing. Prometheus' own default is 20.
+    /// Most `query` and `query_range` requests evaluated or forwarded at once
+    /// (Prometheus' `--query.max-concurrency`, default 20); more wait for a slot, as in
+    /// Prometheus' query gate.
     pub max_concurrent_queries: usize,
+    /// Most queries waiting for a slot (default 1,000); more get 503 at once.
+    pub max_queued_queries: usize,
+    /// Longest a query waits for a slot (default 2m, Prometheus' query timeout); then 503.
+    #[serde(with = "duration::prometheus")]
+    pub max_query_wait: Duration,
     /// Longest PromQL query or `match[]` selector, in bytes (default 131,072); longer
     /// ones get 400 `bad_data` before they are parsed, in every mode.
     pub max_query_bytes: usize,
@@ -163,6 +190,8 @@ impl Default for LimitsConfig {
         Self {
             max_request_body_bytes: 10 << 20,
             max_concurrent_queries: 20,
+            max_queued_queries: 1000,
+            max_query_wait: Duration::from_secs(120),
             max_query_bytes: crate::promql::shape::DEFAULT_SHAPE.max_bytes,
             max_query_depth: crate::promql::shape::DEFAULT_SHAPE.max_depth,
         }
@@ -552,6 +581,18 @@ impl RawConfig {
         if self_downstream.timeout.is_zero() {
             errors.push(error("downstream.timeout", "must be greater than 0"));
         }
+        if self.web.max_connections == 0 {
+            errors.push(error("web.max_connections", "must be greater than 0"));
+        }
+        for (field, value) in [
+            ("read_header_timeout", self.web.read_header_timeout),
+            ("read_timeout", self.web.read_timeout),
+            ("shutdown_timeout", self.web.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                errors.push(error(&format!("web.{field}"), "must be greater than 0"));
+            }
+        }
         let prefix = normalize_prefix(&self.web.route_prefix);
         if !prefix.starts_with('/') || prefix.contains(['?', '#', '{', '}', '*']) {
             errors.push(error(
@@ -564,6 +605,9 @@ impl RawConfig {
         }
         if self.limits.max_concurrent_queries == 0 {
             errors.push(error("limits.max_concurrent_queries", "must be greater than 0"));
+        }
+        if self.limits.max_query_wait.is_zero() {
+            errors.push(error("limits.max_query_wait", "must be greater than 0"));
         }
         if self.limits.max_query_bytes == 0 {
             errors.push(error("limits.max_query_bytes", "must be greater than 0"));
@@ -607,7 +651,10 @@ impl RawConfig {
         Config {
             listen,
             downstream: self_downstream,
-            web: WebConfig { route_prefix: prefix },
+            web: WebConfig {
+                route_prefix: prefix,
+                ..self.web
+            },
             limits: self.limits,
             log: self.log,
             plugins: self.plugins,

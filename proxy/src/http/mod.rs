@@ -12,16 +12,15 @@
 pub mod fanout;
 mod ops;
 mod rescue;
+mod server;
 mod stages;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, get};
-use axum::serve::ListenerExt as _;
 use http::{Method, StatusCode};
 
 use crate::api::{self, ApiError, Checked, Endpoint};
@@ -29,6 +28,7 @@ use crate::ingest::IngestError;
 use crate::promql;
 use crate::state::Proxy;
 pub use rescue::rescue;
+pub use server::serve;
 
 /// Builds the service: every route below `web.route_prefix`, wrapped in `observe`.
 pub fn router(proxy: Arc<Proxy>) -> Router {
@@ -72,26 +72,6 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         stages::observe,
     ))
     .with_state(proxy)
-}
-
-/// Serves `router(proxy)` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    proxy: Arc<Proxy>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Without TCP_NODELAY the tail of a response written in pieces waits for the
-    // client's delayed ACK: about 40 ms on every large answer over a kept-alive
-    // connection (docs/benchmarks.md).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    proxy.start_background();
-    axum::serve(listener, router(proxy))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 fn endpoint_router(endpoint: Endpoint) -> MethodRouter<Arc<Proxy>> {
@@ -138,7 +118,15 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let runtime = proxy.runtime();
     let (parts, body) = req.into_parts();
-    let body = stages::read_body(body, &parts.headers, runtime.config.limits.max_request_body_bytes).await?;
+    let read_timeout = runtime.config.web.read_timeout;
+    let body = tokio::time::timeout(
+        read_timeout,
+        stages::read_body(body, &parts.headers, runtime.config.limits.max_request_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout {
+        timeout: read_timeout,
+    })??;
     // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
     // without looking at them).
     let mut query = None;
@@ -183,7 +171,7 @@ async fn run(
     }
     // Shared with the evaluation thread: an evaluation outliving its client (until it
     // sees the cancellation) still counts against the limit.
-    let slot = stages::admit(proxy, &runtime, endpoint)?.map(Arc::new);
+    let slot = stages::admit(proxy, &runtime, endpoint).await?.map(Arc::new);
     let sketches = query
         .as_ref()
         .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers));
@@ -227,8 +215,12 @@ async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response
     let limit = runtime.config.ingest.max_body_bytes;
     let (parts, body) = req.into_parts();
     let result = async {
-        let body = stages::read_body_draining(body, limit)
+        let read_timeout = runtime.config.web.read_timeout;
+        let body = tokio::time::timeout(read_timeout, stages::read_body_draining(body, limit))
             .await
+            .map_err(|_| ApiError::BodyTimeout {
+                timeout: read_timeout,
+            })?
             .map_err(|e| match e {
                 ApiError::BodyTooLarge { limit } => ApiError::Ingest(IngestError::TooLarge(format!(
                     "request body is larger than the limit of {limit} bytes (ingest.max_body_bytes)"

@@ -18,6 +18,22 @@ const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
     Err(_) => StatusCode::BAD_REQUEST,
 };
 
+/// Longest error message in a response body: messages quote what the client sent
+/// (a series' labels, a query), and a client's megabytes must not come back multiplied.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, cut at [`MAX_MESSAGE_BYTES`] on a character boundary, saying so.
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes cut)", &message[..end], message.len() - end)
+}
+
 /// Maps an error to its status and `errorType` (Prometheus' pairs where it has one)
 /// and logs the ones that are the proxy's or downstream's fault.
 pub fn rescue(error: ApiError) -> Response {
@@ -27,6 +43,7 @@ pub fn rescue(error: ApiError) -> Response {
         ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "bad_data"),
         ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
+        ApiError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
         ApiError::TooManyQueries { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ApiError::NotFannedOut { .. } => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
         ApiError::Downstream(DownstreamError::Timeout { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
@@ -36,10 +53,14 @@ pub fn rescue(error: ApiError) -> Response {
         ApiError::Ingest(e) => match e {
             IngestError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data"),
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
-            IngestError::BadBody(_) | IngestError::BadSeries { .. } => (StatusCode::BAD_REQUEST, "bad_data"),
+            IngestError::BadBody(_) | IngestError::BadSeries { .. } | IngestError::TooOld { .. } => {
+                (StatusCode::BAD_REQUEST, "bad_data")
+            }
             // 503, not 429: Prometheus 2.42 senders drop a batch on 429 unless
             // retry_on_http_429 is set, and retry every 5xx.
-            IngestError::Backpressure(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            IngestError::Backpressure(_) | IngestError::Busy { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             IngestError::Queue(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         },
         // Prometheus' pairs (`web/api/v1/api.go`): 499 when the client went away.
@@ -59,8 +80,11 @@ pub fn rescue(error: ApiError) -> Response {
     if status.is_server_error() {
         tracing::warn!(%error, error_type, "request failed");
     }
-    let mut response = json(status, wire::error(error_type, &error.to_string()));
-    if matches!(error, ApiError::Ingest(IngestError::Backpressure(_))) {
+    let mut response = json(status, wire::error(error_type, &bounded(error.to_string())));
+    if matches!(
+        error,
+        ApiError::Ingest(IngestError::Backpressure(_) | IngestError::Busy { .. })
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -76,4 +100,28 @@ pub fn rescue(error: ApiError) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let table = [
+            ("short".to_owned(), "short".to_owned()),
+            ("a".repeat(4096), "a".repeat(4096)),
+            (
+                "a".repeat(5000),
+                format!("{}… (904 more bytes cut)", "a".repeat(4096)),
+            ),
+            (
+                format!("{}é{}", "a".repeat(4095), "b".repeat(10)),
+                format!("{}… (12 more bytes cut)", "a".repeat(4095)),
+            ),
+        ];
+        for (message, want) in table {
+            assert_eq!(bounded(message.clone()), want, "{}", message.len());
+        }
+    }
 }

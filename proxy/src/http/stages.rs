@@ -141,8 +141,10 @@ impl Drop for QuerySlot {
     }
 }
 
-/// Stage `admit`: a slot for query endpoints, or 503 at once when all are taken.
-pub fn admit(
+/// Stage `admit`: a slot for query endpoints. When all are taken the query waits, as
+/// in Prometheus' query gate, up to `limits.max_query_wait` and with at most
+/// `limits.max_queued_queries` others; past either, 503.
+pub async fn admit(
     proxy: &Arc<Proxy>,
     runtime: &Runtime,
     endpoint: Endpoint,
@@ -150,20 +152,63 @@ pub fn admit(
     if !endpoint.is_query() {
         return Ok(None);
     }
-    match runtime.query_slots.clone().try_acquire_owned() {
-        Ok(permit) => {
-            proxy.metrics.queries_in_flight.inc();
-            Ok(Some(QuerySlot {
-                _permit: permit,
-                proxy: proxy.clone(),
-            }))
+    let limits = &runtime.config.limits;
+    let refused = |why: String| {
+        proxy.metrics.queries_rejected.inc();
+        ApiError::TooManyQueries {
+            limit: limits.max_concurrent_queries,
+            why,
         }
+    };
+    let permit = match runtime.query_slots.clone().try_acquire_owned() {
+        Ok(permit) => permit,
         Err(_) => {
-            proxy.metrics.queries_rejected.inc();
-            Err(ApiError::TooManyQueries {
-                limit: runtime.config.limits.max_concurrent_queries,
-            })
+            let waiting = Waiting::join(proxy, &runtime.queries_waiting);
+            if waiting.ahead >= limits.max_queued_queries {
+                return Err(refused(format!(
+                    "{} are waiting, the limit (limits.max_queued_queries)",
+                    waiting.ahead
+                )));
+            }
+            let slot = runtime.query_slots.clone().acquire_owned();
+            match tokio::time::timeout(limits.max_query_wait, slot).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(refused(format!(
+                        "none came free within {:?} (limits.max_query_wait)",
+                        limits.max_query_wait
+                    )));
+                }
+            }
         }
+    };
+    proxy.metrics.queries_in_flight.inc();
+    Ok(Some(QuerySlot {
+        _permit: permit,
+        proxy: proxy.clone(),
+    }))
+}
+
+/// A query's place in the wait for a slot, left on drop (also when its client goes).
+struct Waiting<'a> {
+    proxy: &'a Proxy,
+    count: &'a std::sync::atomic::AtomicUsize,
+    /// How many were waiting before it.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn join(proxy: &'a Proxy, count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        proxy.metrics.queries_waiting.inc();
+        Self { proxy, count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.proxy.metrics.queries_waiting.dec();
     }
 }
 

@@ -13,8 +13,11 @@ mod sender;
 pub mod shard;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -39,6 +42,20 @@ pub enum IngestError {
     /// Over a size limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// A sample the destination is certain to refuse as out of bounds (400).
+    #[error(
+        "sample at {sample_ms} ms is more than ingest.max_past older than the newest sample \
+         already queued for {destination} ({newest_ms} ms): Prometheus would refuse the \
+         request as out of bounds"
+    )]
+    TooOld {
+        /// The oldest sample of the request for that destination.
+        sample_ms: i64,
+        /// The destination.
+        destination: String,
+        /// Its newest queued sample.
+        newest_ms: i64,
+    },
     /// The body cannot be decoded (400).
     #[error("{0}")]
     BadBody(String),
@@ -51,6 +68,18 @@ pub enum IngestError {
         reason: String,
         /// How many other series are bad.
         others: usize,
+    },
+    /// Decompressed bodies in flight would pass `ingest.max_inflight_decompressed_bytes`
+    /// (503, the sender retries).
+    #[error(
+        "the body decompresses to {bytes} bytes, and the bodies being handled already hold \
+         most of the {limit} allowed at once (ingest.max_inflight_decompressed_bytes); retry later"
+    )]
+    Busy {
+        /// This body's decompressed size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A destination's queue is full: the sender should back off (503).
     #[error("{0}; retry later")]
@@ -66,6 +95,8 @@ impl IngestError {
         match self {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooLarge(_) => "too_large",
+            Self::TooOld { .. } => "too_old",
+            Self::Busy { .. } => "busy",
             Self::BadBody(_) => "bad_body",
             Self::BadSeries { .. } => "bad_series",
             Self::Backpressure(_) => "queue_full",
@@ -89,6 +120,13 @@ pub struct Settings {
     pub max_decompressed_bytes: u64,
     /// Samples further ahead of the proxy's clock are refused.
     pub max_future: Duration,
+    /// Size at which a queue segment is closed.
+    pub segment_bytes: u64,
+    /// Decompressed bytes of the bodies handled at once.
+    pub max_inflight_bytes: u64,
+    /// Samples this much older than the newest one already queued for a destination
+    /// are refused (zero: none).
+    pub max_past: Duration,
     /// Timeout of one send to a destination.
     pub send_timeout: Duration,
     /// First retry delay.
@@ -107,12 +145,18 @@ struct Destination {
     name: String,
     url: Uri,
     queue: Queue,
+    /// The newest sample timestamp queued for it since start (`i64::MIN`: none yet).
+    /// Its head is at least that new once the queue delivered it, and everything
+    /// queued after is delivered after.
+    newest_ms: AtomicI64,
 }
 
 /// The remote-write receiver and the forwarding queues.
 #[derive(Debug)]
 pub struct Ingest {
     settings: Settings,
+    /// KiB of decompressed bodies in flight (`ingest.max_inflight_decompressed_bytes`).
+    inflight: Arc<Semaphore>,
     destinations: Vec<Destination>,
     ring: Ring,
     readers: Mutex<Vec<Reader>>,
@@ -126,13 +170,15 @@ impl Ingest {
         let mut destinations = Vec::new();
         let mut readers = Vec::new();
         for (name, url) in &settings.destinations {
-            let (queue, reader) = Queue::open(
+            let (queue, reader) = Queue::open_with_segments(
                 &queue_path(&settings.queue_dir, name),
                 name,
                 settings.max_queue_bytes,
+                settings.segment_bytes,
             )
             .map_err(IngestError::Queue)?;
             destinations.push(Destination {
+                newest_ms: AtomicI64::new(i64::MIN),
                 name: name.clone(),
                 url: url.clone(),
                 queue,
@@ -140,8 +186,12 @@ impl Ingest {
             readers.push(reader);
         }
         let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+        let inflight_kib = usize::try_from(settings.max_inflight_bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             ring: Ring::new(&names, settings.replication_factor),
+            inflight: Arc::new(Semaphore::new(inflight_kib)),
             settings,
             destinations,
             readers: Mutex::new(readers),
@@ -201,6 +251,7 @@ impl Ingest {
     pub fn decode(&self, headers: &HeaderMap, body: Bytes) -> Result<Decoded, IngestError> {
         let result = (|| {
             decode::check_headers(headers)?;
+            let inflight = self.admit(&body)?;
             let mut request = decode::decode(&body, self.settings.max_decompressed_bytes)?;
             let samples: u64 = request.timeseries.iter().map(|s| s.samples.len() as u64).sum();
             let max_future = i64::try_from(self.settings.max_future.as_millis()).unwrap_or(i64::MAX);
@@ -210,6 +261,7 @@ impl Ingest {
                     normalized,
                     body,
                     samples,
+                    _inflight: inflight,
                 }),
                 Err(e) => {
                     self.metrics
@@ -221,6 +273,21 @@ impl Ingest {
             }
         })();
         result.inspect_err(|e| self.rejected(e))
+    }
+
+    /// The body's decompressed size taken from `ingest.max_inflight_decompressed_bytes`
+    /// (counted in KiB), or 503 when that much is not free now. An unreadable length is
+    /// left for `decode` to report.
+    fn admit(&self, body: &[u8]) -> Result<OwnedSemaphorePermit, IngestError> {
+        let bytes = snap::raw::decompress_len(body).unwrap_or(0) as u64;
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.inflight
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| IngestError::Busy {
+                bytes,
+                limit: self.settings.max_inflight_bytes,
+            })
     }
 
     /// Stages `split`, `reserve` and `append`: returns once every destination's share
@@ -242,6 +309,7 @@ impl Ingest {
 
     async fn append(&self, decoded: Decoded) -> Result<(), IngestError> {
         let shares = self.split(decoded.request, decoded.normalized, decoded.body)?;
+        self.check_age(&shares)?;
         let mut reservations = Vec::with_capacity(shares.len());
         for (destination, share) in self.destinations.iter().zip(&shares) {
             let reservation = destination
@@ -260,16 +328,45 @@ impl Ingest {
                 .queue
                 .submit(reservation, vec![(samples, share.payload)])
                 .map_err(IngestError::Queue)?;
-            pending.push((destination, share.samples, wait));
+            pending.push((destination, share.samples, share.span, wait));
         }
-        for (destination, samples, wait) in pending {
+        for (destination, samples, newest, wait) in pending {
             wait.await.map_err(IngestError::Queue)?;
+            if let Some((_, newest)) = newest {
+                destination.newest_ms.fetch_max(newest, Ordering::Relaxed);
+            }
             let labels = destination.name.as_str().into();
             self.metrics.samples_queued.get_or_create(&labels).inc_by(samples);
             self.metrics
                 .queue_bytes
                 .get_or_create(&labels)
                 .set(i64::try_from(destination.queue.queued_bytes()).unwrap_or(i64::MAX));
+        }
+        Ok(())
+    }
+
+    /// Refuses a request holding a sample `ingest.max_past` older than the newest one
+    /// queued for a destination it goes to: Prometheus accepts samples down to 1 h
+    /// before its newest (2.42, 2 h blocks), and refuses the whole request otherwise.
+    fn check_age(&self, shares: &[Share]) -> Result<(), IngestError> {
+        let Ok(max_past) = i64::try_from(self.settings.max_past.as_millis()) else {
+            return Ok(());
+        };
+        if max_past == 0 {
+            return Ok(());
+        }
+        for (destination, share) in self.destinations.iter().zip(shares) {
+            let newest = destination.newest_ms.load(Ordering::Relaxed);
+            if let Some((oldest, _)) = share.span
+                && newest != i64::MIN
+                && oldest < newest.saturating_sub(max_past)
+            {
+                return Err(IngestError::TooOld {
+                    sample_ms: oldest,
+                    destination: destination.name.clone(),
+                    newest_ms: newest,
+                });
+            }
         }
         Ok(())
     }
@@ -284,6 +381,7 @@ impl Ingest {
         let whole = |payload: Vec<u8>, request: &WriteRequest| Share {
             is_empty: request.timeseries.is_empty() && request.metadata.is_empty(),
             samples: request.timeseries.iter().map(|s| s.samples.len() as u64).sum(),
+            span: span(request.timeseries.iter()),
             payload,
         };
         if self.ring.is_trivial() {
@@ -327,13 +425,27 @@ pub struct Decoded {
     normalized: Normalized,
     body: Bytes,
     samples: u64,
+    /// Its share of `ingest.max_inflight_decompressed_bytes`, given back on drop.
+    _inflight: OwnedSemaphorePermit,
 }
 
 struct Share {
     /// No series and no metadata: nothing to forward.
     is_empty: bool,
     samples: u64,
+    /// Its oldest and newest sample timestamps (`None` without samples).
+    span: Option<(i64, i64)>,
     payload: Vec<u8>,
+}
+
+/// The oldest and newest sample timestamps of `series`.
+fn span<'a>(series: impl Iterator<Item = &'a crate::prompb::TimeSeries>) -> Option<(i64, i64)> {
+    series
+        .flat_map(|s| s.samples.iter().map(|p| p.timestamp))
+        .fold(None, |span, t| match span {
+            None => Some((t, t)),
+            Some((lo, hi)) => Some((lo.min(t), hi.max(t))),
+        })
 }
 
 fn compress(request: &WriteRequest) -> Result<Vec<u8>, IngestError> {
@@ -346,3 +458,6 @@ fn compress(request: &WriteRequest) -> Result<Vec<u8>, IngestError> {
 fn queue_path(parent: &Path, name: &str) -> std::path::PathBuf {
     parent.join(name)
 }
+
+#[cfg(test)]
+mod tests;

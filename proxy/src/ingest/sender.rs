@@ -4,8 +4,11 @@
 //! Network errors, timeouts, 5xx and 429 are retried with exponential backoff and
 //! jitter, forever: the queue's byte limit, not the sender, decides when the receiver
 //! pushes back. Other 4xx answers mean the data can never be stored there (out of
-//! order, out of bounds); those samples are counted as failed with the status and
-//! logged with the destination's message, and the sender moves on.
+//! order, out of bounds). Prometheus refuses a whole request for one such sample, and
+//! a request joins the records of many acknowledged writes, so a refused request is
+//! split in halves by record and each half sent again, until the refused records stand
+//! alone. Only those are dropped: counted as failed by reason, and logged once per
+//! batch with a few of their series.
 
 use std::time::Duration;
 
@@ -125,18 +128,20 @@ impl Sender {
 
     /// Delivers one batch: split by series into up to `lanes` requests sent at once
     /// (each series in one of them, so its samples stay in order), each retried until
-    /// delivered or refused for good.
+    /// delivered or refused for good, a refused one halved until the refused records
+    /// stand alone.
     async fn deliver(&self, records: &[Record]) {
         let samples: u64 = records.iter().map(|r| u64::from(r.samples)).sum();
-        let parts = if self.lanes > 1 && samples >= MIN_SPLIT_SAMPLES {
+        let lanes = if self.lanes > 1 && samples >= MIN_SPLIT_SAMPLES {
             split(records, self.lanes)
         } else {
-            join(records).map(|body| vec![(samples, body)])
+            pieces(records).map(|p| vec![p])
         };
-        match parts {
-            Ok(parts) => {
-                let sends = parts.into_iter().map(|(n, body)| self.deliver_one(body, n));
-                join_all(sends).await;
+        match lanes {
+            Ok(lanes) => {
+                let sends = lanes.into_iter().map(|pieces| self.deliver_lane(pieces));
+                let refused: Vec<Refusal> = join_all(sends).await.into_iter().flatten().collect();
+                self.report_refused(&refused);
             }
             Err(reason) => {
                 tracing::error!(destination = %self.name, %reason, samples, "unreadable queued data dropped");
@@ -145,7 +150,80 @@ impl Sender {
         }
     }
 
-    async fn deliver_one(&self, body: Bytes, samples: u64) {
+    /// Sends `pieces` as one request; a refused request is sent again as two halves,
+    /// in order, down to single pieces. Returns the pieces refused on their own.
+    async fn deliver_lane(&self, pieces: Vec<Piece>) -> Vec<Refusal> {
+        let mut refused = Vec::new();
+        // Halves waiting, the next one last: order within a lane is kept.
+        let mut pending = vec![pieces];
+        while let Some(pieces) = pending.pop() {
+            let samples = pieces.iter().map(|p| p.samples).sum();
+            let body = match compress(
+                &pieces
+                    .iter()
+                    .flat_map(|p| p.raw.iter().copied())
+                    .collect::<Vec<u8>>(),
+            ) {
+                Ok(body) => body,
+                Err(reason) => {
+                    tracing::error!(destination = %self.name, %reason, samples, "cannot compress queued data; dropped");
+                    self.count_failed("corrupt", samples);
+                    continue;
+                }
+            };
+            if let Some((status, message)) = self.deliver_one(body, samples).await {
+                if pieces.len() == 1 {
+                    refused.extend(pieces.into_iter().map(|piece| Refusal {
+                        status,
+                        message: message.clone(),
+                        piece,
+                    }));
+                } else {
+                    let mut first = pieces;
+                    let second = first.split_off(first.len() / 2);
+                    self.metrics
+                        .requests_split
+                        .get_or_create(&self.name.as_str().into())
+                        .inc();
+                    pending.push(second);
+                    pending.push(first);
+                }
+            }
+        }
+        refused
+    }
+
+    /// Counts refused records by reason and logs them once, with a few of their series.
+    fn report_refused(&self, refused: &[Refusal]) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut reasons: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for r in refused {
+            let reason = refusal_reason(r.status, &r.message);
+            self.count_failed(&reason, r.piece.samples);
+            *reasons.entry(reason).or_default() += r.piece.samples;
+        }
+        let series: Vec<String> = refused
+            .iter()
+            .flat_map(|r| series_names(&r.piece.raw))
+            .take(REPORTED_SERIES)
+            .collect();
+        let first = &refused[0];
+        tracing::warn!(
+            destination = %self.name,
+            records = refused.len(),
+            ?reasons,
+            status = %first.status,
+            message = %first.message,
+            ?series,
+            "destination refused records on their own; dropped, the rest of the batch delivered"
+        );
+    }
+
+    /// Sends `body` until it is delivered (`None`) or refused for good (its status and
+    /// the destination's message).
+    async fn deliver_one(&self, body: Bytes, samples: u64) -> Option<(StatusCode, String)> {
         let mut delays = self.backoff.build();
         let mut attempts = 0u64;
         loop {
@@ -158,7 +236,7 @@ impl Sender {
                     if attempts > 0 {
                         tracing::info!(destination = %self.name, attempts, "delivered after retries");
                     }
-                    return;
+                    return None;
                 }
                 Outcome::Retry(reason) => {
                     attempts += 1;
@@ -172,11 +250,7 @@ impl Sender {
                     }
                     tokio::time::sleep(delay).await;
                 }
-                Outcome::Refused(status, message) => {
-                    tracing::warn!(destination = %self.name, %status, %message, samples, "destination refused samples; not retried");
-                    self.count_failed(status.as_str(), samples);
-                    return;
-                }
+                Outcome::Refused(status, message) => return Some((status, message)),
             }
         }
     }
@@ -222,26 +296,69 @@ pub async fn run(sender: Sender) {
     }
 }
 
-/// One request body for the records: a single record goes as stored; several are
-/// concatenated, which for protobuf is the message holding all their series.
-fn join(records: &[Record]) -> Result<Bytes, String> {
-    if let [only] = records {
-        return Ok(Bytes::from(only.payload.clone()));
-    }
-    compress(&decompress(records)?)
+/// Series names logged for one batch's refused records.
+const REPORTED_SERIES: usize = 5;
+
+/// One record's share of a request: its encoded fields, uncompressed. Concatenated
+/// shares are the protobuf message holding all their series.
+#[derive(Debug)]
+struct Piece {
+    raw: Vec<u8>,
+    samples: u64,
 }
 
-fn decompress(records: &[Record]) -> Result<Vec<u8>, String> {
+/// A piece the destination refused on its own.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    piece: Piece,
+}
+
+/// Each record as one piece.
+fn pieces(records: &[Record]) -> Result<Vec<Piece>, String> {
     let mut decoder = snap::raw::Decoder::new();
-    let mut raw = Vec::new();
-    for record in records {
-        raw.extend(
-            decoder
-                .decompress_vec(&record.payload)
-                .map_err(|e| e.to_string())?,
-        );
+    records
+        .iter()
+        .map(|record| {
+            Ok(Piece {
+                raw: decoder
+                    .decompress_vec(&record.payload)
+                    .map_err(|e| e.to_string())?,
+                samples: u64::from(record.samples),
+            })
+        })
+        .collect()
+}
+
+/// The metric value of `samples_failed{reason}`: Prometheus' reason for the common
+/// refusals, the status otherwise.
+fn refusal_reason(status: StatusCode, message: &str) -> String {
+    const KNOWN: [&str; 3] = [
+        "out of order sample",
+        "out of bounds",
+        "duplicate sample for timestamp",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| message.contains(*k))
+        .map_or_else(|| status.as_str().to_owned(), |k| (*k).to_owned())
+}
+
+/// The names of the series in encoded `WriteRequest` fields (unreadable ones skipped).
+fn series_names(mut raw: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    while !raw.is_empty() && names.len() < REPORTED_SERIES {
+        let Ok((tag, body)) = next_field(&mut raw) else {
+            break;
+        };
+        if let (1, Some(series)) = (tag, body)
+            && let Ok(series) = crate::prompb::TimeSeries::decode(series)
+        {
+            names.push(super::decode::describe(&series.labels));
+        }
     }
-    Ok(raw)
+    names
 }
 
 fn compress(raw: &[u8]) -> Result<Bytes, String> {
@@ -252,32 +369,41 @@ fn compress(raw: &[u8]) -> Result<Bytes, String> {
 }
 
 /// The records' series in `lanes` requests by series hash (labels sorted first, so one
-/// series always lands in one lane), with their sample counts; metadata rides in the
-/// first. Fields are copied as encoded: only labels are read, never samples.
-fn split(records: &[Record], lanes: usize) -> Result<Vec<(u64, Bytes)>, String> {
-    let raw = decompress(records)?;
-    let mut parts: Vec<(u64, Vec<u8>)> = vec![(0, Vec::new()); lanes];
-    let mut rest = raw.as_slice();
-    while !rest.is_empty() {
-        let before = rest;
-        let (tag, body) = next_field(&mut rest)?;
-        let field = &before[..before.len() - rest.len()];
-        let lane = match (tag, body) {
-            (1, Some(series)) => {
-                let (hash, samples) = scan_series(series)?;
-                let lane = (hash % lanes as u64) as usize;
-                parts[lane].0 += samples;
-                lane
+/// series always lands in one lane), each a list of the records' shares in order;
+/// metadata rides in the first lane. Fields are copied as encoded: only labels are
+/// read, never samples.
+fn split(records: &[Record], lanes: usize) -> Result<Vec<Vec<Piece>>, String> {
+    let mut parts: Vec<Vec<Piece>> = (0..lanes).map(|_| Vec::new()).collect();
+    for record in pieces(records)? {
+        let mut shares: Vec<Piece> = (0..lanes)
+            .map(|_| Piece {
+                raw: Vec::new(),
+                samples: 0,
+            })
+            .collect();
+        let mut rest = record.raw.as_slice();
+        while !rest.is_empty() {
+            let before = rest;
+            let (tag, body) = next_field(&mut rest)?;
+            let field = &before[..before.len() - rest.len()];
+            let lane = match (tag, body) {
+                (1, Some(series)) => {
+                    let (hash, samples) = scan_series(series)?;
+                    let lane = (hash % lanes as u64) as usize;
+                    shares[lane].samples += samples;
+                    lane
+                }
+                _ => 0,
+            };
+            shares[lane].raw.extend_from_slice(field);
+        }
+        for (lane, share) in shares.into_iter().enumerate() {
+            if !share.raw.is_empty() {
+                parts[lane].push(share);
             }
-            _ => 0,
-        };
-        parts[lane].1.extend_from_slice(field);
+        }
     }
-    parts
-        .into_iter()
-        .filter(|p| !p.1.is_empty())
-        .map(|(samples, raw)| Ok((samples, compress(&raw)?)))
-        .collect()
+    Ok(parts.into_iter().filter(|p| !p.is_empty()).collect())
 }
 
 /// Reads one field: its number, and its bytes when length-delimited.
@@ -361,11 +487,18 @@ mod tests {
                 .compress_vec(&request.encode_to_vec())
                 .unwrap(),
         };
-        let parts = split(std::slice::from_ref(&record), 4).unwrap();
+        let parts: Vec<(u64, Vec<u8>)> = split(std::slice::from_ref(&record), 4)
+            .unwrap()
+            .into_iter()
+            .map(|pieces| {
+                let samples = pieces.iter().map(|p| p.samples).sum();
+                (samples, pieces.into_iter().flat_map(|p| p.raw).collect())
+            })
+            .collect();
         assert_eq!(parts.len(), 4, "50 series fill every lane");
         let mut seen = Vec::new();
         for (lane, (samples, body)) in parts.iter().enumerate() {
-            let part = WriteRequest::decode(decompress_one(body).as_slice()).unwrap();
+            let part = WriteRequest::decode(body.as_slice()).unwrap();
             assert_eq!(
                 *samples,
                 part.timeseries
@@ -382,19 +515,29 @@ mod tests {
         }
         let metadata: usize = parts
             .iter()
-            .map(|(_, b)| {
-                WriteRequest::decode(decompress_one(b).as_slice())
-                    .unwrap()
-                    .metadata
-                    .len()
-            })
+            .map(|(_, b)| WriteRequest::decode(b.as_slice()).unwrap().metadata.len())
             .sum();
         assert_eq!(metadata, 1);
         seen.sort_by_key(|s| s.samples.len());
         assert_eq!(seen, request.timeseries, "every series once, whole, as sent");
     }
 
-    fn decompress_one(body: &Bytes) -> Vec<u8> {
-        snap::raw::Decoder::new().decompress_vec(body).unwrap()
+    #[test]
+    fn refusals_are_counted_by_prometheus_reason() {
+        let table = [
+            (400, "out of order sample", "out of order sample"),
+            (400, "out of bounds", "out of bounds"),
+            (
+                400,
+                "duplicate sample for timestamp",
+                "duplicate sample for timestamp",
+            ),
+            (400, "snappy: corrupt input", "400"),
+            (404, "", "404"),
+        ];
+        for (status, message, reason) in table {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(refusal_reason(status, message), reason, "{message}");
+        }
     }
 }

@@ -46,6 +46,7 @@ pub struct Host {
     engine: SharedEngine,
     linker: Linker<HostState>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Host {
@@ -61,6 +62,8 @@ impl std::fmt::Debug for Host {
 pub struct PluginSet {
     plugins: Vec<Arc<Plugin>>,
     rejected: Vec<LoadError>,
+    /// The host's call pool (none in an empty set: nothing to call).
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl PluginSet {
@@ -85,6 +88,15 @@ impl PluginSet {
     pub fn by_name(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.iter().find(|p| p.info.name == name)
     }
+
+    /// Runs `f` on the plugin call pool and waits for it: parallel work over many
+    /// sketches (rayon's `par_iter` inside `f` uses the pool's threads).
+    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
 }
 
 impl Host {
@@ -103,6 +115,7 @@ impl Host {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
+            pool: Arc::new(sandbox::call_pool()?),
         })
     }
 
@@ -110,7 +123,10 @@ impl Host {
     /// a bad file is reported in [`PluginSet::rejected`] and the rest load. Quarantines
     /// are reported to `observer`.
     pub fn load(&self, settings: &Settings, observer: &Arc<dyn Observer>) -> PluginSet {
-        let mut set = PluginSet::default();
+        let mut set = PluginSet {
+            pool: Some(Arc::clone(&self.pool)),
+            ..PluginSet::default()
+        };
         for (_, bytes) in BUILT_INS {
             self.admit(&mut set, Source::BuiltIn, bytes, settings, observer);
         }
@@ -180,7 +196,7 @@ impl Host {
                 reason,
             })
         };
-        let (info, pre) = match self.prepare(bytes, settings) {
+        let (info, pre) = match self.pool.install(|| self.prepare(bytes, settings)) {
             Ok(ok) => ok,
             Err(reason) => return reject(set, reason),
         };
@@ -214,6 +230,7 @@ impl Host {
             deadline_ticks: ticks(settings.call_timeout),
             grants,
             observer: Arc::clone(observer),
+            pool: Arc::clone(&self.pool),
         }));
     }
 

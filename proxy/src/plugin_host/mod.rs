@@ -82,6 +82,8 @@ pub struct Plugin {
     deadline_ticks: u64,
     grants: Vec<Grant>,
     observer: Arc<dyn Observer>,
+    /// Where its calls run ([`sandbox::call_pool`]).
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -153,7 +155,8 @@ impl Plugin {
     fn new_sketch(
         self: &Arc<Self>,
         key: u64,
-        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<Result<ResourceAny, WitError>>,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<Result<ResourceAny, WitError>>
+        + Send,
     ) -> Result<Sketch, PluginError> {
         let slot = (key % self.slots.len() as u64) as usize;
         let (made, generation) = self.call(slot, None, f)?;
@@ -173,9 +176,19 @@ impl Plugin {
         })
     }
 
-    /// Runs `f` in instance `slot` under the deadline; a trap quarantines the plugin.
-    /// `generation` is the sketch's instance generation (`None` to create one).
-    fn call<R>(
+    /// Runs `f` in instance `slot` under the deadline, on the call pool (the caller
+    /// waits); a trap quarantines the plugin. `generation` is the sketch's instance
+    /// generation (`None` to create one).
+    fn call<R: Send>(
+        &self,
+        slot: usize,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<R> + Send,
+    ) -> Result<(R, u64), PluginError> {
+        self.pool.install(|| self.call_here(slot, generation, f))
+    }
+
+    fn call_here<R>(
         &self,
         slot: usize,
         generation: Option<u64>,
@@ -312,9 +325,9 @@ impl Sketch {
         self.slot
     }
 
-    fn run<R>(
+    fn run<R: Send>(
         &self,
-        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginError> {
         let handle = self.handle;
         self.plugin
@@ -429,6 +442,14 @@ impl Sketch {
 
 impl Drop for Sketch {
     fn drop(&mut self) {
+        // The guest's destructor is a plugin call like any other: on the pool.
+        let plugin = Arc::clone(&self.plugin);
+        plugin.pool.install(|| self.drop_here());
+    }
+}
+
+impl Sketch {
+    fn drop_here(&self) {
         let mut guard = self.plugin.slots[self.slot].lock();
         if guard.generation != self.generation {
             return;

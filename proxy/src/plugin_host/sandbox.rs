@@ -26,6 +26,22 @@ pub(super) fn engine() -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
+/// The threads every plugin call runs on: one per core, so plugins never take more
+/// of the machine than that, whoever calls. They are plain threads, outside any tokio
+/// runtime: wasmtime-wasi's synchronous WASI (a guest writing to stderr, as every Rust
+/// panic message does) blocks on a runtime of its own, which panics on a thread that
+/// is running async tasks. A guest's stack lives on the calling thread
+/// (`max_wasm_stack`), so they get the proxy's large stacks.
+pub(super) fn call_pool() -> Result<rayon::ThreadPool, String> {
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("plugin-{i}"))
+        .stack_size(crate::THREAD_STACK_BYTES)
+        .build()
+        .map_err(|e| format!("cannot start the plugin call threads: {e}"))
+}
+
 /// Advances the engine's epoch every [`TICK`] until the engine is dropped.
 pub(super) fn start_ticker(engine: Weak<Engine>) {
     let spawned = std::thread::Builder::new()

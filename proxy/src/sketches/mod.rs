@@ -399,21 +399,24 @@ impl SketchStore {
                 })
             }
         };
-        // Functions a reload added; existing sketches are kept.
-        {
-            let mut functions = series.functions.write();
-            for (function, retain_ms) in wanted {
-                if functions.iter().any(|f| f.function == function) {
-                    continue;
-                }
-                let backfilling = self.backfills.lock().iter().any(|j| j.fills(labels, &function));
-                if let Some(sketch) = self.create(hash, &function, retain_ms, plugins, backfilling) {
-                    functions.push(sketch);
-                }
-            }
-        }
+        // Functions a reload added; existing sketches are kept. The series' own lock is
+        // taken before the map is released and held while its sketches are made (plugin
+        // calls), so a concurrent write of the series waits for them, and writes of
+        // other series do not.
+        let mut functions = series.functions.write();
         series.generation.store(generation, Ordering::Relaxed);
         map.insert(hash, Entry::Sketched(series.clone()));
+        drop(map);
+        for (function, retain_ms) in wanted {
+            if functions.iter().any(|f| f.function == function) {
+                continue;
+            }
+            let backfilling = self.backfills.lock().iter().any(|j| j.fills(labels, &function));
+            if let Some(sketch) = self.create(hash, &function, retain_ms, plugins, backfilling) {
+                functions.push(sketch);
+            }
+        }
+        drop(functions);
         Some(series)
     }
 

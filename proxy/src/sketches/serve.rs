@@ -87,6 +87,25 @@ impl Sketches for StoreSketches {
             .flatten()
     }
 
+    fn answer_many(
+        &self,
+        function: &str,
+        series: &[&Labels],
+        args: &[f64],
+        ends: Range,
+        window_ms: i64,
+    ) -> Vec<Option<Vec<Option<SketchValue>>>> {
+        use rayon::prelude::*;
+        // On the plugin call pool: one task per series, as many at once as it has
+        // threads; calls into one instance still take turns.
+        self.plugins.in_pool(|| {
+            series
+                .par_iter()
+                .map(|labels| self.answer(function, labels, args, ends, window_ms))
+                .collect()
+        })
+    }
+
     fn compute(
         &self,
         function: &str,

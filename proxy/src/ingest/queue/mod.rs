@@ -3,16 +3,20 @@
 //! ```text
 //! <dir>/lock                  held (flock) while a proxy uses the directory
 //! <dir>/00000000000000000001.seg   records: len u32 | crc32c u32 | appended_ms i64 | samples u32 | payload
-//! <dir>/cursor                segment u64 | offset u64 | crc32c u32: the first record not yet sent
+//! <dir>/cursor                the first record not yet sent, written in place (`cursor`)
 //! ```
 //!
 //! Writers hand records to one committer thread, which writes everything waiting,
 //! `fdatasync`s once and only then reports success (group commit): an acknowledged
 //! record is on disk. The reader sees records up to the last sync, and moves the cursor
-//! (written to a temporary file, synced, renamed) after a batch is delivered or dropped.
+//! (overwritten in place and synced, so it moves on a full disk too) after a batch is
+//! delivered or dropped; the segments wholly before it are then deleted. A failed write
+//! is cut off the segment again (truncation needs no space), so the queue takes writes
+//! again as soon as space returns.
 //! On open, a torn record at the end of the last segment (a crash mid-write) is cut off;
 //! everything before it, and everything after the cursor, is delivered again.
 
+mod cursor;
 mod segment;
 
 use std::fs::{self, File};
@@ -73,6 +77,8 @@ struct Shared {
     dir: PathBuf,
     limit: u64,
     state: Mutex<State>,
+    /// Taken only by the reader's commits.
+    cursor_file: Mutex<cursor::Cursor>,
     /// Woken after every sync that made records readable.
     readable: Notify,
 }
@@ -158,14 +164,15 @@ impl Queue {
             });
         }
         let (segments, writer) = Segments::recover(dir, segment_bytes).map_err(io)?;
-        let cursor = segment::read_cursor(dir)
-            .map_err(io)?
+        let (cursor_file, found) = cursor::Cursor::open(dir, segments.first_position()).map_err(io)?;
+        let cursor = found
             .filter(|c| segments.contains(*c))
             .unwrap_or_else(|| segments.first_position());
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             dir: dir.to_owned(),
             limit,
+            cursor_file: Mutex::new(cursor_file),
             state: Mutex::new(State {
                 durable: segments.end(),
                 cursor,
@@ -301,12 +308,15 @@ fn commit_loop(shared: &Shared, mut writer: segment::Writer, receive: &mpsc::Rec
             }
             Err(source) => {
                 tracing::error!(queue = %shared.name, error = %source, "queue write failed; the writes are refused");
-                // What was written may be half a record; start a fresh segment so the
-                // next append does not follow garbage.
-                match writer.abandon(&shared.dir) {
-                    Ok(new) => shared.state.lock().segments.set_size(new, 0),
-                    Err(error) => {
-                        tracing::error!(queue = %shared.name, %error, "cannot start a new queue segment")
+                // What was written may be half a record: cut it off, or if even that
+                // fails, start a fresh segment so the next append does not follow it.
+                if let Err(error) = writer.rewind() {
+                    tracing::error!(queue = %shared.name, %error, "cannot cut a failed write off its segment");
+                    match writer.abandon(&shared.dir) {
+                        Ok(new) => shared.state.lock().segments.set_size(new, 0),
+                        Err(error) => {
+                            tracing::error!(queue = %shared.name, %error, "cannot start a new queue segment")
+                        }
                     }
                 }
                 for append in batch {
@@ -437,7 +447,7 @@ fn read(shared: &Shared, reader: &mut ReadState, max_bytes: usize) -> Result<Bat
 
 fn commit(shared: &Shared, end: Position) -> Result<(), QueueError> {
     let io = io_error(shared);
-    segment::write_cursor(&shared.dir, end).map_err(&io)?;
+    shared.cursor_file.lock().write(end).map_err(&io)?;
     let dropped = {
         let mut state = shared.state.lock();
         state.cursor = end;

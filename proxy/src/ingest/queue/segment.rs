@@ -1,4 +1,4 @@
-//! Segment files, records and the cursor file of a queue directory.
+//! Segment files and records of a queue directory.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -144,19 +144,27 @@ pub struct Writer {
     id: u64,
     file: File,
     len: u64,
+    /// `len` at the last sync: everything before it is acknowledged.
+    synced: u64,
     segment_bytes: u64,
     buffer: Vec<u8>,
 }
 
 impl Writer {
     fn create(dir: &Path, id: u64, segment_bytes: u64) -> io::Result<Self> {
+        let file_path = path(dir, id);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(path(dir, id))?;
-        // The new file's directory entry must be durable before records in it are.
-        File::open(dir)?.sync_all()?;
+            .open(&file_path)?;
+        // The new file's directory entry must be durable before records in it are. On
+        // failure (a full disk) the empty file goes, so a later attempt can create it.
+        let synced = File::open(dir).and_then(|d| d.sync_all());
+        if let Err(e) = synced {
+            let _ = fs::remove_file(&file_path);
+            return Err(e);
+        }
         Self::at(file, id, 0, segment_bytes)
     }
 
@@ -166,6 +174,7 @@ impl Writer {
             id,
             file,
             len,
+            synced: len,
             segment_bytes,
             buffer: Vec::new(),
         })
@@ -199,7 +208,17 @@ impl Writer {
         Ok(Some(self.id))
     }
 
-    /// Gives up on the current segment (after a failed write) and starts the next.
+    /// Cuts what was written since the last sync (after a failed write, which may
+    /// have left half a record): truncating needs no free space, and no segment file
+    /// is left behind for the failure.
+    pub fn rewind(&mut self) -> io::Result<()> {
+        self.file.set_len(self.synced)?;
+        self.file.seek(SeekFrom::Start(self.synced))?;
+        self.len = self.synced;
+        Ok(())
+    }
+
+    /// Gives up on the current segment (when it cannot be rewound) and starts the next.
     pub fn abandon(&mut self, dir: &Path) -> io::Result<u64> {
         *self = Self::create(dir, self.id + 1, self.segment_bytes)?;
         Ok(self.id)
@@ -226,7 +245,9 @@ impl Writer {
 
     /// Makes everything written durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.synced = self.len;
+        Ok(())
     }
 }
 
@@ -277,44 +298,4 @@ fn valid_length(segment: &Path) -> io::Result<u64> {
         offset += (HEADER_BYTES + record.payload.len()) as u64;
     }
     Ok(offset)
-}
-
-const CURSOR: &str = "cursor";
-
-/// The persisted cursor, or `None` if there is none (or it is unreadable).
-pub fn read_cursor(dir: &Path) -> io::Result<Option<Position>> {
-    let bytes = match fs::read(dir.join(CURSOR)) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some((body, crc)) = bytes.split_at_checked(16) else {
-        return Ok(None);
-    };
-    if crc != crc32c::crc32c(body).to_le_bytes() {
-        tracing::warn!(dir = %dir.display(), "unreadable queue cursor; delivering from the oldest segment");
-        return Ok(None);
-    }
-    let mut segment = [0u8; 8];
-    let mut offset = [0u8; 8];
-    segment.copy_from_slice(&body[..8]);
-    offset.copy_from_slice(&body[8..]);
-    Ok(Some(Position {
-        segment: u64::from_le_bytes(segment),
-        offset: u64::from_le_bytes(offset),
-    }))
-}
-
-/// Persists the cursor atomically: temporary file, sync, rename, directory sync.
-pub fn write_cursor(dir: &Path, at: Position) -> io::Result<()> {
-    let mut bytes = Vec::with_capacity(20);
-    bytes.extend_from_slice(&at.segment.to_le_bytes());
-    bytes.extend_from_slice(&at.offset.to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-    let temporary = dir.join("cursor.tmp");
-    let mut file = File::create(&temporary)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    fs::rename(&temporary, dir.join(CURSOR))?;
-    File::open(dir)?.sync_all()
 }

@@ -201,7 +201,7 @@ impl Evaluator<'_> {
     }
 
     /// The sketches' answers for every series of `windows`, where they cover (one
-    /// plugin call per series, the series spread over the cores).
+    /// plugin call per series; the sketches spread them over their threads).
     fn sketch_answers(
         &self,
         name: &str,
@@ -212,21 +212,10 @@ impl Evaluator<'_> {
             return Vec::new();
         };
         let ends = self.window_ends(windows);
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let chunk = windows.series.len().div_ceil(threads).max(1);
-        let ask = |s: &Series| using.sketches.answer(name, &s.labels, &args, ends, windows.range);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = windows
-                .series
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(ask).collect::<Vec<_>>()))
-                .collect();
-            // A thread that panicked answers nothing: its series are computed exactly.
-            parts
-                .into_iter()
-                .flat_map(|p| p.join().unwrap_or_default())
-                .collect()
-        })
+        let labels: Vec<&Labels> = windows.series.iter().map(|s| &s.labels).collect();
+        using
+            .sketches
+            .answer_many(name, &labels, &args, ends, windows.range)
     }
 
     /// One series' points of a function only a plugin knows, computed by a fresh

@@ -201,6 +201,22 @@ pub trait Sketches: Send + Sync {
         window_ms: i64,
     ) -> Option<Vec<Option<SketchValue>>>;
 
+    /// [`Sketches::answer`] for each of `series`, in order. Implementations may spread
+    /// the calls over their own threads; the engine starts none.
+    fn answer_many(
+        &self,
+        function: &str,
+        series: &[&Labels],
+        args: &[f64],
+        ends: Range,
+        window_ms: i64,
+    ) -> Vec<Option<Vec<Option<SketchValue>>>> {
+        series
+            .iter()
+            .map(|labels| self.answer(function, labels, args, ends, window_ms))
+            .collect()
+    }
+
     /// `function(args…)` for windows of `window_ms` ending at every step of `ends`,
     /// computed by a fresh sketch of the plugin serving it, fed `points` (the series'
     /// raw samples): how functions that only a plugin knows are answered where no sketch
