@@ -25,6 +25,8 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod downstream;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod kept;

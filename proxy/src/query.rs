@@ -2,7 +2,7 @@
 //! [`Source`], evaluate with [`promql::eval`] on a blocking thread, and encode the
 //! answer as Prometheus does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -95,7 +95,6 @@ pub async fn evaluate(
     sketches: Option<Arc<dyn Sketches>>,
     held: Option<Held>,
 ) -> Result<(Answer, Served), QueryError> {
-    let Reader { source, partial } = reader;
     let deadline = Instant::now() + timeout;
     let lookback_ms = i64::try_from(limits.lookback.as_millis()).unwrap_or(i64::MAX);
     let needs = plan::needs(&expr, &range, lookback_ms);
@@ -115,32 +114,108 @@ pub async fn evaluate(
             data.insert(id, series);
         }
     }
-    let (wanted, to_fetch): (Vec<&plan::Need>, Vec<Selection>) = needs
-        .iter()
-        .zip(&selections)
-        .filter(|(n, _)| !data.contains_key(&n.id))
-        .map(|(n, s)| (n, s.clone()))
-        .unzip();
-    let fetched = if to_fetch.is_empty() {
-        Vec::new()
-    } else {
-        match tokio::time::timeout_at(deadline.into(), source.select(&to_fetch, partial)).await {
+    let unfetched: HashSet<SelectorId> = data.keys().copied().collect();
+    let missing: Vec<usize> = (0..needs.len())
+        .filter(|&i| !unfetched.contains(&needs[i].id))
+        .collect();
+    fetch(reader, &needs, &selections, &missing, deadline, &mut data).await?;
+    check_series(&data, limits)?;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let mut guard = CancelOnDrop(cancelled.clone(), true);
+    let run = Run {
+        expr,
+        range,
+        interrupt: Interrupt { deadline, cancelled },
+        limits: Limits {
+            max_samples: limits.max_samples,
+            lookback_ms,
+        },
+        sketches,
+        canceled,
+        _held: held,
+    };
+    let (result, run, mut data) = run.spawn(data, unfetched).await?;
+    let result = match result {
+        // The sketches missed a series whose raw data was skipped: read it and evaluate
+        // again, so the answer never silently lacks the series.
+        Err(EvalError::SketchMiss) => {
+            tracing::info!("a sketch expected to answer did not; evaluating again over raw data");
+            let skipped: Vec<usize> = (0..needs.len()).filter(|&i| !missing.contains(&i)).collect();
+            fetch(reader, &needs, &selections, &skipped, deadline, &mut data).await?;
+            check_series(&data, limits)?;
+            run.spawn(data, HashSet::new()).await?.0
+        }
+        result => result,
+    };
+    guard.1 = false;
+    Ok(result?)
+}
+
+/// Everything one evaluation on a blocking thread needs.
+struct Run {
+    expr: Arc<Expr>,
+    range: Range,
+    interrupt: Interrupt,
+    limits: Limits,
+    sketches: Option<Arc<dyn Sketches>>,
+    canceled: Counter,
+    /// Kept (not read) until the evaluation ends, even after its caller went away.
+    _held: Option<Held>,
+}
+
+/// What [`Run::spawn`] gives back: the result, the run (for another try) and its data.
+type Ran = (Result<(Answer, Served), EvalError>, Run, Data);
+
+impl Run {
+    /// Evaluates on a blocking thread; `unfetched` selectors hold label sets only.
+    async fn spawn(self, data: Data, unfetched: HashSet<SelectorId>) -> Result<Ran, QueryError> {
+        let task = tokio::task::spawn_blocking(move || {
+            let using = self.sketches.as_deref().map(|sketches| SketchUse {
+                sketches,
+                min_window_ms: MIN_WINDOW_MS,
+                unfetched: &unfetched,
+            });
+            let result = eval::evaluate_with(
+                &self.expr,
+                self.range,
+                &data,
+                &self.limits,
+                &self.interrupt,
+                using,
+            );
+            if matches!(result, Err(EvalError::Canceled)) {
+                self.canceled.inc();
+            }
+            (result, self, data)
+        });
+        task.await.map_err(|e| QueryError::Internal(e.to_string()))
+    }
+}
+
+/// Reads the raw data of the needs at `which` into `data`, within the deadline.
+async fn fetch(
+    reader: Reader<'_>,
+    needs: &[plan::Need],
+    selections: &[Selection],
+    which: &[usize],
+    deadline: Instant,
+    data: &mut Data,
+) -> Result<(), QueryError> {
+    if which.is_empty() {
+        return Ok(());
+    }
+    let to_fetch: Vec<Selection> = which.iter().map(|&i| selections[i].clone()).collect();
+    let fetched =
+        match tokio::time::timeout_at(deadline.into(), reader.source.select(&to_fetch, reader.partial)).await
+        {
             // Past the remote-read sample cap is past the evaluation's too: same error.
             Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
                 return Err(EvalError::TooManySamples.into());
             }
             Ok(result) => result?,
             Err(_) => return Err(EvalError::Timeout.into()),
-        }
-    };
-    let total: usize =
-        fetched.iter().map(Vec::len).sum::<usize>() + data.values().map(Vec::len).sum::<usize>();
-    if total > limits.max_series {
-        return Err(QueryError::TooManySeries {
-            limit: limits.max_series,
-        });
-    }
-    for (need, series) in wanted.into_iter().zip(fetched) {
+        };
+    for (&i, series) in which.iter().zip(fetched) {
         let converted = series
             .into_iter()
             .map(|s| Series {
@@ -155,30 +230,20 @@ pub async fn evaluate(
                     .collect(),
             })
             .collect();
-        data.insert(need.id, converted);
+        data.insert(needs[i].id, converted);
     }
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let mut guard = CancelOnDrop(cancelled.clone(), true);
-    let interrupt = Interrupt { deadline, cancelled };
-    let eval_limits = Limits {
-        max_samples: limits.max_samples,
-        lookback_ms,
-    };
-    let task = tokio::task::spawn_blocking(move || {
-        let _held = held;
-        let using = sketches.as_deref().map(|sketches| SketchUse {
-            sketches,
-            min_window_ms: MIN_WINDOW_MS,
+    Ok(())
+}
+
+/// `query.max_series` over every selector's series.
+fn check_series(data: &Data, limits: &QueryLimits) -> Result<(), QueryError> {
+    let total: usize = data.values().map(Vec::len).sum();
+    if total > limits.max_series {
+        return Err(QueryError::TooManySeries {
+            limit: limits.max_series,
         });
-        let result = eval::evaluate_with(&expr, range, &data, &eval_limits, &interrupt, using);
-        if matches!(result, Err(EvalError::Canceled)) {
-            canceled.inc();
-        }
-        result
-    });
-    let result = task.await.map_err(|e| QueryError::Internal(e.to_string()));
-    guard.1 = false;
-    Ok(result??)
+    }
+    Ok(())
 }
 
 /// Selectors whose every series the sketches answer, with those series' labels and no
@@ -236,3 +301,6 @@ async fn sketch_covered(
     }
     covered
 }
+
+#[cfg(test)]
+mod tests;

@@ -151,6 +151,18 @@ struct Destination {
     newest_ms: AtomicI64,
 }
 
+/// Snappy and protobuf decoding of a remote-write body (for the fuzz targets).
+#[doc(hidden)]
+pub fn decode_body(body: &[u8], max_decompressed: u64) -> Result<WriteRequest, IngestError> {
+    decode::decode(body, max_decompressed)
+}
+
+/// The series checks of a decoded request (for the fuzz targets).
+#[doc(hidden)]
+pub fn normalize_request(request: &mut WriteRequest, newest_allowed_ms: i64) -> Result<(), IngestError> {
+    decode::normalize(request, newest_allowed_ms).map(|_| ())
+}
+
 /// The remote-write receiver and the forwarding queues.
 #[derive(Debug)]
 pub struct Ingest {

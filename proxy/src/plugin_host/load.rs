@@ -62,8 +62,6 @@ impl std::fmt::Debug for Host {
 pub struct PluginSet {
     plugins: Vec<Arc<Plugin>>,
     rejected: Vec<LoadError>,
-    /// The host's call pool (none in an empty set: nothing to call).
-    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl PluginSet {
@@ -87,15 +85,6 @@ impl PluginSet {
     /// The plugin called `name`.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.iter().find(|p| p.info.name == name)
-    }
-
-    /// Runs `f` on the plugin call pool and waits for it: parallel work over many
-    /// sketches (rayon's `par_iter` inside `f` uses the pool's threads).
-    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
     }
 }
 
@@ -123,10 +112,7 @@ impl Host {
     /// a bad file is reported in [`PluginSet::rejected`] and the rest load. Quarantines
     /// are reported to `observer`.
     pub fn load(&self, settings: &Settings, observer: &Arc<dyn Observer>) -> PluginSet {
-        let mut set = PluginSet {
-            pool: Some(Arc::clone(&self.pool)),
-            ..PluginSet::default()
-        };
+        let mut set = PluginSet::default();
         for (_, bytes) in BUILT_INS {
             self.admit(&mut set, Source::BuiltIn, bytes, settings, observer);
         }

@@ -7,6 +7,7 @@
 //! blocking task per instance, the instances in parallel. New rules are backfilled
 //! from downstream first (`backfill`).
 
+mod ask;
 pub mod backfill;
 mod rules;
 mod serve;

@@ -95,15 +95,18 @@ impl Sketches for StoreSketches {
         ends: Range,
         window_ms: i64,
     ) -> Vec<Option<Vec<Option<SketchValue>>>> {
-        use rayon::prelude::*;
-        // On the plugin call pool: one task per series, as many at once as it has
-        // threads; calls into one instance still take turns.
-        self.plugins.in_pool(|| {
-            series
-                .par_iter()
-                .map(|labels| self.answer(function, labels, args, ends, window_ms))
-                .collect()
+        // One task per series on the shared ask threads, each waiting for its plugin
+        // calls on the plugin pool. A series whose call panicked is one the sketches
+        // did not answer: the engine reads its raw data.
+        let me = self.clone();
+        let (function, args) = (function.to_owned(), args.to_vec());
+        let owned: Vec<Labels> = series.iter().map(|l| (*l).clone()).collect();
+        super::ask::map(owned, move |labels| {
+            crate::promql::eval::guarded(|| me.answer(&function, &labels, &args, ends, window_ms))
         })
+        .into_iter()
+        .map(Option::flatten)
+        .collect()
     }
 
     fn compute(

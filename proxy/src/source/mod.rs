@@ -169,6 +169,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a>;
 }
 
+/// Decodes a streamed remote-read answer (for the fuzz targets): the series of each
+/// query, trimmed to `ranges`.
+#[doc(hidden)]
+pub fn decode_streamed(body: &[u8], ranges: &[(i64, i64)]) -> Result<usize, String> {
+    streamed::decode(body, ranges).map(|series| series.len())
+}
+
 /// A source that cannot be built (its URL is unusable): every fetch fails with why.
 #[derive(Debug)]
 pub struct Unavailable(pub String);

@@ -166,6 +166,15 @@ impl Evaluator<'_> {
             Vec::new()
         };
         answered.resize_with(windows.series.len(), || None);
+        let unfetched = match args[matrix_at] {
+            Expr::MatrixSelector(ms) => self
+                .sketches
+                .is_some_and(|s| s.unfetched.contains(&super::SelectorId::of(&ms.vs))),
+            _ => false,
+        };
+        if unfetched && answered.iter().any(Option::is_none) {
+            return Err(EvalError::SketchMiss);
+        }
         for (series, answers) in windows.series.iter().zip(answered) {
             self.interrupt.check()?;
             let mut points = Vec::new();

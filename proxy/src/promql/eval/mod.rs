@@ -139,6 +139,12 @@ pub enum EvalError {
     /// The client went away.
     #[error("query was canceled in expression evaluation")]
     Canceled,
+    /// A selector whose raw data was not fetched, because sketches were expected to
+    /// answer every series of it, has a series they did not answer (retention moved,
+    /// the plugin was quarantined or failed). The caller fetches the raw data and
+    /// evaluates again; an answer never silently lacks the series.
+    #[error("a sketch expected to answer a series did not, and its raw data was not fetched")]
+    SketchMiss,
     /// The query cannot be answered (duplicate label sets, bad arguments, …).
     #[error("{0}")]
     Execution(String),
@@ -213,7 +219,7 @@ pub trait Sketches: Send + Sync {
     ) -> Vec<Option<Vec<Option<SketchValue>>>> {
         series
             .iter()
-            .map(|labels| self.answer(function, labels, args, ends, window_ms))
+            .map(|labels| guarded(|| self.answer(function, labels, args, ends, window_ms)))
             .collect()
     }
 
@@ -231,6 +237,12 @@ pub trait Sketches: Send + Sync {
     ) -> Result<Vec<Option<SketchValue>>, String>;
 }
 
+/// One series' sketch answer from `ask`; `None` (not answered, so computed from raw
+/// data) when it panicked: a failing sketch costs speed, never a series.
+pub fn guarded(ask: impl FnOnce() -> Option<Vec<Option<SketchValue>>>) -> Option<Vec<Option<SketchValue>>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(ask)).unwrap_or(None)
+}
+
 /// Where the sketches are, and the cost rule's minimum window.
 #[derive(Clone, Copy)]
 pub struct SketchUse<'a> {
@@ -238,6 +250,10 @@ pub struct SketchUse<'a> {
     pub sketches: &'a dyn Sketches,
     /// Windows shorter than this are answered exactly (`promql::sketch_plan`).
     pub min_window_ms: i64,
+    /// Selectors whose data holds label sets only: the sketches were found to cover
+    /// every series, so no raw sample was fetched. A series of theirs the sketches do
+    /// not answer ends the evaluation with [`EvalError::SketchMiss`].
+    pub unfetched: &'a std::collections::HashSet<SelectorId>,
 }
 
 impl std::fmt::Debug for SketchUse<'_> {

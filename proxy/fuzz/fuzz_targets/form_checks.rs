@@ -1,0 +1,4 @@
+//! `cargo fuzz run form_checks`: see docs/fuzzing.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sketch_proxy::fuzzing::run("form_checks", data));
