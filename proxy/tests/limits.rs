@@ -59,6 +59,16 @@ const PROXY_ANSWERS: &[Row] = &[
         "invalid parameter \"match[]\": parse error: expected a series selector",
     ),
     (
+        "bare seconds past what a Duration holds (promql-parser panicked; found by fuzzing)",
+        "GET",
+        "/api/v1/query",
+        "query=up[11111111111111111111111111111111:1m]",
+        "",
+        400,
+        "bad_data",
+        "invalid parameter \"query\": \"11111111111111111111111111111111\" is out of range as a duration or time in seconds",
+    ),
+    (
         "exemplars of a proxy-only function",
         "GET",
         "/api/v1/query_exemplars",

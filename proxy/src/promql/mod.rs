@@ -97,7 +97,12 @@ pub fn parse_within(query: &str, limits: &ShapeLimits) -> Result<Expr, ParseErro
         // promql-parser says "invalid promql query"; Prometheus' wording is clearer.
         return Err(ParseError::syntax("no expression found in input"));
     }
-    let expr = parser::parse(query).map_err(ParseError::syntax)?;
+    // promql-parser panics on some input (a duration past `Duration`'s range, found by
+    // fuzzing); a query must get an error, never take its request down.
+    let parsed = std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
+        Err("the parser failed on this query (a number or duration out of range?)".to_owned())
+    });
+    let expr = parsed.map_err(ParseError::syntax)?;
     if uses_or_matchers(&expr) {
         // promql-parser knows `{a="1" or b="2"}` (Prometheus 3); 2.42's parser does not.
         return Err(ParseError::syntax(

@@ -40,6 +40,13 @@ pub enum ShapeError {
         /// The limit.
         max: usize,
     },
+    /// A bare number of seconds as a duration or time that no `Duration` holds
+    /// (`promql-parser` panics on it).
+    #[error("{number:?} is out of range as a duration or time in seconds")]
+    OutOfRange {
+        /// The number as written.
+        number: String,
+    },
     /// Nested deeper than `max_depth`.
     #[error(
         "query nests deeper than {max} levels (limits.max_query_depth): every parenthesis, \
@@ -64,7 +71,103 @@ pub fn check(query: &str, limits: &ShapeLimits) -> Result<(), ShapeError> {
             max: limits.max_depth,
         });
     }
+    if let Some(number) = out_of_range_seconds(query) {
+        return Err(ShapeError::OutOfRange { number });
+    }
     Ok(())
+}
+
+/// Largest bare number of seconds accepted where a duration or time goes: about 31
+/// million years, far beyond any data, far below what a `Duration` holds.
+const MAX_SECONDS: f64 = 1e15;
+
+/// The first bare number (no unit) in a range or subquery bracket, or after `offset`
+/// or `@`, that is not a finite number of seconds up to [`MAX_SECONDS`]. Linear, like
+/// [`depth`].
+fn out_of_range_seconds(query: &str) -> Option<String> {
+    let bytes = query.as_bytes();
+    let mut brackets = 0usize;
+    let mut after_keyword = false;
+    let mut in_braces = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'"' | b'\'' | b'`' => {
+                i = skip_string(bytes, i);
+                after_keyword = false;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'}' if in_braces => in_braces = false,
+            _ if in_braces => {}
+            b'{' => in_braces = true,
+            b'[' => brackets += 1,
+            b']' => brackets = brackets.saturating_sub(1),
+            b'@' => {
+                after_keyword = true;
+                i += 1;
+                continue;
+            }
+            // A sign keeps the number after `offset` or `@` in view.
+            b'+' | b'-' if after_keyword => {
+                i += 1;
+                continue;
+            }
+            // A colon ends a word here: it separates a subquery's range and step.
+            _ if is_word(b) && b != b':' => {
+                let start = i;
+                while i < bytes.len() && is_word(bytes[i]) && bytes[i] != b':' {
+                    if matches!(bytes[i], b'e' | b'E')
+                        && bytes[start].is_ascii_digit()
+                        && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
+                    {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let word = &query[start..i];
+                let counts = brackets > 0 || after_keyword;
+                after_keyword = word.eq_ignore_ascii_case("offset");
+                if counts && !seconds_in_range(word) {
+                    return Some(word.to_owned());
+                }
+                continue;
+            }
+            _ if b.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        after_keyword = false;
+        i += 1;
+    }
+    None
+}
+
+/// Whether `word`, when it is a bare number, is a usable number of seconds; words
+/// that are not numbers (durations with units, names) are the parser's to judge.
+fn seconds_in_range(word: &str) -> bool {
+    if ["inf", "infinity", "nan"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+    {
+        return false;
+    }
+    if !word.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return true;
+    }
+    let value = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
+        Some(hex) => u128::from_str_radix(hex, 16).ok().map(|v| v as f64),
+        None => word.parse::<f64>().ok(),
+    };
+    value.is_none_or(|v| v.is_finite() && v.abs() <= MAX_SECONDS)
 }
 
 /// One open `(` or `[` group: the operators seen in its current argument.

@@ -402,17 +402,28 @@ impl SketchStore {
         };
         // Functions a reload added; existing sketches are kept. The series' own lock is
         // taken before the map is released and held while its sketches are made (plugin
-        // calls), so a concurrent write of the series waits for them, and writes of
-        // other series do not.
+        // calls), so a concurrent write of the series, or `finish_backfill`, waits for
+        // them, and writes of other series do not. Lock order: map, series, backfills;
+        // nothing here waits for the backfill list while holding only the series.
+        // Whether each new sketch starts buffering for a backfill is decided under the
+        // map lock, as `finish_backfill` decides what it releases: a sketch created after
+        // its job ended cannot wait for that job.
         let mut functions = series.functions.write();
+        let missing: Vec<(String, i64, bool)> = {
+            let jobs = self.backfills.lock();
+            wanted
+                .into_iter()
+                .filter(|(function, _)| !functions.iter().any(|f| f.function == *function))
+                .map(|(function, retain_ms)| {
+                    let backfilling = jobs.iter().any(|j| j.fills(labels, &function));
+                    (function, retain_ms, backfilling)
+                })
+                .collect()
+        };
         series.generation.store(generation, Ordering::Relaxed);
         map.insert(hash, Entry::Sketched(series.clone()));
         drop(map);
-        for (function, retain_ms) in wanted {
-            if functions.iter().any(|f| f.function == function) {
-                continue;
-            }
-            let backfilling = self.backfills.lock().iter().any(|j| j.fills(labels, &function));
+        for (function, retain_ms, backfilling) in missing {
             if let Some(sketch) = self.create(hash, &function, retain_ms, plugins, backfilling) {
                 functions.push(sketch);
             }

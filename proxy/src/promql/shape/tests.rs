@@ -60,3 +60,34 @@ fn check_reports_length_before_depth() {
     );
     assert_eq!(check("up+up+up+1", &limits), Err(ShapeError::TooDeep { max: 3 }));
 }
+
+#[test]
+fn bare_seconds_past_what_a_duration_holds_are_refused() {
+    let table: &[(&str, Option<&str>)] = &[
+        ("up[5m]", None),
+        ("up[300]", None),
+        ("rate(up[5m:30])", None),
+        ("up offset 3600", None),
+        ("up @ 1700000000", None),
+        ("up offset -5m", None),
+        (
+            "up[11111111111111111111111111111111:1m]",
+            Some("11111111111111111111111111111111"),
+        ),
+        (
+            "sum(x[1m:577777777777777777777777777777])",
+            Some("577777777777777777777777777777"),
+        ),
+        ("up offset 1e30", Some("1e30")),
+        ("up offset -1e30", Some("1e30")),
+        ("up @ 1e300", Some("1e300")),
+        ("up @ Inf", Some("Inf")),
+        ("up[0xfffffffffffffffffffff]", Some("0xfffffffffffffffffffff")),
+        // Numbers elsewhere are values, not durations.
+        ("up > 1e300", None),
+        ("up{a=\"[1e300]\"}", None),
+    ];
+    for (query, refused) in table {
+        assert_eq!(out_of_range_seconds(query).as_deref(), *refused, "{query}");
+    }
+}
