@@ -91,19 +91,13 @@ fn out_of_range_seconds(query: &str) -> Option<String> {
     let mut in_braces = false;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(next) = skip_inert(bytes, i) {
+            i = next;
+            after_keyword = false;
+            continue;
+        }
         let b = bytes[i];
         match b {
-            b'"' | b'\'' | b'`' => {
-                i = skip_string(bytes, i);
-                after_keyword = false;
-                continue;
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
             b'}' if in_braces => in_braces = false,
             _ if in_braces => {}
             b'{' => in_braces = true,
@@ -190,18 +184,12 @@ pub fn depth(query: &str) -> usize {
     let mut i = 0;
     let mut in_braces = false;
     while i < bytes.len() {
+        if let Some(next) = skip_inert(bytes, i) {
+            i = next;
+            continue;
+        }
         let b = bytes[i];
         match b {
-            b'"' | b'\'' | b'`' => {
-                i = skip_string(bytes, i);
-                continue;
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
             b'}' if in_braces => in_braces = false,
             _ if in_braces => {}
             b'{' => in_braces = true,
@@ -264,6 +252,20 @@ fn operator(stack: &mut [Group], current: &mut usize) {
 
 fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b':'
+}
+
+/// Past a string or a comment starting at `i`, if one does: they hold no structure.
+fn skip_inert(bytes: &[u8], i: usize) -> Option<usize> {
+    match bytes.get(i)? {
+        b'"' | b'\'' | b'`' => Some(skip_string(bytes, i)),
+        b'#' => Some(
+            bytes[i..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |n| i + n),
+        ),
+        _ => None,
+    }
 }
 
 /// The index after the string starting at `start`, or the end of the input for an
