@@ -619,7 +619,16 @@ impl RawConfig {
                 format!("must be between 1 and {}", crate::promql::shape::MAX_DEPTH),
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+        // Span and field filters (`[...]`, `{...}`) compile to regexes whose building
+        // took seconds on a 600-byte value (found by fuzzing); targets and levels are
+        // what an operator needs.
+        if self.log.level.contains(['[', ']', '{', '}']) || self.log.level.len() > 1024 {
+            errors.push(error(
+                "log.level",
+                "must be a level or `target=level` directives separated by commas, \
+                 without span or field filters, at most 1,024 bytes",
+            ));
+        } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(error(
                 "log.level",
                 format!("{:?} is not a level or filter: {e}", self.log.level),

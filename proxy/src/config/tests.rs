@@ -58,7 +58,7 @@ web:
 limits:
   max_concurrent_queries: 0
 log:
-  level: \"[\"
+  level: \"sketch_proxy=loud\"
 shards: 2
 ";
     let errors = errors_of(yaml);
@@ -70,7 +70,7 @@ shards: 2
         "downstream.url: ftp://x/ must be an http:// URL",
         "web.route_prefix: \"proxy\" must be a path",
         "limits.max_concurrent_queries: must be greater than 0",
-        "log.level: \"[\" is not a level or filter",
+        "log.level: \"sketch_proxy=loud\" is not a level or filter",
     ];
     assert_eq!(errors.len(), want_prefixes.len(), "{errors:#?}");
     for (got, want) in errors.iter().zip(want_prefixes) {
@@ -323,4 +323,14 @@ fn endpoint_time_ranges_are_rfc3339_or_durations_before_now() {
         errors[0].contains("neither an RFC 3339 time nor a duration"),
         "{errors:?}"
     );
+}
+
+/// Found by fuzzing: a 600-byte `log.level` with field filters took seconds to check.
+#[test]
+fn log_level_refuses_span_and_field_filters() {
+    for level in ["x[{a=1}]=debug", "sketch_proxy[span]=info", &"a".repeat(1025)] {
+        let errors = errors_of(&format!("log:\n  level: '{level}'\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("without span or field filters"), "{errors:?}");
+    }
 }
