@@ -1,5 +1,14 @@
 //! Serde adapters for configuration values with their own syntax.
 
+/// `promql-parser`'s duration parsing, after refusing bare numbers of seconds that no
+/// `Duration` holds (the parser panics on them; found by fuzzing).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if !crate::promql::shape::seconds_in_range(text) {
+        return Err("out of range".to_owned());
+    }
+    promql_parser::util::parse_duration(text)
+}
+
 /// Durations in Prometheus syntax (`30s`, `2m`, `1h30m`).
 pub mod prometheus {
     use std::time::Duration;
@@ -9,7 +18,7 @@ pub mod prometheus {
     /// Parses a Prometheus duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        promql_parser::util::parse_duration(&text)
+        super::parse_duration(&text)
             .map_err(|e| D::Error::custom(format!("{text:?} is not a duration such as 30s or 2m: {e}")))
     }
 }
@@ -26,7 +35,7 @@ pub mod prometheus_or_zero {
         if text == "0s" {
             return Ok(Duration::ZERO);
         }
-        promql_parser::util::parse_duration(&text).map_err(|e| {
+        super::parse_duration(&text).map_err(|e| {
             D::Error::custom(format!(
                 "{text:?} is not a duration such as 30s or 2m, or 0s: {e}"
             ))
@@ -77,7 +86,7 @@ pub mod time_bound {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TimeBound>, D::Error> {
         let text = String::deserialize(d)?;
         if let Some(ago) = text.strip_prefix('-') {
-            return promql_parser::util::parse_duration(ago)
+            return super::parse_duration(ago)
                 .map(|d| Some(TimeBound::Ago(d)))
                 .map_err(|e| {
                     D::Error::custom(format!("{text:?} is not a duration before now such as -2w: {e}"))

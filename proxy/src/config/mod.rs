@@ -622,10 +622,12 @@ impl RawConfig {
         // Span and field filters (`[...]`, `{...}`) compile to regexes whose building
         // took seconds on a 600-byte value (found by fuzzing); targets and levels are
         // what an operator needs.
-        if self.log.level.contains(['[', ']', '{', '}']) || self.log.level.len() > 1024 {
+        // tracing-subscriber's directive parser also panics on some non-ASCII text.
+        let level = &self.log.level;
+        if level.contains(['[', ']', '{', '}']) || level.len() > 1024 || !level.is_ascii() {
             errors.push(error(
                 "log.level",
-                "must be a level or `target=level` directives separated by commas, \
+                "must be a level or `target=level` directives separated by commas, in ASCII, \
                  without span or field filters, at most 1,024 bytes",
             ));
         } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

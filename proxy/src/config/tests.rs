@@ -328,9 +328,27 @@ fn endpoint_time_ranges_are_rfc3339_or_durations_before_now() {
 /// Found by fuzzing: a 600-byte `log.level` with field filters took seconds to check.
 #[test]
 fn log_level_refuses_span_and_field_filters() {
-    for level in ["x[{a=1}]=debug", "sketch_proxy[span]=info", &"a".repeat(1025)] {
+    for level in [
+        "x[{a=1}]=debug",
+        "sketch_proxy[span]=info",
+        &"a".repeat(1025),
+        "om*tg 0\u{202a}=x",
+    ] {
         let errors = errors_of(&format!("log:\n  level: '{level}'\n"));
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("without span or field filters"), "{errors:?}");
+        assert!(
+            errors[0].contains("in ASCII, without span or field filters"),
+            "{errors:?}"
+        );
+    }
+}
+
+/// Found by fuzzing: promql-parser panicked on bare seconds no `Duration` holds.
+#[test]
+fn durations_of_bare_seconds_out_of_range_are_errors() {
+    for value in ["00000100000000000000000000", "1e30", "inf"] {
+        let errors = errors_of(&format!("downstream:\n  timeout: '{value}'\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("out of range"), "{errors:?}");
     }
 }

@@ -147,7 +147,7 @@ fn out_of_range_seconds(query: &str) -> Option<String> {
 
 /// Whether `word`, when it is a bare number, is a usable number of seconds; words
 /// that are not numbers (durations with units, names) are the parser's to judge.
-fn seconds_in_range(word: &str) -> bool {
+pub(crate) fn seconds_in_range(word: &str) -> bool {
     if ["inf", "infinity", "nan"]
         .iter()
         .any(|w| word.eq_ignore_ascii_case(w))
