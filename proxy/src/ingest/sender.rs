@@ -132,7 +132,27 @@ impl Sender {
     /// stand alone.
     async fn deliver(&self, records: &[Record]) {
         let samples: u64 = records.iter().map(|r| u64::from(r.samples)).sum();
-        let lanes = if self.lanes > 1 && samples >= MIN_SPLIT_SAMPLES {
+        let split_up = self.lanes > 1 && samples >= MIN_SPLIT_SAMPLES;
+        if let [only] = records
+            && !split_up
+        {
+            // One record goes as it was queued: it is decompressed only if refused.
+            let body = Bytes::from(only.payload.clone());
+            if let Some((status, message)) = self.deliver_one(body, samples).await {
+                let refused: Vec<Refusal> = pieces(records)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|piece| Refusal {
+                        status,
+                        message: message.clone(),
+                        piece,
+                    })
+                    .collect();
+                self.report_refused(&refused);
+            }
+            return;
+        }
+        let lanes = if split_up {
             split(records, self.lanes)
         } else {
             pieces(records).map(|p| vec![p])
@@ -158,12 +178,8 @@ impl Sender {
         let mut pending = vec![pieces];
         while let Some(pieces) = pending.pop() {
             let samples = pieces.iter().map(|p| p.samples).sum();
-            let body = match compress(
-                &pieces
-                    .iter()
-                    .flat_map(|p| p.raw.iter().copied())
-                    .collect::<Vec<u8>>(),
-            ) {
+            let raw: Vec<&[u8]> = pieces.iter().map(|p| p.raw.as_slice()).collect();
+            let body = match compress(&raw.concat()) {
                 Ok(body) => body,
                 Err(reason) => {
                     tracing::error!(destination = %self.name, %reason, samples, "cannot compress queued data; dropped");

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, Function};
@@ -31,7 +31,7 @@ pub struct CustomFunction {
 /// Custom functions registered with `promql-parser` so far, with their scalar arity.
 /// Names are leaked once each: there are as many as distinct plugin functions ever
 /// loaded, a handful.
-static REGISTERED: LazyLock<Mutex<HashMap<&'static str, usize>>> = LazyLock::new(Mutex::default);
+static REGISTERED: LazyLock<RwLock<HashMap<&'static str, usize>>> = LazyLock::new(RwLock::default);
 
 /// The PromQL one runtime accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Grammar {
     /// plugin loader refuses such plugins).
     pub fn new(shape: ShapeLimits, custom: &[CustomFunction]) -> Self {
         super::register_functions();
-        let mut registered = REGISTERED.lock();
+        let mut registered = REGISTERED.write();
         let mut accepted = BTreeSet::new();
         for f in custom {
             if PROXY_FUNCTIONS.contains(&f.name.as_str()) || f.name == "quantile_over_time" {
@@ -109,7 +109,12 @@ impl Grammar {
     /// A custom function another runtime registered is unknown here, as it would be to
     /// the parser.
     fn check_functions(&self, expr: &Expr) -> Result<(), ParseError> {
-        let registered = REGISTERED.lock();
+        let registered = REGISTERED.read();
+        // The usual case, one runtime in the process: every registered name is ours,
+        // and the query's calls need no walk.
+        if registered.keys().all(|name| self.custom.contains(*name)) {
+            return Ok(());
+        }
         let mut unknown = None;
         for_each_call(expr, |name| {
             if registered.contains_key(name) && !self.custom.contains(name) {
