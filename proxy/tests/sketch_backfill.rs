@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -75,6 +76,19 @@ fn live_batches(all: &Stored) -> Vec<Stored> {
             part(all, from, HISTORY + (b + 1) * BATCH)
         })
         .collect()
+}
+
+/// A Prometheus holding the history (written straight to it: the proxy never sees
+/// it), the data's start, and all the data.
+fn prometheus_with_history() -> (Prometheus, i64, Stored) {
+    let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
+    let start_ms = (write::now_ms() - 75 * 60_000) / STEP_MS * STEP_MS;
+    let all = data(start_ms);
+    assert_eq!(
+        write::post(&prometheus.url(), &part(&all, 0, HISTORY)).status,
+        204
+    );
+    (prometheus, start_ms, all)
 }
 
 fn status(proxy: &TestProxy) -> Value {
@@ -155,14 +169,7 @@ fn check_seam(prometheus: &Prometheus, proxy: &TestProxy, all: &Stored, start_ms
 
 #[test]
 fn a_rule_added_by_reload_is_backfilled_without_gap_or_double_count_at_the_seam() {
-    let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
-    let start_ms = (write::now_ms() - 75 * 60_000) / STEP_MS * STEP_MS;
-    let all = data(start_ms);
-    // The history goes straight to Prometheus: the proxy never sees it.
-    assert_eq!(
-        write::post(&prometheus.url(), &part(&all, 0, HISTORY)).status,
-        204
-    );
+    let (prometheus, start_ms, all) = prometheus_with_history();
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sketch-proxy.yml");
@@ -204,13 +211,7 @@ fn a_rule_added_by_reload_is_backfilled_without_gap_or_double_count_at_the_seam(
 
 #[test]
 fn sketches_wait_for_a_backfill_that_waits_for_downstream() {
-    let mut prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
-    let start_ms = (write::now_ms() - 75 * 60_000) / STEP_MS * STEP_MS;
-    let all = data(start_ms);
-    assert_eq!(
-        write::post(&prometheus.url(), &part(&all, 0, HISTORY)).status,
-        204
-    );
+    let (mut prometheus, start_ms, all) = prometheus_with_history();
     prometheus.stop();
 
     let dir = tempfile::tempdir().unwrap();
@@ -259,5 +260,42 @@ fn sketches_wait_for_a_backfill_that_waits_for_downstream() {
         backfill_state(&proxy) == "done"
     })
     .unwrap();
+    check_seam(&prometheus, &proxy, &all, start_ms);
+}
+
+/// A sender resending old samples throughout the backfill: every read finds samples
+/// buffered for spans already read, so the job reads again as often as it may, and its
+/// sketches then serve what its last read found, whole (not sketches started again
+/// with nothing read into them).
+#[test]
+fn a_backfill_under_endless_resends_serves_whole_sketches() {
+    let (prometheus, start_ms, all) = prometheus_with_history();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(&rules_yaml(&dir.path().join("queue"), true), &prometheus.url());
+    // The first ten minutes of history, again and again, until the job ends.
+    let resent = part(&all, 0, 60);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                assert_eq!(write::post(&proxy.url(), &resent).status, 204);
+            }
+        });
+        let ended = wait_until(Duration::from_secs(120), "the backfill to end", || {
+            backfill_state(&proxy) == "done"
+        });
+        done.store(true, Ordering::SeqCst);
+        ended.unwrap();
+    });
+    let read_back = status(&proxy)["rules"][0]["backfill"]["samples"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        read_back >= 3 * (SERIES * HISTORY) as u64,
+        "the history was read again: {read_back}"
+    );
+    for batch in &live_batches(&all) {
+        assert_eq!(write::post(&proxy.url(), batch).status, 204);
+    }
     check_seam(&prometheus, &proxy, &all, start_ms);
 }

@@ -192,7 +192,7 @@ pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Optio
     store.metrics.backfills_running.inc();
     let mut pass = Pass::First;
     loop {
-        let Some(cut) = read_span(&store, &job, &env, from, pass).await else {
+        let Some(cut) = read_span(&store, &job, &env, (from, now), pass).await else {
             store.metrics.backfills_running.dec();
             return;
         };
@@ -201,16 +201,18 @@ pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Optio
             return;
         };
         // A sender catching up (or any sample delayed past its span's read) leaves a
-        // sketch with a hole it cannot fill in order; such sketches start again.
-        let restarted = store.restart_overlapped(&job, cut, &env.plugins);
-        if restarted == 0 {
+        // sketch with a hole it cannot fill in order; such sketches start again, as
+        // long as another read follows to fill them.
+        let again = pass != Pass::Last;
+        let overlapped = store.restart_overlapped(&job, cut, &env.plugins, again);
+        if overlapped == 0 {
             break;
         }
-        if pass == Pass::Last {
-            tracing::warn!(%rule, sketches = restarted, "samples keep arriving for spans already read; serving what the last read found");
+        if !again {
+            tracing::warn!(%rule, sketches = overlapped, "samples keep arriving for spans already read; serving what the last read found");
             break;
         }
-        tracing::info!(%rule, sketches = restarted, "samples arrived for spans already read; reading the span again for those sketches");
+        tracing::info!(%rule, sketches = overlapped, "samples arrived for spans already read; reading the span again for those sketches");
         pass = if pass == Pass::First {
             Pass::Again
         } else {
@@ -250,15 +252,17 @@ enum Pass {
     Last,
 }
 
-/// Reads `[from, now]` slice by slice, waiting for the ingest queues before the last
-/// slice; returns where the last slice started, or `None` once the proxy is gone.
+/// Reads `span` (from, planned end) slice by slice, waiting for the ingest queues before
+/// the last slice, which reaches the present; returns where the last slice started, or
+/// `None` once the proxy is gone.
 async fn read_span(
     store: &SketchStore,
     job: &Job,
     env: &impl Fn() -> Option<Env>,
-    from: i64,
+    span: (i64, i64),
     pass: Pass,
 ) -> Option<i64> {
+    let (from, planned_end) = span;
     let rule = job.key.to_string();
     let mut at = from;
     let mut slice = SLICE_MS;
@@ -266,7 +270,10 @@ async fn read_span(
     let mut logged_tenth = 0;
     loop {
         let env = env()?;
-        let last = now_ms() - at <= slice;
+        // Judged against the end planned at the start, not the moving present: the
+        // slice holding the newest history is the last one, read after the queues
+        // delivered, rather than a sliver of the present after it.
+        let last = planned_end - at <= slice;
         if last
             && let Some(ingest) = &env.ingest
             && !ingest.flushed(FLUSH_WAIT).await

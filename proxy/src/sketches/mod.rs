@@ -265,8 +265,10 @@ impl SketchStore {
     /// sample older than `cut_ms` (the start of the last span read after the ingest
     /// queues delivered) and not newer than what it holds: that sample arrived after
     /// its span was read, so the span may lack samples the sketch can no longer take in
-    /// order. Returns how many; the job then reads its span again into them.
-    fn restart_overlapped(&self, job: &Job, cut_ms: i64, plugins: &PluginSet) -> usize {
+    /// order. Returns how many; the job then reads its span again into them. With
+    /// `restart` false (no read follows) such sketches are only counted: they keep what
+    /// the last read found.
+    fn restart_overlapped(&self, job: &Job, cut_ms: i64, plugins: &PluginSet, restart: bool) -> usize {
         let mut restarted = 0;
         let series: Vec<Arc<SeriesSketches>> = self
             .series
@@ -294,6 +296,10 @@ impl SketchStore {
                 state.pending_checked = pending.len();
                 let Some(oldest) = oldest_buffered else { continue };
                 if oldest >= cut_ms || oldest > state.newest {
+                    continue;
+                }
+                if !restart {
+                    restarted += 1;
                     continue;
                 }
                 let Some(plugin) = plugins.for_function(&sketch.function) else {
