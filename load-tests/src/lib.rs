@@ -48,11 +48,12 @@ pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
 
 /// Writes a proxy configuration into `dir` that receives remote write (queue in
 /// `dir/queue`) and sketches every series `selector` selects for all four built-in
-/// functions, keeping 26 h, with `rule_queries` registered (their steps are kept).
+/// functions, keeping `retain`, with `rule_queries` registered (their steps are kept).
 /// Returns the file.
 pub fn sketching_config(
     dir: &std::path::Path,
     selector: &str,
+    retain: &str,
     rule_queries: &[&str],
 ) -> anyhow::Result<std::path::PathBuf> {
     let file = dir.join("sketch-proxy.yml");
@@ -67,7 +68,7 @@ pub fn sketching_config(
         format!(
             "ingest:\n  enabled: true\n  queue_dir: {}\n  max_queue_bytes: 4294967296\n\
              sketches:\n  max_series: 1000000\n  rules:\n    - match: '{selector}'\n      \
-             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: 26h\n{queries}",
+             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: {retain}\n{queries}",
             dir.join("queue").display()
         ),
     )?;

@@ -263,10 +263,11 @@ fn sketches_wait_for_a_backfill_that_waits_for_downstream() {
     check_seam(&prometheus, &proxy, &all, start_ms);
 }
 
-/// A sender resending old samples throughout the backfill: every read finds samples
-/// buffered for spans already read, so the job reads again as often as it may, and its
+/// A sender resending old samples throughout the backfill: reads find samples buffered
+/// for spans already read, so the job reads again, as often as it may, and its
 /// sketches then serve what its last read found, whole (not sketches started again
-/// with nothing read into them).
+/// with nothing read into them). How many reads happen depends on the machine's pace;
+/// `backfill::tests` forces every one.
 #[test]
 fn a_backfill_under_endless_resends_serves_whole_sketches() {
     let (prometheus, start_ms, all) = prometheus_with_history();
@@ -287,13 +288,6 @@ fn a_backfill_under_endless_resends_serves_whole_sketches() {
         done.store(true, Ordering::SeqCst);
         ended.unwrap();
     });
-    let read_back = status(&proxy)["rules"][0]["backfill"]["samples"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        read_back >= 3 * (SERIES * HISTORY) as u64,
-        "the history was read again: {read_back}"
-    );
     for batch in &live_batches(&all) {
         assert_eq!(write::post(&proxy.url(), batch).status, 204);
     }

@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let per_sender = args.get(1).copied().unwrap_or(5);
     let prometheus = Prometheus::start(&PrometheusOptions::default())?;
     let dir = tempfile::tempdir()?;
-    let config = sketching_config(dir.path(), "{__name__=~\"load_.*\"}", &[])?;
+    let config = sketching_config(dir.path(), "{__name__=~\"load_.*\"}", "26h", &[])?;
     let (proxy, url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),

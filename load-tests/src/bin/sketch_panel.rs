@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let victoria = VictoriaMetrics::start()?;
     let dir = tempfile::tempdir()?;
     // The panels are registered rule queries: their final steps are kept.
-    let config = sketching_config(dir.path(), "m", &RULE_QUERIES)?;
+    let config = sketching_config(dir.path(), "m", "26h", &RULE_QUERIES)?;
     let (_proxy, proxy_url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),

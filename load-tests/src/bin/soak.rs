@@ -1,8 +1,8 @@
 //! Soak: remote write at a steady rate (200,000 samples/s by default) under sketch
 //! rules for all four built-in functions, while 200 query clients ask the proxy without
-//! pause; then the same clients against the Prometheus behind it. Reports the proxy's
-//! resident memory over time, the error rate, p50/p99 of both, and whether every
-//! acknowledged sample reached Prometheus. With `--outage`, Prometheus is stopped for
+//! pause; then, the writes still on, the same clients against the Prometheus behind it
+//! for a minute. Reports the proxy's resident memory over time, the error rate, p50/p99
+//! of both, and whether every acknowledged sample reached Prometheus. With `--outage`, Prometheus is stopped for
 //! 60 s in the middle: nothing acknowledged may be lost, and everything recovers alone.
 //!
 //! ```sh
@@ -24,10 +24,20 @@ use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until
 
 /// Series written; each gets one sample per write round.
 const SERIES: usize = 2000;
-/// Queries the clients cycle through: sketched, plain, and an aggregation.
+/// Concurrent writers, each owning a share of the series, as Prometheus' remote-write
+/// shards do.
+const WRITERS: usize = 4;
+/// The sketches' history: short, so that their memory reaches its steady state (old
+/// samples leave as new ones come) within the run.
+const RETAIN: &str = "3m";
+/// What counts as warm-up in the memory figures: the history fills, plus a minute.
+const WARM_UP_S: u64 = 240;
+/// Queries the clients cycle through, each over one shard (200 series), as dashboard
+/// panels would: sketched, plain, and an aggregation over every series. `{shard}` is
+/// replaced by the client's current shard.
 const QUERIES: [&str; 3] = [
-    "quantile_over_time(0.99, soak_latency[5m])",
-    "sum(rate(soak_latency[1m]))",
+    "quantile_over_time(0.99, soak_latency{shard=\"{shard}\"}[2m])",
+    "sum(rate(soak_latency{shard=\"{shard}\"}[1m]))",
     "max by (shard) (soak_latency)",
 ];
 
@@ -59,10 +69,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// One round: every series' sample at `t`, snappy-compressed.
-fn round(t: i64, rng: &mut StdRng) -> Vec<u8> {
+/// One round of writer `w`: a sample at `t` for each of its series, snappy-compressed.
+fn round(w: usize, t: i64, rng: &mut StdRng) -> Vec<u8> {
     let request = WriteRequest {
-        timeseries: (0..SERIES)
+        timeseries: (w..SERIES)
+            .step_by(WRITERS)
             .map(|i| TimeSeries {
                 labels: vec![
                     Label {
@@ -92,18 +103,19 @@ fn round(t: i64, rng: &mut StdRng) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Writes rounds at `rate` samples/s until `stop`; returns (rounds acknowledged,
-/// answers other than 204).
-fn write(url: &str, rate: u64, stop: &AtomicBool) -> (u64, u64) {
-    let mut rng = StdRng::seed_from_u64(7);
+/// Writer `w`: rounds at its share of `rate` samples/s until `stop`; returns (samples
+/// acknowledged, answers other than 204).
+fn write(w: usize, url: &str, rate: u64, stop: &AtomicBool) -> (u64, u64) {
+    let mut rng = StdRng::seed_from_u64(7 + w as u64);
     let period = Duration::from_secs_f64(SERIES as f64 / rate as f64);
+    let per_round = (w..SERIES).step_by(WRITERS).count() as u64;
     let (mut acked, mut refused) = (0, 0);
     let mut next = Instant::now();
     // Each round has its own timestamp, a millisecond apart at least.
     let mut t = now_ms();
     while !stop.load(Ordering::Relaxed) {
         t = t.max(now_ms()).saturating_add(1);
-        let body = round(t, &mut rng);
+        let body = round(w, t, &mut rng);
         loop {
             let request = http::Request::post(format!("{url}/api/v1/write"))
                 .header("Content-Encoding", "snappy")
@@ -113,7 +125,7 @@ fn write(url: &str, rate: u64, stop: &AtomicBool) -> (u64, u64) {
             let Ok(request) = request else { break };
             match http_agent().run(request) {
                 Ok(r) if r.status() == 204 => {
-                    acked += 1;
+                    acked += per_round;
                     break;
                 }
                 // 503 is backpressure: a sender retries, as Prometheus does.
@@ -148,7 +160,8 @@ fn query(url: &str, clients: usize, stop: &Arc<AtomicBool>) -> (Vec<u64>, u64) {
                 let mut latencies = Vec::new();
                 let mut k = c;
                 while !stop.load(Ordering::Relaxed) {
-                    let q = encode_query(QUERIES[k % QUERIES.len()]);
+                    let shard = (k / QUERIES.len() % 10).to_string();
+                    let q = encode_query(&QUERIES[k % QUERIES.len()].replace("{shard}", &shard));
                     k += 1;
                     let started = Instant::now();
                     match http_agent().get(format!("{url}/api/v1/query?query={q}")).call() {
@@ -191,13 +204,21 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Samples of `soak_latency` Prometheus holds.
+/// Samples of `soak_latency` Prometheus holds, counted a shard at a time so that no
+/// query passes Prometheus' 50 million samples limit.
 fn stored(prometheus: &str) -> anyhow::Result<u64> {
-    let q = encode_query("sum(count_over_time(soak_latency[1d]))");
-    let (body, _) = sketch_proxy_load_tests::get(&format!("{prometheus}/api/v1/query?query={q}"))?;
-    let json: serde_json::Value = serde_json::from_str(&body)?;
-    let value = json["data"]["result"][0]["value"][1].as_str().unwrap_or("0");
-    Ok(value.parse::<f64>()? as u64)
+    let mut total = 0;
+    for shard in 0..10 {
+        let q = encode_query(&format!(
+            "sum(count_over_time(soak_latency{{shard=\"{shard}\"}}[1d]))"
+        ));
+        let (body, _) = sketch_proxy_load_tests::get(&format!("{prometheus}/api/v1/query?query={q}"))?;
+        let json: serde_json::Value = serde_json::from_str(&body)?;
+        anyhow::ensure!(json["status"] == "success", "count failed: {body}");
+        let value = json["data"]["result"][0]["value"][1].as_str().unwrap_or("0");
+        total += value.parse::<f64>()? as u64;
+    }
+    Ok(total)
 }
 
 #[expect(clippy::print_stdout, reason = "the report is the program's output")]
@@ -205,7 +226,7 @@ fn main() -> anyhow::Result<()> {
     let args = args()?;
     let mut prometheus = Prometheus::start(&PrometheusOptions::default())?;
     let dir = tempfile::tempdir()?;
-    let config = sketching_config(dir.path(), "soak_latency", &[])?;
+    let config = sketching_config(dir.path(), "soak_latency", RETAIN, &[])?;
     let (proxy, url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),
@@ -224,12 +245,15 @@ fn main() -> anyhow::Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (url, stop, rate) = (url.clone(), Arc::clone(&stop), args.rate);
-        std::thread::spawn(move || write(&url, rate, &stop))
-    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (url, stop, rate) = (url.clone(), Arc::clone(&stop), args.rate);
+            std::thread::spawn(move || write(w, &url, rate, &stop))
+        })
+        .collect();
+    let query_stop = Arc::new(AtomicBool::new(false));
     let queries = {
-        let (url, stop, clients) = (url.clone(), Arc::clone(&stop), args.clients);
+        let (url, stop, clients) = (url.clone(), Arc::clone(&query_stop), args.clients);
         std::thread::spawn(move || query(&url, clients, &stop))
     };
     let started = Instant::now();
@@ -251,13 +275,29 @@ fn main() -> anyhow::Result<()> {
             println!("{at:>5} s: Prometheus restarted");
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let (acked_rounds, refused_writes) = writer.join().ok().context("writer panicked")?;
+    query_stop.store(true, Ordering::Relaxed);
     let (latencies, query_errors) = queries.join().ok().context("query clients panicked")?;
     if stopped {
         prometheus.restart()?;
     }
-    let acked = acked_rounds * SERIES as u64;
+    // The same clients against Prometheus alone for a minute, the writes still on, for
+    // the latency comparison.
+    let direct_stop = Arc::new(AtomicBool::new(false));
+    let direct = {
+        let (url, stop, clients) = (prometheus.url(), Arc::clone(&direct_stop), args.clients);
+        std::thread::spawn(move || query(&url, clients, &stop))
+    };
+    std::thread::sleep(Duration::from_secs(60));
+    direct_stop.store(true, Ordering::Relaxed);
+    let (direct_latencies, direct_errors) = direct.join().ok().context("direct clients panicked")?;
+    let written_for = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (mut acked, mut refused_writes) = (0, 0);
+    for writer in writers {
+        let (a, r) = writer.join().ok().context("writer panicked")?;
+        acked += a;
+        refused_writes += r;
+    }
     let mut held = 0;
     let delivered = wait_until(
         Duration::from_secs(300),
@@ -268,32 +308,27 @@ fn main() -> anyhow::Result<()> {
         },
     );
 
-    // The same clients against Prometheus alone, for the latency comparison.
-    let direct_stop = Arc::new(AtomicBool::new(false));
-    let direct = {
-        let (url, stop, clients) = (prometheus.url(), Arc::clone(&direct_stop), args.clients);
-        std::thread::spawn(move || query(&url, clients, &stop))
-    };
-    std::thread::sleep(Duration::from_secs(60));
-    direct_stop.store(true, Ordering::Relaxed);
-    let (direct_latencies, direct_errors) = direct.join().ok().context("direct clients panicked")?;
-
     println!("\nproxy RSS (MiB) every 10 s:");
     for (at, mib) in &rss {
         println!("{at:>5} s  {mib:>8.1}");
     }
-    let warm: Vec<f64> = rss.iter().filter(|(at, _)| *at >= 120).map(|(_, m)| *m).collect();
+    let warm: Vec<f64> = rss
+        .iter()
+        .filter(|(at, _)| *at >= WARM_UP_S)
+        .map(|(_, m)| *m)
+        .collect();
     if let (Some(lo), Some(hi)) = (
         warm.iter().copied().reduce(f64::min),
         warm.iter().copied().reduce(f64::max),
     ) {
         println!(
-            "after 2 min: {lo:.1}–{hi:.1} MiB, spread {:.1}%",
+            "after {WARM_UP_S} s: {lo:.1}–{hi:.1} MiB, spread {:.1}%",
             (hi - lo) / lo * 100.0
         );
     }
     println!(
-        "\nwrites: {acked} samples acknowledged, {refused_writes} write answers other than 204 (503 retried)"
+        "\nwrites: {acked} samples acknowledged ({:.0}/s), {refused_writes} write answers other than 204 (503 retried)",
+        acked as f64 / written_for
     );
     println!(
         "delivered: Prometheus holds {held} samples of {acked} acknowledged: {}",
@@ -312,7 +347,7 @@ fn main() -> anyhow::Result<()> {
     );
     let direct_total = direct_latencies.len() as u64 + direct_errors;
     println!(
-        "queries straight to Prometheus (60 s): {direct_total}, errors {direct_errors}, p50 {:.1} ms, p99 {:.1} ms",
+        "queries straight to Prometheus (60 s, writes on): {direct_total}, errors {direct_errors}, p50 {:.1} ms, p99 {:.1} ms",
         percentile(&direct_latencies, 0.5),
         percentile(&direct_latencies, 0.99)
     );

@@ -46,7 +46,7 @@ pub struct Host {
     engine: SharedEngine,
     linker: Linker<HostState>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
-    pool: Arc<rayon::ThreadPool>,
+    pub(super) pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Host {

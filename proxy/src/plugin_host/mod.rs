@@ -467,6 +467,19 @@ impl Sketch {
     }
 }
 
+/// Starts `f` on a plugin call thread, so that the plugin calls it makes run there
+/// directly instead of each waiting for a thread (many small calls in a row, a remote
+/// write's inserts, cost a thread switch each otherwise), and an async caller switches
+/// threads once. `f` must not wait for anything that itself waits for a plugin call
+/// (such as a lock held across one), or the call threads can all end up waiting. Runs
+/// `f` here when there is no host.
+pub fn spawn_on_call_pool(f: impl FnOnce() + Send + 'static) {
+    match Host::global() {
+        Ok(host) => host.pool.spawn(f),
+        Err(_) => f(),
+    }
+}
+
 /// Evaluation times in a range request: `start, start+step, ... ≤ end`.
 pub fn range_steps(range: RangeRequest) -> u64 {
     if range.step_ms <= 0 || range.end_ms < range.start_ms {

@@ -354,3 +354,6 @@ pub(super) async fn read_slice(
         .pop()
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests;

@@ -84,9 +84,12 @@ struct State {
     /// `None` once its plugin was quarantined.
     sketch: Option<Sketch>,
     newest: i64,
-    /// As the plugin last reported it (after each insert: a call costs about a
-    /// microsecond, an insert hundreds of samples).
+    /// As the plugin last reported it.
     memory: u64,
+    /// Samples inserted since the plugin last reported its memory: asked again every
+    /// [`MEASURE_EVERY`] samples, not after every insert, since a remote write
+    /// typically brings one sample per series and the question would double the calls.
+    unmeasured: usize,
     /// While a backfill fills the sketch: remote-written samples, inserted after it.
     pending: Option<Vec<(i64, f64)>>,
     /// Emptied because samples arrived for a span the backfill had already read; the
@@ -120,6 +123,10 @@ impl FunctionSketch {
     }
 }
 
+/// Samples inserted into a sketch between two questions about its memory; the first
+/// insert is always measured.
+const MEASURE_EVERY: usize = 64;
+
 /// How [`insert_all`] treats a sketch being backfilled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -131,11 +138,21 @@ enum Mode {
     Release,
 }
 
-/// Inserts under way, one blocking task per plugin instance.
+/// Inserts under way, one task on the plugin call threads per plugin instance.
 #[derive(Debug)]
 pub struct Feeding<'a> {
     store: &'a SketchStore,
-    tasks: Vec<tokio::task::JoinHandle<(InstanceKey, i64)>>,
+    tasks: Vec<tokio::sync::oneshot::Receiver<Inserted>>,
+}
+
+/// What one instance's task did: the change in memory, and the batches whose sketch
+/// was busy, left to insert off the call threads.
+#[derive(Debug)]
+struct Inserted {
+    instance: InstanceKey,
+    memory_delta: i64,
+    busy: Vec<Batch>,
+    mode: Mode,
 }
 
 impl Feeding<'_> {
@@ -144,7 +161,17 @@ impl Feeding<'_> {
             .into_iter()
             .map(|(instance, batches)| {
                 let metrics = store.metrics.clone();
-                tokio::task::spawn_blocking(move || (instance, insert_all(&batches, &metrics, mode)))
+                let (done, wait) = tokio::sync::oneshot::channel();
+                crate::plugin_host::spawn_on_call_pool(move || {
+                    let (memory_delta, busy) = insert_ready(batches, &metrics, mode);
+                    let _ = done.send(Inserted {
+                        instance,
+                        memory_delta,
+                        busy,
+                        mode,
+                    });
+                });
+                wait
             })
             .collect();
         Feeding { store, tasks }
@@ -153,14 +180,24 @@ impl Feeding<'_> {
     /// Waits until every insert is done.
     pub async fn finish(self) {
         for task in self.tasks {
-            if let Ok((instance, memory_delta)) = task.await {
-                self.store.add_memory(instance, memory_delta);
+            let Ok(inserted) = task.await else { continue };
+            let mut memory_delta = inserted.memory_delta;
+            if !inserted.busy.is_empty() {
+                let metrics = self.store.metrics.clone();
+                let (busy, mode) = (inserted.busy, inserted.mode);
+                if let Ok(delta) =
+                    tokio::task::spawn_blocking(move || insert_waiting(&busy, &metrics, mode)).await
+                {
+                    memory_delta += delta;
+                }
             }
+            self.store.add_memory(inserted.instance, memory_delta);
         }
     }
 }
 
 /// One sketch's share of a request.
+#[derive(Debug)]
 struct Batch {
     sketch: Arc<FunctionSketch>,
     samples: Arc<(Vec<i64>, Vec<f64>)>,
@@ -312,6 +349,7 @@ impl SketchStore {
                         self.add_memory(instance, signed(memory) - signed(state.memory));
                         state.sketch = Some(fresh);
                         state.memory = memory;
+                        state.unmeasured = MEASURE_EVERY;
                         state.newest = i64::MIN;
                         state.refill = true;
                         restarted += 1;
@@ -489,6 +527,7 @@ impl SketchStore {
                         pending: backfilling.then(Vec::new),
                         refill: false,
                         pending_checked: 0,
+                        unmeasured: MEASURE_EVERY,
                         config,
                     }),
                 }))
@@ -541,35 +580,60 @@ fn group(
     }
 }
 
-/// Inserts every batch (all in one plugin instance); returns the change in memory.
-fn insert_all(batches: &[Batch], metrics: &SketchMetrics, mode: Mode) -> i64 {
-    let mut memory_delta = 0i64;
+/// Inserts every batch (all in one plugin instance) whose sketch is free; returns the
+/// change in memory and the batches whose sketch's lock was taken. Runs on a plugin
+/// call thread, so its calls do not each switch threads; it never waits for a sketch's
+/// lock there, since a query may hold one while it waits for a call thread.
+fn insert_ready(batches: Vec<Batch>, metrics: &SketchMetrics, mode: Mode) -> (i64, Vec<Batch>) {
+    let mut delta = 0;
+    let mut busy = Vec::new();
     for batch in batches {
-        let mut guard = batch.sketch.state.lock();
-        let state = &mut *guard;
-        let (timestamps, values) = &*batch.samples;
-        match (mode, &mut state.pending) {
-            (Mode::Live, Some(pending)) => {
-                let room = BACKFILL_BUFFER_SAMPLES.saturating_sub(pending.len());
-                pending.extend(timestamps.iter().copied().zip(values.iter().copied()).take(room));
-                let dropped = timestamps.len().saturating_sub(room);
-                if dropped > 0 {
-                    metrics
-                        .samples_dropped
-                        .get_or_create(&"backfill_buffer_full".into())
-                        .inc_by(dropped as u64);
-                }
-            }
-            (Mode::Release, pending) => {
-                state.refill = false;
-                let Some(buffered) = pending.take() else { continue };
-                let (t, v): (Vec<i64>, Vec<f64>) = buffered.into_iter().unzip();
-                memory_delta += insert(state, &batch.sketch.function, &t, &v, metrics);
-            }
-            _ => memory_delta += insert(state, &batch.sketch.function, timestamps, values, metrics),
+        let inserted = batch
+            .sketch
+            .state
+            .try_lock()
+            .map(|mut state| insert_batch(&mut state, &batch, metrics, mode));
+        match inserted {
+            Some(d) => delta += d,
+            None => busy.push(batch),
         }
     }
-    memory_delta
+    (delta, busy)
+}
+
+/// Inserts every batch, waiting for each sketch's lock (off the call threads); returns
+/// the change in memory.
+fn insert_waiting(batches: &[Batch], metrics: &SketchMetrics, mode: Mode) -> i64 {
+    batches
+        .iter()
+        .map(|batch| insert_batch(&mut batch.sketch.state.lock(), batch, metrics, mode))
+        .sum()
+}
+
+/// Inserts one batch into its sketch (`state` is the sketch's, locked).
+fn insert_batch(state: &mut State, batch: &Batch, metrics: &SketchMetrics, mode: Mode) -> i64 {
+    let (timestamps, values) = &*batch.samples;
+    match (mode, &mut state.pending) {
+        (Mode::Live, Some(pending)) => {
+            let room = BACKFILL_BUFFER_SAMPLES.saturating_sub(pending.len());
+            pending.extend(timestamps.iter().copied().zip(values.iter().copied()).take(room));
+            let dropped = timestamps.len().saturating_sub(room);
+            if dropped > 0 {
+                metrics
+                    .samples_dropped
+                    .get_or_create(&"backfill_buffer_full".into())
+                    .inc_by(dropped as u64);
+            }
+            0
+        }
+        (Mode::Release, pending) => {
+            state.refill = false;
+            let Some(buffered) = pending.take() else { return 0 };
+            let (t, v): (Vec<i64>, Vec<f64>) = buffered.into_iter().unzip();
+            insert(state, &batch.sketch.function, &t, &v, metrics)
+        }
+        _ => insert(state, &batch.sketch.function, timestamps, values, metrics),
+    }
 }
 
 /// Inserts the samples newer than the sketch's newest (in increasing order); returns
@@ -607,6 +671,11 @@ fn insert(
         Ok(()) => {
             metrics.samples_sketched.inc_by(keep_t.len() as u64);
             state.newest = newest;
+            state.unmeasured += keep_t.len();
+            if state.unmeasured < MEASURE_EVERY {
+                return 0;
+            }
+            state.unmeasured = 0;
             let memory = sketch.memory_bytes().unwrap_or(state.memory);
             let delta = signed(memory) - signed(state.memory);
             state.memory = memory;
