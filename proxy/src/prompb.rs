@@ -224,3 +224,18 @@ pub struct Chunk {
     #[prost(bytes = "vec", tag = "4")]
     pub data: Vec<u8>,
 }
+
+/// The labels of the test series `m{i="<i>"}`, sorted.
+#[cfg(test)]
+pub(crate) fn test_series(i: usize) -> Vec<Label> {
+    vec![
+        Label {
+            name: "__name__".into(),
+            value: "m".into(),
+        },
+        Label {
+            name: "i".into(),
+            value: i.to_string(),
+        },
+    ]
+}

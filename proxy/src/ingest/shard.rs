@@ -61,19 +61,10 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompb::{Label, series_hash};
+    use crate::prompb::series_hash;
 
     fn series(i: usize) -> u64 {
-        series_hash(&[
-            Label {
-                name: "__name__".into(),
-                value: "m".into(),
-            },
-            Label {
-                name: "i".into(),
-                value: i.to_string(),
-            },
-        ])
+        series_hash(&crate::prompb::test_series(i))
     }
 
     #[test]

@@ -15,16 +15,7 @@ const STEP_MS: i64 = 10_000;
 const SAMPLES: i64 = 400;
 
 fn labels(i: usize) -> Vec<Label> {
-    vec![
-        Label {
-            name: "__name__".into(),
-            value: "m".into(),
-        },
-        Label {
-            name: "i".into(),
-            value: i.to_string(),
-        },
-    ]
+    crate::prompb::test_series(i)
 }
 
 /// Three series of `m`, a sample every 10 s.

@@ -24,16 +24,7 @@ impl Observer for Quiet {
 }
 
 fn labels(i: usize) -> Vec<Label> {
-    vec![
-        Label {
-            name: "__name__".into(),
-            value: "m".into(),
-        },
-        Label {
-            name: "i".into(),
-            value: i.to_string(),
-        },
-    ]
+    crate::prompb::test_series(i)
 }
 
 /// Downstream's history; every read also has each series' first sample resent.
