@@ -29,9 +29,10 @@ const SERIES: usize = 2000;
 const WRITERS: usize = 4;
 /// The sketches' history: short, so that their memory reaches its steady state (old
 /// samples leave as new ones come) within the run.
-const RETAIN: &str = "3m";
-/// What counts as warm-up in the memory figures: the history fills, plus a minute.
-const WARM_UP_S: u64 = 240;
+const RETAIN: &str = "2m";
+/// What counts as warm-up in the memory figures: twice the history (it fills, then
+/// the plugins' buffers reach the capacity they keep), plus a minute.
+const WARM_UP_S: u64 = 300;
 /// Queries the clients cycle through, each over one shard (200 series), as dashboard
 /// panels would: sketched, plain, and an aggregation over every series. `{shard}` is
 /// replaced by the client's current shard.
@@ -150,9 +151,13 @@ fn write(w: usize, url: &str, rate: u64, stop: &AtomicBool) -> (u64, u64) {
     (acked, refused)
 }
 
-/// `clients` threads querying `url` until `stop`: latencies in µs and error count.
-fn query(url: &str, clients: usize, stop: &Arc<AtomicBool>) -> (Vec<u64>, u64) {
-    let errors = Arc::new(AtomicU64::new(0));
+/// Errors counted per 10 s since the run started, up to this many slots.
+const ERROR_SLOTS: usize = 1000;
+
+/// `clients` threads querying `url` until `stop`: latencies in µs, and errors per 10 s
+/// since `epoch`.
+fn query(url: &str, clients: usize, stop: &Arc<AtomicBool>, epoch: Instant) -> (Vec<u64>, Vec<u64>) {
+    let errors: Arc<Vec<AtomicU64>> = Arc::new((0..ERROR_SLOTS).map(|_| AtomicU64::new(0)).collect());
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let (url, stop, errors) = (url.to_owned(), Arc::clone(stop), Arc::clone(&errors));
@@ -169,7 +174,8 @@ fn query(url: &str, clients: usize, stop: &Arc<AtomicBool>) -> (Vec<u64>, u64) {
                             latencies.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
                         }
                         _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
+                            let slot = (epoch.elapsed().as_secs() / 10) as usize;
+                            errors[slot.min(ERROR_SLOTS - 1)].fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -182,7 +188,7 @@ fn query(url: &str, clients: usize, stop: &Arc<AtomicBool>) -> (Vec<u64>, u64) {
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
     all.sort_unstable();
-    (all, errors.load(Ordering::Relaxed))
+    (all, errors.iter().map(|e| e.load(Ordering::Relaxed)).collect())
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -251,12 +257,12 @@ fn main() -> anyhow::Result<()> {
             std::thread::spawn(move || write(w, &url, rate, &stop))
         })
         .collect();
+    let started = Instant::now();
     let query_stop = Arc::new(AtomicBool::new(false));
     let queries = {
         let (url, stop, clients) = (url.clone(), Arc::clone(&query_stop), args.clients);
-        std::thread::spawn(move || query(&url, clients, &stop))
+        std::thread::spawn(move || query(&url, clients, &stop, started))
     };
-    let started = Instant::now();
     let mut rss = Vec::new();
     let (outage_from, outage_to) = ((args.seconds / 2).saturating_sub(30), args.seconds / 2 + 30);
     let mut stopped = false;
@@ -276,7 +282,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     query_stop.store(true, Ordering::Relaxed);
-    let (latencies, query_errors) = queries.join().ok().context("query clients panicked")?;
+    let (latencies, errors_by_slot) = queries.join().ok().context("query clients panicked")?;
+    let query_errors: u64 = errors_by_slot.iter().sum();
     if stopped {
         prometheus.restart()?;
     }
@@ -285,11 +292,13 @@ fn main() -> anyhow::Result<()> {
     let direct_stop = Arc::new(AtomicBool::new(false));
     let direct = {
         let (url, stop, clients) = (prometheus.url(), Arc::clone(&direct_stop), args.clients);
-        std::thread::spawn(move || query(&url, clients, &stop))
+        let epoch = Instant::now();
+        std::thread::spawn(move || query(&url, clients, &stop, epoch))
     };
     std::thread::sleep(Duration::from_secs(60));
     direct_stop.store(true, Ordering::Relaxed);
     let (direct_latencies, direct_errors) = direct.join().ok().context("direct clients panicked")?;
+    let direct_errors: u64 = direct_errors.iter().sum();
     let written_for = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let (mut acked, mut refused_writes) = (0, 0);
@@ -345,6 +354,22 @@ fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
+    let timeline: Vec<String> = errors_by_slot
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| **e > 0)
+        .map(|(slot, e)| format!("{}–{} s: {e}", slot * 10, slot * 10 + 10))
+        .collect();
+    println!("query errors through the proxy by 10 s: {}", timeline.join(", "));
+    if args.outage {
+        // Queries in flight when Prometheus came back may still fail for a moment.
+        let recovered_from = usize::try_from(outage_to / 10 + 2)?;
+        let after: u64 = errors_by_slot.iter().skip(recovered_from).sum();
+        println!(
+            "errors from {} s on (20 s after the restart): {after}",
+            recovered_from * 10
+        );
+    }
     let direct_total = direct_latencies.len() as u64 + direct_errors;
     println!(
         "queries straight to Prometheus (60 s, writes on): {direct_total}, errors {direct_errors}, p50 {:.1} ms, p99 {:.1} ms",
