@@ -1,5 +1,5 @@
 //! Compiles the guest crates to `wasm32-wasip2` components and leaves them in `OUT_DIR`:
-//! the four built-in plugins (embedded in the binary by `plugin_host::load`), the example
+//! the two built-in plugins (embedded in the binary by `plugin_host::load`), the example
 //! plugin and the test guests (read by the tests).
 //!
 //! The nested cargo gets its own target directory: sharing the outer build's would wait
@@ -11,11 +11,9 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// (package, file name in OUT_DIR)
-const GUESTS: [(&str, &str); 9] = [
+const GUESTS: [(&str, &str); 7] = [
     ("sketch-plugin-quantile", "quantile"),
-    ("sketch-plugin-distinct", "distinct"),
-    ("sketch-plugin-entropy", "entropy"),
-    ("sketch-plugin-l2", "l2"),
+    ("sketch-plugin-frequency", "frequency"),
     ("spread-plugin", "spread"),
     ("hostile-guest", "hostile"),
     ("wrong-version-guest", "wrong-version"),

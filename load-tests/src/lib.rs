@@ -46,6 +46,27 @@ pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
     Ok((ProxyProcess(child), url))
 }
 
+/// Resident memory of process `pid`, bytes (Linux `/proc`).
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no VmRSS line")?
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// The sketches' memory as `/api/v1/status/sketches` reports it (what the plugins count).
+pub fn sketch_memory_bytes(proxy_url: &str) -> anyhow::Result<u64> {
+    let (body, _) = get(&format!("{proxy_url}/api/v1/status/sketches"))?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    json["data"]["memoryBytes"]
+        .as_u64()
+        .context("no data.memoryBytes in the sketch status")
+}
+
 /// Writes a proxy configuration into `dir` that receives remote write (queue in
 /// `dir/queue`) and sketches every series `selector` selects for all four built-in
 /// functions, keeping `retain`, with `rule_queries` registered (their steps are kept).

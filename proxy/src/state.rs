@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -302,7 +301,7 @@ fn plan_backfills(sketches: &SketchStore, runtime: &Runtime) -> Vec<Arc<Job>> {
 fn mark_reload(metrics: &Metrics, ok: bool) {
     metrics.reload_success.set(i64::from(ok));
     if ok {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = crate::clock::since_epoch();
         metrics.reload_success_time.set(now.as_secs_f64());
     }
 }

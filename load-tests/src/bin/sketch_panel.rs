@@ -27,7 +27,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use sketch_proxy_load_tests::{
-    encode_query, get, median, runs_arg, sketching_config, start_proxy, time, time_with,
+    encode_query, get, median, rss_bytes, runs_arg, sketch_memory_bytes, sketching_config, start_proxy, time,
+    time_with,
 };
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_agent, wait_until};
 
@@ -54,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // The panels are registered rule queries: their final steps are kept.
     let config = sketching_config(dir.path(), "m", "26h", &RULE_QUERIES)?;
-    let (_proxy, proxy_url) = start_proxy(&[
+    let (proxy, proxy_url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),
     ])?;
@@ -64,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     let samples = (HOURS * 3_600_000 / SCRAPE_MS) as usize;
     let end = start + (samples as i64 - 1) * SCRAPE_MS;
     let values = generate(samples);
+    let rss_before = rss_bytes(proxy.0.id())?;
     println!("writing {SERIES} series × {samples} samples through the proxy");
     let started = Instant::now();
     for from in (0..samples).step_by(BATCH) {
@@ -93,8 +95,19 @@ fn main() -> anyhow::Result<()> {
         || count(&victoria.url(), end).is_ok_and(|n| n == SERIES * samples),
     )?;
     println!(
-        "written and delivered in {:.1} s\n",
+        "written and delivered in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    let written = (SERIES * samples) as f64;
+    let counted = sketch_memory_bytes(&proxy_url)?;
+    let grown = rss_bytes(proxy.0.id())?.saturating_sub(rss_before);
+    println!(
+        "sketches of all four functions: {:.1} MB as the plugins count ({:.2} B per sample); the proxy's RSS grew {:.1} MB ({:.2} B per sample, {:+.0}% of the count)\n",
+        counted as f64 / 1e6,
+        counted as f64 / written,
+        grown as f64 / 1e6,
+        grown as f64 / written,
+        (grown as f64 / counted as f64 - 1.0) * 100.0
     );
 
     let panel = |query: &str| {

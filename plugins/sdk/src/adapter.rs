@@ -170,7 +170,7 @@ impl<P: Plugin> wit::GuestSketch for SketchResource<P> {
     }
 
     fn coverage(&self) -> Option<(i64, i64)> {
-        self.series.borrow().coverage()
+        self.series.borrow_mut().coverage()
     }
 
     fn memory_bytes(&self) -> u64 {

@@ -11,8 +11,8 @@
 //!   summaries plus at most two partial blocks of raw samples, and windows with fewer
 //!   samples than the function's `min-samples` are answered exactly;
 //! - ready-made summaries: [`LogHistogram`] (relative-error quantiles),
-//!   [`FrequencySample`] (value frequencies: exact up to a capacity, then heavy values
-//!   plus a coordinated sample) and [`DistinctSketch`] (HyperLogLog), with the matching
+//!   [`FrequencySummary`] (value frequencies: exact up to a capacity, then heavy values
+//!   plus a coordinated sample and HyperLogLog registers), with the matching
 //!   exact windows [`SortedWindow`] and [`FrequencyWindow`].
 //!
 //! ```text
@@ -29,6 +29,7 @@ mod adapter;
 mod frequency;
 mod histogram;
 mod plugin;
+mod samples;
 mod series;
 
 #[doc(hidden)]
@@ -49,12 +50,12 @@ pub mod bindings {
 #[doc(hidden)]
 pub use adapter::Adapter;
 pub use frequency::{
-    DistinctSketch, FrequencyPlugin, FrequencySample, FrequencyStatistic, FrequencyWindow, HEAVY_VALUES,
-    Moments, SAMPLE_SIZE,
+    FREQUENCY_BOUND, FrequencyPlugin, FrequencySample, FrequencySummary, FrequencyWindow, HEAVY_VALUES,
+    LG_REGISTERS, Moments, SAMPLE_SIZE,
 };
 pub use histogram::{LogHistogram, SortedWindow, prometheus_quantile};
 pub use plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo, Summary, Window};
-pub use series::{BLOCK_SAMPLES, Series};
+pub use series::{BLOCK_SAMPLES, NODE_BYTES_PER_SAMPLE, Series};
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as the component's
 /// `sketch-proxy:sketch/plugin` interface. Use it once, at the crate root of a `cdylib`.

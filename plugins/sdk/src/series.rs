@@ -1,12 +1,23 @@
-//! Time windowing: raw samples in blocks plus a tree of block summaries.
+//! Time windowing: compressed raw samples in blocks plus a tree of block summaries.
 //!
 //! Sample `g` (counting from the first sample the sketch ever held) belongs to block
-//! `g / BLOCK_SAMPLES`. Level 0 holds one summary per complete block; level `L` node `j`
-//! summarizes blocks `[j·2^L, (j+1)·2^L)` and is built when its right child completes. A
-//! range `[t0, t1]` is the samples `[i0, i1)`; its complete blocks decompose into at most
-//! two nodes per level, and the rest (at most two partial blocks) is read raw. A query
-//! therefore merges `O(log n)` summaries and at most `2·BLOCK_SAMPLES` raw values,
-//! whatever the window length.
+//! `g / BLOCK_SAMPLES`. Level `L` node `j` summarizes blocks `[j·2^L, (j+1)·2^L)` and is
+//! built when its right child completes. A range `[t0, t1]` is the samples `[i0, i1)`;
+//! its complete blocks decompose into at most two nodes per level, and the rest (at most
+//! two partial blocks) is read raw. A query therefore merges `O(log n)` summaries and at
+//! most `2·BLOCK_SAMPLES` raw values, whatever the window length.
+//!
+//! Layout of a sketch in memory (see `samples` for the raw part):
+//! - every retained sample once, in pco-compressed blocks of [`BLOCK_SAMPLES`] (the
+//!   newest block plain);
+//! - a node's summary is *kept* only when it takes at most
+//!   [`NODE_BYTES_PER_SAMPLE`] per sample it covers. Others are recomputed from their
+//!   children, down to the raw samples, when a query needs them. A histogram of a few
+//!   hundred buckets is kept from a few thousand samples up; a frequency summary of
+//!   values that never repeat is never kept, since it is as large as the samples;
+//! - while a left child that is not kept waits for its sibling it is carried (at most
+//!   one per level), so its parent is built, unless the child is so large that the
+//!   parent cannot be kept either.
 //!
 //! Retention drops whole blocks once their newest sample is older than
 //! `newest - retention`, and with them every node that starts in a dropped block.
@@ -14,39 +25,151 @@
 use std::collections::VecDeque;
 
 use crate::plugin::{Bound, Call, Error, Plugin, Summary, Window};
+use crate::samples::Samples;
 
 /// Samples per leaf block. Also the most raw samples a query reads at each edge.
 pub const BLOCK_SAMPLES: u64 = 512;
+/// A node's summary is kept when it takes at most this many bytes per sample it
+/// covers; one raw sample takes 16 B plain and 1-8 B compressed.
+pub const NODE_BYTES_PER_SAMPLE: f64 = 1.5;
 const MAX_LEVELS: usize = 40;
+/// Levels whose nodes are built (and carried) whatever their size.
+const ALWAYS_CARRIED: usize = 2;
 /// Most evaluation times one `query-range` answers (Prometheus allows 11,000 points).
 pub const MAX_RANGE_STEPS: i64 = 1_000_000;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"SPSKv001";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SPSKv002";
 
 /// One series' sketch: retained samples and the summary tree.
 #[derive(Debug)]
 pub struct Series<P: Plugin> {
     plugin: P,
     retention_ms: i64,
-    /// Global index of `timestamps[0]`; always a multiple of `BLOCK_SAMPLES`.
-    base: u64,
-    timestamps: VecDeque<i64>,
-    values: VecDeque<f64>,
-    levels: Vec<Level<P::Summary>>,
+    samples: Samples,
+    tree: Tree<P::Summary>,
     /// Exact state reused across the steps of one `query_range`.
     scratch: Option<P::Window>,
+}
+
+/// The block summaries: kept nodes per level, and the left children waiting.
+#[derive(Debug)]
+struct Tree<S> {
+    levels: Vec<Level<S>>,
+    /// Per level, the newest left child not kept, until its sibling completes.
+    carry: Vec<Option<(u64, S)>>,
 }
 
 #[derive(Debug)]
 struct Level<S> {
     /// Global node index of `nodes[0]`.
     first: u64,
-    nodes: VecDeque<S>,
+    /// `None` where the node was not kept.
+    nodes: VecDeque<Option<S>>,
 }
 
 impl<S> Level<S> {
     fn get(&self, node: u64) -> Option<&S> {
         let offset = usize::try_from(node.checked_sub(self.first)?).ok()?;
-        self.nodes.get(offset)
+        self.nodes.get(offset)?.as_ref()
+    }
+}
+
+impl<S: Summary> Tree<S> {
+    fn new() -> Self {
+        Self {
+            levels: (0..MAX_LEVELS)
+                .map(|_| Level {
+                    first: 0,
+                    nodes: VecDeque::new(),
+                })
+                .collect(),
+            carry: (0..MAX_LEVELS).map(|_| None).collect(),
+        }
+    }
+
+    /// Adds the summary of complete block `block` (of `values`) and every node it
+    /// completes. `first_block` is the oldest retained block.
+    fn close_block(&mut self, mut summary: S, block: u64, first_block: u64) {
+        let mut node = block;
+        for level in 0..MAX_LEVELS {
+            let parent = if node & 1 == 1 && (node - 1) << level >= first_block {
+                let carried = match &self.carry[level] {
+                    Some((n, _)) if *n == node - 1 => self.carry[level].take().map(|(_, s)| s),
+                    _ => None,
+                };
+                match carried {
+                    Some(left) => Some(left.merged(&summary)),
+                    None => self.levels[level].get(node - 1).map(|left| left.merged(&summary)),
+                }
+            } else {
+                None
+            };
+            summary.shrink();
+            let keep =
+                summary.memory_bytes() as f64 <= (BLOCK_SAMPLES << level) as f64 * NODE_BYTES_PER_SAMPLE;
+            let slot = &mut self.levels[level];
+            if slot.first + slot.nodes.len() as u64 != node {
+                // Expiry left a gap before this node; the level restarts here.
+                slot.nodes.clear();
+                slot.first = node;
+            }
+            if keep {
+                slot.nodes.push_back(Some(summary));
+            } else {
+                slot.nodes.push_back(None);
+                // A parent is at least as large as its larger child (capped summaries
+                // aside), so a child over twice the budget has a parent over it too:
+                // neither it nor any node above it is built. The lowest levels are
+                // always carried: a small summary (a histogram of a few hundred
+                // buckets) takes more per sample than the larger ones above it.
+                let parent_may_fit = level < ALWAYS_CARRIED
+                    || summary.memory_bytes() as f64
+                        <= (BLOCK_SAMPLES << (level + 1)) as f64 * NODE_BYTES_PER_SAMPLE;
+                if node & 1 == 0 && parent_may_fit {
+                    self.carry[level] = Some((node, summary));
+                }
+            }
+            match parent {
+                Some(p) => {
+                    summary = p;
+                    node /= 2;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Forgets nodes that start before `first_block`.
+    fn expire(&mut self, first_block: u64) {
+        for (level, slot) in self.levels.iter_mut().enumerate() {
+            while slot.first << level < first_block && !slot.nodes.is_empty() {
+                slot.nodes.pop_front();
+                slot.first += 1;
+            }
+            if slot.nodes.is_empty() {
+                slot.nodes = VecDeque::new();
+            }
+        }
+        for (level, carry) in self.carry.iter_mut().enumerate() {
+            if carry
+                .as_ref()
+                .is_some_and(|(node, _)| node << level < first_block)
+            {
+                *carry = None;
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let kept: usize = self
+            .levels
+            .iter()
+            .map(|l| {
+                l.nodes.iter().flatten().map(Summary::memory_bytes).sum::<usize>()
+                    + l.nodes.capacity() * size_of::<Option<S>>()
+            })
+            .sum();
+        let carried: usize = self.carry.iter().flatten().map(|(_, s)| s.memory_bytes()).sum();
+        size_of::<Self>() + kept + carried
     }
 }
 
@@ -61,15 +184,8 @@ impl<P: Plugin> Series<P> {
         Ok(Self {
             plugin,
             retention_ms,
-            base: 0,
-            timestamps: VecDeque::new(),
-            values: VecDeque::new(),
-            levels: (0..MAX_LEVELS)
-                .map(|_| Level {
-                    first: 0,
-                    nodes: VecDeque::new(),
-                })
-                .collect(),
+            samples: Samples::default(),
+            tree: Tree::new(),
             scratch: None,
         })
     }
@@ -88,7 +204,7 @@ impl<P: Plugin> Series<P> {
                 values.len()
             )));
         }
-        let mut last = self.timestamps.back().copied();
+        let mut last = self.samples.newest();
         for &t in timestamps {
             if last.is_some_and(|l| t <= l) {
                 return Err(Error::OutOfOrder(t));
@@ -96,10 +212,12 @@ impl<P: Plugin> Series<P> {
             last = Some(t);
         }
         for (&t, &v) in timestamps.iter().zip(values) {
-            self.timestamps.push_back(t);
-            self.values.push_back(v);
-            if self.end().is_multiple_of(BLOCK_SAMPLES) {
-                self.close_block(self.end() / BLOCK_SAMPLES - 1);
+            if let Some(block_values) = self.samples.push(t, v)? {
+                let block = self.samples.end() / BLOCK_SAMPLES - 1;
+                let mut summary = self.plugin.summary();
+                summary.extend(&block_values);
+                self.tree
+                    .close_block(summary, block, self.samples.base() / BLOCK_SAMPLES);
             }
         }
         self.expire();
@@ -107,32 +225,24 @@ impl<P: Plugin> Series<P> {
     }
 
     /// Oldest and newest retained timestamps.
-    pub fn coverage(&self) -> Option<(i64, i64)> {
-        let cutoff = self.cutoff();
-        let oldest = self.timestamps.iter().find(|&&t| t >= cutoff)?;
-        Some((*oldest, *self.timestamps.back()?))
+    pub fn coverage(&mut self) -> Option<(i64, i64)> {
+        let newest = self.samples.newest()?;
+        let oldest = self.samples.oldest_from(self.cutoff());
+        self.samples.end_query();
+        Some((oldest?, newest))
     }
 
     /// The oldest timestamp retention still covers. Older samples may linger until their
     /// whole block expires, but no answer uses them.
     fn cutoff(&self) -> i64 {
-        self.timestamps
-            .back()
-            .map_or(i64::MIN, |&newest| newest.saturating_sub(self.retention_ms))
+        self.samples
+            .newest()
+            .map_or(i64::MIN, |newest| newest.saturating_sub(self.retention_ms))
     }
 
     /// Bytes held by samples, summaries and scratch state.
     pub fn memory_bytes(&self) -> usize {
-        let samples = (self.timestamps.capacity() + self.values.capacity()) * 8;
-        let nodes: usize = self
-            .levels
-            .iter()
-            .map(|l| {
-                l.nodes.iter().map(Summary::memory_bytes).sum::<usize>()
-                    + (l.nodes.capacity() - l.nodes.len()) * size_of::<P::Summary>()
-            })
-            .sum();
-        size_of::<Self>() + samples + nodes
+        size_of::<Self>() + self.samples.memory_bytes() + self.tree.memory_bytes()
     }
 
     /// The answer over the samples with timestamps in `[t0, t1]`, or `None` when there are
@@ -140,7 +250,9 @@ impl<P: Plugin> Series<P> {
     pub fn query(&mut self, call: Call<'_>, bound: Bound, t0: i64, t1: i64) -> Option<(f64, f64, u64)> {
         let (i0, i1) = self.range(t0, t1);
         self.scratch = None;
-        self.answer(call, bound, i0, i1)
+        let answer = self.answer(call, bound, i0, i1);
+        self.samples.end_query();
+        answer
     }
 
     /// One answer per time `start, start+step, ..., ≤ end`, each over `[t - window, t]`.
@@ -183,74 +295,43 @@ impl<P: Plugin> Series<P> {
             }
         }
         self.scratch = None;
+        self.samples.end_query();
         out
     }
 
-    /// Serializes the retained samples; the tree is rebuilt on restore, so answers match.
+    /// Serializes the retained samples as stored (compressed); the tree is rebuilt on
+    /// restore, so answers match.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.timestamps.len() * 16);
+        let mut out = Vec::with_capacity(self.samples.memory_bytes() + 64);
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&self.base.to_le_bytes());
-        out.extend_from_slice(&(self.timestamps.len() as u64).to_le_bytes());
-        for (t, v) in self.timestamps.iter().zip(&self.values) {
-            out.extend_from_slice(&t.to_le_bytes());
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
+        self.samples.snapshot_into(&mut out);
         out
     }
 
     /// Rebuilds a sketch from [`Series::snapshot`] bytes.
     pub fn restore(plugin: P, retention_ms: i64, bytes: &[u8]) -> Result<Self, Error> {
         let mut series = Self::new(plugin, retention_ms)?;
-        let bad = |why: &str| Error::BadSnapshot(why.to_owned());
         let rest = bytes
             .strip_prefix(SNAPSHOT_MAGIC)
-            .ok_or_else(|| bad("not a sketch-plugin-sdk v1 snapshot"))?;
-        let word = |i: usize| -> Result<u64, Error> {
-            let chunk = rest.get(i * 8..i * 8 + 8).ok_or_else(|| bad("truncated"))?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            Ok(u64::from_le_bytes(b))
-        };
-        let base = word(0)?;
-        let count = usize::try_from(word(1)?).map_err(|_| bad("sample count too large"))?;
-        if !base.is_multiple_of(BLOCK_SAMPLES) || base > u64::MAX / 4 {
-            return Err(bad("first sample index is not a plausible block boundary"));
-        }
-        if count.checked_mul(16).and_then(|b| b.checked_add(16)) != Some(rest.len()) {
-            return Err(bad("length does not match the sample count"));
-        }
-        let mut timestamps = Vec::with_capacity(count);
-        let mut values = Vec::with_capacity(count);
-        for i in 0..count {
-            timestamps.push(word(2 + 2 * i)? as i64);
-            values.push(f64::from_bits(word(3 + 2 * i)?));
-        }
-        series.base = base;
-        series
-            .insert(&timestamps, &values)
-            .map_err(|e| bad(&format!("the samples do not replay: {e:?}")))?;
+            .ok_or_else(|| Error::BadSnapshot("not a sketch-plugin-sdk v2 snapshot".into()))?;
+        let (plugin, tree) = (&series.plugin, &mut series.tree);
+        series.samples = Samples::restore(rest, |base, block, values| {
+            let mut summary = plugin.summary();
+            summary.extend(values);
+            tree.close_block(summary, block, base / BLOCK_SAMPLES);
+        })?;
+        series.expire();
         Ok(series)
     }
 
     // === internals ===
 
-    fn end(&self) -> u64 {
-        self.base + self.timestamps.len() as u64
-    }
-
     /// Global sample indices `[i0, i1)` with timestamps in `[t0, t1]`.
-    fn range(&self, t0: i64, t1: i64) -> (u64, u64) {
+    fn range(&mut self, t0: i64, t1: i64) -> (u64, u64) {
         let t0 = t0.max(self.cutoff());
-        let i0 = self.timestamps.partition_point(|&t| t < t0) as u64;
-        let i1 = self.timestamps.partition_point(|&t| t <= t1) as u64;
-        (self.base + i0, self.base + i1.max(i0))
-    }
-
-    fn raw(&self, from: u64, to: u64) -> impl Iterator<Item = f64> + '_ {
-        let lo = (from - self.base) as usize;
-        let hi = (to - self.base) as usize;
-        self.values.range(lo..hi).copied()
+        let i0 = self.samples.position(t0, false);
+        let i1 = self.samples.position(t1, true);
+        (i0, i1.max(i0))
     }
 
     fn answer(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
@@ -263,66 +344,38 @@ impl<P: Plugin> Series<P> {
         Some((self.exact(call, i0, i1), 0.0, n))
     }
 
-    /// The answer from merged summaries, or `None` when the plugin's estimate declines.
-    fn summarize(&self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
+    /// The answer from merged summaries, or `None` when the plugin's estimate declines
+    /// or when most of the window has no kept summary: summing raw samples into a
+    /// summary costs as much as the exact answer, which is better.
+    fn summarize(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
         let n = i1 - i0;
         let mut summary = self.plugin.summary();
         let first_block = i0.div_ceil(BLOCK_SAMPLES);
         let end_block = i1 / BLOCK_SAMPLES;
-        if first_block < end_block {
-            self.merge_blocks(&mut summary, first_block, end_block);
-            add_all(&mut summary, self.raw(i0, first_block * BLOCK_SAMPLES));
-            add_all(&mut summary, self.raw(end_block * BLOCK_SAMPLES, i1));
+        let unkept = if first_block < end_block {
+            unkept_blocks(&self.tree, first_block, end_block)
         } else {
-            add_all(&mut summary, self.raw(i0, i1));
+            0
+        };
+        if unkept * BLOCK_SAMPLES > n / 2 {
+            return None;
+        }
+        let samples = &mut self.samples;
+        if first_block < end_block {
+            merge_blocks(&self.tree, samples, &mut summary, first_block, end_block);
+            samples.values(i0, first_block * BLOCK_SAMPLES, |run| summary.extend(run));
+            samples.values(end_block * BLOCK_SAMPLES, i1, |run| summary.extend(run));
+        } else {
+            samples.values(i0, i1, |run| summary.extend(run));
         }
         let value = self.plugin.estimate(call, &summary, n)?;
         Some((value, bound.relative, n))
     }
 
-    fn exact(&self, call: Call<'_>, i0: u64, i1: u64) -> f64 {
+    fn exact(&mut self, call: Call<'_>, i0: u64, i1: u64) -> f64 {
         let mut window = self.plugin.window();
-        let values: Vec<f64> = self.raw(i0, i1).collect();
-        window.fill(&values);
+        window.fill(&self.samples.collect(i0, i1));
         self.plugin.exact(call, &window, i1 - i0)
-    }
-
-    /// Merges the canonical tree cover of blocks `[lo, hi)` into `into`.
-    fn merge_blocks(&self, into: &mut P::Summary, mut lo: u64, mut hi: u64) {
-        let mut level = 0;
-        while lo < hi {
-            if level + 1 == self.levels.len() {
-                for node in lo..hi {
-                    self.merge_node(into, level, node);
-                }
-                return;
-            }
-            if lo & 1 == 1 {
-                self.merge_node(into, level, lo);
-                lo += 1;
-            }
-            if hi & 1 == 1 {
-                hi -= 1;
-                self.merge_node(into, level, hi);
-            }
-            lo >>= 1;
-            hi >>= 1;
-            level += 1;
-        }
-    }
-
-    fn merge_node(&self, into: &mut P::Summary, level: usize, node: u64) {
-        match self.levels.get(level).and_then(|l| l.get(node)) {
-            Some(summary) => into.merge(summary),
-            // A node exists for every complete block range inside the retained span; if it
-            // is missing anyway, read its samples raw rather than answer wrongly.
-            None => {
-                let span = BLOCK_SAMPLES << level;
-                let from = (node * span).max(self.base);
-                let to = ((node + 1) * span).min(self.end());
-                add_all(into, self.raw(from, to));
-            }
-        }
     }
 
     /// Moves the exact scratch window to `[i0, i1)` and answers from it.
@@ -335,16 +388,16 @@ impl<P: Plugin> Series<P> {
             window.clear();
             *held = (i0, i0);
         }
-        {
-            let mut leaving = self.raw(held.0, i0);
-            let mut entering = self.raw(held.1.max(i0), i1);
-            loop {
-                match (leaving.next(), entering.next()) {
-                    (Some(old), Some(new)) => window.replace(old, new),
-                    (Some(old), None) => window.pop(old),
-                    (None, Some(new)) => window.push(new),
-                    (None, None) => break,
-                }
+        let leaving = self.samples.collect(held.0, i0);
+        let entering = self.samples.collect(held.1.max(i0), i1);
+        let mut leaving = leaving.into_iter();
+        let mut entering = entering.into_iter();
+        loop {
+            match (leaving.next(), entering.next()) {
+                (Some(old), Some(new)) => window.replace(old, new),
+                (Some(old), None) => window.pop(old),
+                (None, Some(new)) => window.push(new),
+                (None, None) => break,
             }
         }
         *held = (i0, i1);
@@ -354,60 +407,79 @@ impl<P: Plugin> Series<P> {
         answer
     }
 
-    fn close_block(&mut self, block: u64) {
-        let mut summary = self.plugin.summary();
-        add_all(
-            &mut summary,
-            self.raw(block * BLOCK_SAMPLES, (block + 1) * BLOCK_SAMPLES),
-        );
-        let mut node = block;
-        for level in 0..MAX_LEVELS {
-            let parent = if node & 1 == 1 {
-                self.levels[level].get(node - 1).map(|left| left.merged(&summary))
-            } else {
-                None
-            };
-            let slot = &mut self.levels[level];
-            if slot.first + slot.nodes.len() as u64 != node {
-                // Expiry left a gap before this node; the level restarts here.
-                slot.nodes.clear();
-                slot.first = node;
-            }
-            summary.shrink();
-            slot.nodes.push_back(summary);
-            match parent {
-                Some(p) => {
-                    summary = p;
-                    node /= 2;
-                }
-                None => break,
-            }
-        }
-    }
-
     fn expire(&mut self) {
-        let Some(&newest) = self.timestamps.back() else {
-            return;
-        };
-        let cutoff = newest.saturating_sub(self.retention_ms);
-        let block = BLOCK_SAMPLES as usize;
-        while self.timestamps.len() > block && self.timestamps[block - 1] < cutoff {
-            self.timestamps.drain(..block);
-            self.values.drain(..block);
-            self.base += BLOCK_SAMPLES;
-            let first_block = self.base / BLOCK_SAMPLES;
-            for (level, slot) in self.levels.iter_mut().enumerate() {
-                while slot.first << level < first_block && !slot.nodes.is_empty() {
-                    slot.nodes.pop_front();
-                    slot.first += 1;
-                }
-            }
+        if self.samples.expire(self.cutoff()) > 0 {
+            self.tree.expire(self.samples.base() / BLOCK_SAMPLES);
         }
     }
 }
 
-/// Adds a run of raw values in one call, so summaries can batch (sort once, merge once).
-fn add_all<S: Summary>(summary: &mut S, values: impl Iterator<Item = f64>) {
-    let values: Vec<f64> = values.collect();
-    summary.extend(&values);
+/// Merges the canonical tree cover of blocks `[lo, hi)` into `into`.
+fn merge_blocks<S: Summary>(tree: &Tree<S>, samples: &mut Samples, into: &mut S, mut lo: u64, mut hi: u64) {
+    let mut level = 0;
+    while lo < hi {
+        if level + 1 == tree.levels.len() {
+            for node in lo..hi {
+                merge_node(tree, samples, into, level, node);
+            }
+            return;
+        }
+        if lo & 1 == 1 {
+            merge_node(tree, samples, into, level, lo);
+            lo += 1;
+        }
+        if hi & 1 == 1 {
+            hi -= 1;
+            merge_node(tree, samples, into, level, hi);
+        }
+        lo >>= 1;
+        hi >>= 1;
+        level += 1;
+    }
+}
+
+/// Blocks of `[lo, hi)` whose samples no kept node covers.
+fn unkept_blocks<S: Summary>(tree: &Tree<S>, mut lo: u64, mut hi: u64) -> u64 {
+    fn node_unkept<S: Summary>(tree: &Tree<S>, level: usize, node: u64) -> u64 {
+        if tree.levels.get(level).and_then(|l| l.get(node)).is_some() {
+            0
+        } else if level > 0 {
+            node_unkept(tree, level - 1, 2 * node) + node_unkept(tree, level - 1, 2 * node + 1)
+        } else {
+            1
+        }
+    }
+    let mut level = 0;
+    let mut total = 0;
+    while lo < hi {
+        if level + 1 == tree.levels.len() {
+            return total + (lo..hi).map(|node| node_unkept(tree, level, node)).sum::<u64>();
+        }
+        if lo & 1 == 1 {
+            total += node_unkept(tree, level, lo);
+            lo += 1;
+        }
+        if hi & 1 == 1 {
+            hi -= 1;
+            total += node_unkept(tree, level, hi);
+        }
+        lo >>= 1;
+        hi >>= 1;
+        level += 1;
+    }
+    total
+}
+
+/// Merges one node: its kept summary, else its children's, else its raw samples.
+fn merge_node<S: Summary>(tree: &Tree<S>, samples: &mut Samples, into: &mut S, level: usize, node: u64) {
+    if let Some(summary) = tree.levels.get(level).and_then(|l| l.get(node)) {
+        into.merge(summary);
+    } else if level > 0 {
+        merge_node(tree, samples, into, level - 1, 2 * node);
+        merge_node(tree, samples, into, level - 1, 2 * node + 1);
+    } else {
+        samples.values(node * BLOCK_SAMPLES, (node + 1) * BLOCK_SAMPLES, |run| {
+            into.extend(run)
+        });
+    }
 }

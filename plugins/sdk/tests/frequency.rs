@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Uniform, Zipf};
 use sketch_plugin_sdk::{
-    DistinctSketch, FrequencySample, FrequencyWindow, Moments, SAMPLE_SIZE, Summary, Window,
+    FrequencySample, FrequencySummary, FrequencyWindow, Moments, SAMPLE_SIZE, Summary, Window,
 };
 
 fn values(distribution: &str, n: usize, seed: u64) -> Vec<f64> {
@@ -100,8 +100,8 @@ fn a_sample_is_exact_below_its_capacity_and_merges_like_one_pass() {
             "{got:?} vs {truth:?}"
         );
     }
-    let distinct: DistinctSketch = tree(&few, 512);
-    assert_eq!(distinct.estimate(), truth.distinct, "5,000 keys are held exactly");
+    let summary: FrequencySummary = tree(&few, 512);
+    assert_eq!(summary.distinct(), truth.distinct, "5,000 keys are held exactly");
     let many: FrequencySample = tree(&v, 512);
     assert!(!many.is_exact(), "20,000 distinct values exceed {SAMPLE_SIZE}");
 }
@@ -121,10 +121,10 @@ fn estimates_past_the_capacity_stay_within_two_percent() {
             let truth = exact(&v);
             for chunk in [512, 4096] {
                 let sample: FrequencySample = tree(&v, chunk);
-                let hll: DistinctSketch = tree(&v, chunk);
+                let hll: FrequencySummary = tree(&v, chunk);
                 let got = sample.moments(n as u64);
                 let errors = [
-                    relative(hll.estimate(), truth.distinct),
+                    relative(hll.distinct(), truth.distinct),
                     relative(got.l2(), truth.l2()),
                     relative(got.entropy(n as u64), truth.entropy(n as u64)),
                 ];
@@ -135,7 +135,7 @@ fn estimates_past_the_capacity_stay_within_two_percent() {
                 assert!(
                     errors[0] <= 0.02,
                     "{what}: distinct {} vs {}",
-                    hll.estimate(),
+                    hll.distinct(),
                     truth.distinct
                 );
                 assert!(errors[1] <= 0.02, "{what}: l2 {} vs {}", got.l2(), truth.l2());

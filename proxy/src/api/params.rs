@@ -120,9 +120,7 @@ fn is_prometheus_duration(s: &str) -> bool {
 
 /// Now, in Unix nanoseconds: the default `time` of an instant query.
 pub fn now_nanos() -> UnixNanos {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::clock::since_epoch();
     UnixNanos::try_from(now.as_nanos()).unwrap_or(0)
 }
 

@@ -208,7 +208,7 @@ impl LimitsConfig {
     }
 }
 
-/// `plugins:` section. The four built-in plugins are always loaded.
+/// `plugins:` section. The built-in plugins (`quantile`, `frequency`) are always loaded.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {

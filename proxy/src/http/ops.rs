@@ -6,6 +6,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 
+use super::rescue::Lifecycle;
 use crate::state::Proxy;
 
 /// `/-/healthy`: the process serves.
@@ -42,39 +43,31 @@ pub async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
                 Err(reason) => format!("{endpoint}: not ready: {reason}"),
             });
         }
-        let (status, head) = if any {
-            (StatusCode::OK, "Sketch Proxy is Ready.")
+        let detail = lines.join("\n");
+        return if any {
+            text(StatusCode::OK, format!("Sketch Proxy is Ready.\n{detail}\n"))
         } else {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sketch Proxy is not ready: no endpoint is.",
-            )
+            super::rescue::lifecycle(Lifecycle::NotReady(format!(
+                "Sketch Proxy is not ready: no endpoint is.\n{detail}\n"
+            )))
         };
-        return text(status, format!("{head}\n{}\n", lines.join("\n")));
     }
     match runtime.downstream.ready().await {
         Ok(()) => text(StatusCode::OK, "Sketch Proxy is Ready.\n".to_owned()),
-        Err(reason) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Sketch Proxy is not ready: {reason}\n"),
-        ),
+        Err(reason) => super::rescue::lifecycle(Lifecycle::NotReady(format!(
+            "Sketch Proxy is not ready: {reason}\n"
+        ))),
     }
 }
 
 /// `/-/reload` (POST or PUT, as in Prometheus): reads the configuration again.
 pub async fn reload(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     if req.method() != Method::POST && req.method() != Method::PUT {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Only POST or PUT requests allowed\n".to_owned(),
-        );
+        return super::rescue::lifecycle(Lifecycle::MethodNotAllowed);
     }
     match proxy.reload() {
         Ok(()) => text(StatusCode::OK, String::new()),
-        Err(errors) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {errors}\n"),
-        ),
+        Err(errors) => super::rescue::lifecycle(Lifecycle::ReloadFailed(errors.to_string())),
     }
 }
 
@@ -109,6 +102,7 @@ pub async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
     response
 }
 
+/// A plain-text success answer; failures go through `rescue::lifecycle`.
 fn text(status: StatusCode, body: String) -> Response {
     (status, body).into_response()
 }

@@ -34,6 +34,44 @@ fn bounded(message: String) -> String {
     format!("{}… ({} more bytes cut)", &message[..end], message.len() - end)
 }
 
+/// Failures of the lifecycle endpoints.
+#[derive(Debug)]
+pub enum Lifecycle {
+    /// `/-/ready`: no endpoint is ready (the text says which is not, and why).
+    NotReady(String),
+    /// `/-/reload` with a method other than POST or PUT.
+    MethodNotAllowed,
+    /// `/-/reload`: the configuration did not load (the errors).
+    ReloadFailed(String),
+}
+
+/// A lifecycle failure in plain text, as Prometheus answers it.
+pub fn lifecycle(error: Lifecycle) -> Response {
+    let (status, message) = match error {
+        Lifecycle::NotReady(detail) => (StatusCode::SERVICE_UNAVAILABLE, detail),
+        Lifecycle::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only POST or PUT requests allowed\n".to_owned(),
+        ),
+        Lifecycle::ReloadFailed(errors) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {errors}\n"),
+        ),
+    };
+    let mut response = Response::new(axum::body::Body::from(bounded(message)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An endpoint's own error answer, passed on as it gave it (Prometheus' JSON error).
+pub fn relay(status: StatusCode, body: Vec<u8>) -> Response {
+    json(status, body)
+}
+
 /// Maps an error to its status and `errorType` (Prometheus' pairs where it has one)
 /// and logs the ones that are the proxy's or downstream's fault.
 pub fn rescue(error: ApiError) -> Response {

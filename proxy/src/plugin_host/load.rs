@@ -18,20 +18,15 @@ use super::sandbox::{self, HostState};
 use super::{CONTRACT, Observer, Plugin, Settings, SharedEngine, ticks};
 
 /// The built-in plugins, compiled for wasm32-wasip2 by the build script.
-const BUILT_INS: [(&str, &[u8]); 4] = [
+const BUILT_INS: [(&str, &[u8]); 2] = [
     (
         "quantile",
         include_bytes!(concat!(env!("OUT_DIR"), "/quantile.wasm")),
     ),
     (
-        "distinct",
-        include_bytes!(concat!(env!("OUT_DIR"), "/distinct.wasm")),
+        "frequency",
+        include_bytes!(concat!(env!("OUT_DIR"), "/frequency.wasm")),
     ),
-    (
-        "entropy",
-        include_bytes!(concat!(env!("OUT_DIR"), "/entropy.wasm")),
-    ),
-    ("l2", include_bytes!(concat!(env!("OUT_DIR"), "/l2.wasm"))),
 ];
 
 /// Names of the built-in plugins.

@@ -62,7 +62,7 @@ enum Entry {
     Sketched(Arc<SeriesSketches>),
 }
 
-/// One series' sketches, one per function.
+/// One series' sketches, one per plugin serving a function its rules name.
 #[derive(Debug)]
 pub struct SeriesSketches {
     /// The series' labels, sorted by name.
@@ -71,11 +71,15 @@ pub struct SeriesSketches {
     functions: RwLock<Vec<Arc<FunctionSketch>>>,
 }
 
-/// The sketch of one function over one series.
+/// The sketch of one plugin over one series. It answers every function of that
+/// plugin the series' rules name (the three frequency functions share one sketch, so
+/// the series' samples and summaries are held once for them).
 #[derive(Debug)]
 pub struct FunctionSketch {
-    /// The PromQL function it answers.
-    pub function: String,
+    /// The plugin that holds it.
+    pub plugin: String,
+    /// The PromQL functions it answers; a reload may add one.
+    functions: RwLock<Vec<String>>,
     state: Mutex<State>,
 }
 
@@ -102,6 +106,21 @@ struct State {
 }
 
 impl FunctionSketch {
+    /// Whether it answers `function`.
+    pub fn serves(&self, function: &str) -> bool {
+        self.functions.read().iter().any(|f| f == function)
+    }
+
+    /// Whether it answers any of `functions`.
+    fn serves_any(&self, functions: &[String]) -> bool {
+        functions.iter().any(|f| self.serves(f))
+    }
+
+    /// The functions it answers.
+    pub fn functions(&self) -> Vec<String> {
+        self.functions.read().clone()
+    }
+
     /// Runs `f` on the sketch, if its plugin is still in service.
     pub fn with<R>(&self, f: impl FnOnce(&Sketch) -> R) -> Option<R> {
         self.state.lock().sketch.as_ref().map(f)
@@ -121,6 +140,16 @@ impl FunctionSketch {
     pub fn backfilling(&self) -> bool {
         self.state.lock().pending.is_some()
     }
+}
+
+/// A sketch a series lacks: its plugin, the functions it is to answer, the longest
+/// retention they ask for, and whether a backfill fills it.
+#[derive(Debug)]
+struct Missing {
+    plugin: Arc<crate::plugin_host::Plugin>,
+    functions: Vec<String>,
+    retain_ms: i64,
+    backfilling: bool,
 }
 
 /// Samples inserted into a sketch between two questions about its memory; the first
@@ -219,7 +248,12 @@ impl SketchStore {
             _ => return None,
         };
         let functions = series.functions.read();
-        functions.iter().find(|f| f.function == function).cloned()
+        functions.iter().find(|f| f.serves(function)).cloned()
+    }
+
+    /// Bytes the sketches hold, as their plugins last reported.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
     }
 
     /// Number of sketched series.
@@ -291,7 +325,7 @@ impl SketchStore {
                 continue;
             };
             group(&mut groups, &sketched, &s.samples, |f| {
-                job.key.functions.contains(&f.function) && (!refill_only || f.state.lock().refill)
+                f.serves_any(&job.key.functions) && (!refill_only || f.state.lock().refill)
             });
         }
         Feeding::start(self, groups, Mode::History).finish().await;
@@ -322,7 +356,7 @@ impl SketchStore {
                 .functions
                 .read()
                 .iter()
-                .filter(|f| job.key.functions.contains(&f.function))
+                .filter(|f| f.serves_any(&job.key.functions))
             {
                 let mut state = sketch.state.lock();
                 // Samples buffered before an earlier check were delivered before the
@@ -339,7 +373,7 @@ impl SketchStore {
                     restarted += 1;
                     continue;
                 }
-                let Some(plugin) = plugins.for_function(&sketch.function) else {
+                let Some(plugin) = plugins.by_name(&sketch.plugin) else {
                     continue;
                 };
                 match plugin.create(hash, &state.config) {
@@ -355,7 +389,7 @@ impl SketchStore {
                         restarted += 1;
                     }
                     Err(error) => {
-                        tracing::error!(%error, function = %sketch.function, "cannot start a sketch again")
+                        tracing::error!(%error, plugin = %sketch.plugin, "cannot start a sketch again")
                     }
                 }
             }
@@ -379,8 +413,10 @@ impl SketchStore {
                     continue;
                 }
                 for sketch in series.functions.read().iter() {
-                    let ours = job.key.functions.contains(&sketch.function);
-                    let others = jobs.iter().any(|j| j.fills(&series.labels, &sketch.function));
+                    let ours = sketch.serves_any(&job.key.functions);
+                    let others = jobs
+                        .iter()
+                        .any(|j| sketch.functions().iter().any(|f| j.fills(&series.labels, f)));
                     if ours && !others && sketch.backfilling() {
                         let key = sketch.with(instance_key).unwrap_or_default();
                         groups.entry(key).or_default().push(Batch {
@@ -453,22 +489,44 @@ impl SketchStore {
         // map lock, as `finish_backfill` decides what it releases: a sketch created after
         // its job ended cannot wait for that job.
         let mut functions = series.functions.write();
-        let missing: Vec<(String, i64, bool)> = {
+        let mut missing: Vec<Missing> = Vec::new();
+        {
             let jobs = self.backfills.lock();
-            wanted
-                .into_iter()
-                .filter(|(function, _)| !functions.iter().any(|f| f.function == *function))
-                .map(|(function, retain_ms)| {
-                    let backfilling = jobs.iter().any(|j| j.fills(labels, &function));
-                    (function, retain_ms, backfilling)
-                })
-                .collect()
-        };
+            for (function, retain_ms) in wanted {
+                if functions.iter().any(|f| f.serves(&function)) {
+                    continue;
+                }
+                let Some(plugin) = plugins.for_function(&function) else {
+                    continue;
+                };
+                let name = &plugin.info().name;
+                if let Some(existing) = functions.iter().find(|f| f.plugin == *name) {
+                    // The plugin's sketch of this series answers the function too, from
+                    // the history it holds.
+                    existing.functions.write().push(function);
+                    continue;
+                }
+                let backfilling = jobs.iter().any(|j| j.fills(labels, &function));
+                match missing.iter_mut().find(|m| Arc::ptr_eq(&m.plugin, plugin)) {
+                    Some(m) => {
+                        m.functions.push(function);
+                        m.retain_ms = m.retain_ms.max(retain_ms);
+                        m.backfilling |= backfilling;
+                    }
+                    None => missing.push(Missing {
+                        plugin: plugin.clone(),
+                        functions: vec![function],
+                        retain_ms,
+                        backfilling,
+                    }),
+                }
+            }
+        }
         series.generation.store(generation, Ordering::Relaxed);
         map.insert(hash, Entry::Sketched(series.clone()));
         drop(map);
-        for (function, retain_ms, backfilling) in missing {
-            if let Some(sketch) = self.create(hash, &function, retain_ms, plugins, backfilling) {
+        for m in missing {
+            if let Some(sketch) = self.create(hash, m) {
                 functions.push(sketch);
             }
         }
@@ -486,15 +544,13 @@ impl SketchStore {
         }
     }
 
-    fn create(
-        &self,
-        hash: u64,
-        function: &str,
-        retain_ms: i64,
-        plugins: &PluginSet,
-        backfilling: bool,
-    ) -> Option<Arc<FunctionSketch>> {
-        let plugin = plugins.for_function(function)?;
+    fn create(&self, hash: u64, missing: Missing) -> Option<Arc<FunctionSketch>> {
+        let Missing {
+            plugin,
+            functions,
+            retain_ms,
+            backfilling,
+        } = missing;
         let config = SketchConfig {
             retention_ms: retain_ms,
             options: Vec::new(),
@@ -508,7 +564,7 @@ impl SketchStore {
                     refused.inc();
                     if refused.get() == 1 || refused.get().is_multiple_of(1000) {
                         tracing::warn!(
-                            function,
+                            plugin = %plugin.info().name,
                             held,
                             limit = plugin.memory_limit(),
                             "plugin instance near plugins.memory_limit_bytes; new sketch not created"
@@ -519,7 +575,8 @@ impl SketchStore {
                 let memory = sketch.memory_bytes().unwrap_or(0);
                 self.add_memory(instance, signed(memory));
                 Some(Arc::new(FunctionSketch {
-                    function: function.to_owned(),
+                    plugin: plugin.info().name.clone(),
+                    functions: RwLock::new(functions),
                     state: Mutex::new(State {
                         sketch: Some(sketch),
                         newest: i64::MIN,
@@ -533,7 +590,7 @@ impl SketchStore {
                 }))
             }
             Err(error) => {
-                tracing::error!(%error, function, "cannot create a sketch");
+                tracing::error!(%error, plugin = %plugin.info().name, "cannot create a sketch");
                 None
             }
         }
@@ -630,9 +687,9 @@ fn insert_batch(state: &mut State, batch: &Batch, metrics: &SketchMetrics, mode:
             state.refill = false;
             let Some(buffered) = pending.take() else { return 0 };
             let (t, v): (Vec<i64>, Vec<f64>) = buffered.into_iter().unzip();
-            insert(state, &batch.sketch.function, &t, &v, metrics)
+            insert(state, &batch.sketch.plugin, &t, &v, metrics)
         }
-        _ => insert(state, &batch.sketch.function, timestamps, values, metrics),
+        _ => insert(state, &batch.sketch.plugin, timestamps, values, metrics),
     }
 }
 
@@ -640,7 +697,7 @@ fn insert_batch(state: &mut State, batch: &Batch, metrics: &SketchMetrics, mode:
 /// the change in memory.
 fn insert(
     state: &mut State,
-    function: &str,
+    plugin: &str,
     timestamps: &[i64],
     values: &[f64],
     metrics: &SketchMetrics,
@@ -690,13 +747,13 @@ fn insert(
                 error,
                 PluginError::Trapped { .. } | PluginError::Quarantined { .. }
             ) {
-                tracing::error!(%error, function, "sketch dropped: its plugin is out of service");
+                tracing::error!(%error, plugin, "sketch dropped: its plugin is out of service");
                 let delta = -signed(state.memory);
                 state.sketch = None;
                 state.memory = 0;
                 delta
             } else {
-                tracing::warn!(%error, function, "samples not sketched");
+                tracing::warn!(%error, plugin, "samples not sketched");
                 0
             }
         }

@@ -123,7 +123,7 @@ impl SketchStore {
                         .functions
                         .read()
                         .iter()
-                        .filter(|f| rule.functions.contains(&f.function))
+                        .filter(|f| f.serves_any(&rule.functions))
                     {
                         match f.serving(|sketch| sketch.coverage().ok().flatten()).flatten() {
                             Some((oldest, newest)) => {

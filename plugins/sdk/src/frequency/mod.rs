@@ -4,17 +4,17 @@
 //! Keys are the value's bits (`-0.0` folded into `0.0`, every NaN into one NaN) run through
 //! a bijective 64-bit mixer, so two keys never collide and hash maps need no hasher.
 
-mod distinct;
 mod sample;
+mod summary;
 mod window;
 
 use std::sync::OnceLock;
 
-pub use distinct::DistinctSketch;
 pub use sample::{FrequencySample, HEAVY_VALUES, SAMPLE_SIZE};
+pub use summary::{FrequencySummary, LG_REGISTERS};
 pub use window::FrequencyWindow;
 
-use crate::plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo, Summary};
+use crate::plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo};
 
 /// The three statistics of a frequency vector that the built-in functions need.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,76 +83,90 @@ fn sorted_keys(values: &[f64]) -> Vec<u64> {
     keys
 }
 
-/// One statistic of the value frequencies, served by [`FrequencyPlugin`]. The built-in
-/// `distinct`, `entropy` and `l2` plugins are each one of these.
-pub trait FrequencyStatistic: std::fmt::Debug + 'static {
-    /// Plugin name.
-    const PLUGIN: &'static str;
-    /// Plugin version.
-    const VERSION: &'static str;
-    /// PromQL function served.
-    const FUNCTION: &'static str;
-    /// One line for `plugins list`.
-    const DESCRIPTION: &'static str;
-    /// Relative error bound claimed for windows of at least 1,000 samples.
-    const BOUND: f64;
-    /// Summary kept per block and tree node.
-    type Summary: Summary + Default;
-    /// The statistic from the exact moments of `samples` samples.
-    fn answer(moments: Moments, samples: u64) -> f64;
-    /// The statistic from a summary of `samples` samples.
-    fn estimate(summary: &Self::Summary, samples: u64) -> f64;
+/// The functions of [`FrequencyPlugin`], in the order of its `info`.
+const FUNCTIONS: [(&str, &str); 3] = [
+    (
+        "distinct_over_time",
+        "number of distinct sample values in the window",
+    ),
+    (
+        "entropy_over_time",
+        "Shannon entropy (bits) of the sample values in the window",
+    ),
+    (
+        "l2_over_time",
+        "square root of the sum of squared value frequencies in the window",
+    ),
+];
+
+/// Relative error bound of every frequency function on windows of 1,000 samples or more.
+pub const FREQUENCY_BOUND: f64 = 0.02;
+
+/// The three functions of the value frequencies from one sketch: an exact sliding
+/// window below 1,000 samples, and above that the merged [`FrequencySummary`] of the
+/// block tree, whose size (and so a query's cost) is bounded whatever the window
+/// length. One plugin for the three, so a series' samples and summaries are held once.
+#[derive(Debug, Clone, Copy)]
+pub struct FrequencyPlugin;
+
+impl FrequencyPlugin {
+    fn answer(call: Call<'_>, moments: Moments, samples: u64) -> f64 {
+        match call.function {
+            0 => moments.distinct,
+            1 => moments.entropy(samples),
+            _ => moments.l2(),
+        }
+    }
 }
 
-/// A plugin answering a [`FrequencyStatistic`]: an exact sliding window below 1,000
-/// samples, and above that the merged summaries of the block tree, whose size (and so a
-/// query's cost) is bounded whatever the window length.
-#[derive(Debug)]
-pub struct FrequencyPlugin<S>(std::marker::PhantomData<S>);
-
-impl<S: FrequencyStatistic> Plugin for FrequencyPlugin<S> {
-    type Summary = S::Summary;
+impl Plugin for FrequencyPlugin {
+    type Summary = FrequencySummary;
     type Window = FrequencyWindow;
 
     fn info() -> PluginInfo {
         PluginInfo {
-            name: S::PLUGIN.into(),
-            version: S::VERSION.into(),
-            functions: vec![FunctionInfo {
-                name: S::FUNCTION.into(),
-                scalar_args: Vec::new(),
-                bound: Bound {
-                    relative: S::BOUND,
-                    min_samples: 1000,
-                },
-                description: S::DESCRIPTION.into(),
-            }],
+            name: "frequency".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            functions: FUNCTIONS
+                .iter()
+                .map(|(name, description)| FunctionInfo {
+                    name: (*name).into(),
+                    scalar_args: Vec::new(),
+                    bound: Bound {
+                        relative: FREQUENCY_BOUND,
+                        min_samples: 1000,
+                    },
+                    description: (*description).into(),
+                })
+                .collect(),
         }
     }
 
     fn configure(options: &[(String, String)]) -> Result<Self, Error> {
         match options.first() {
-            None => Ok(Self(std::marker::PhantomData)),
+            None => Ok(Self),
             Some((key, _)) => Err(Error::InvalidConfig(format!(
-                "unknown option {key:?}; {} takes none",
-                S::PLUGIN
+                "unknown option {key:?}; frequency takes none"
             ))),
         }
     }
 
-    fn summary(&self) -> S::Summary {
-        S::Summary::default()
+    fn summary(&self) -> FrequencySummary {
+        FrequencySummary::default()
     }
 
     fn window(&self) -> FrequencyWindow {
         FrequencyWindow::default()
     }
 
-    fn exact(&self, _call: Call<'_>, window: &FrequencyWindow, samples: u64) -> f64 {
-        S::answer(window.moments(), samples)
+    fn exact(&self, call: Call<'_>, window: &FrequencyWindow, samples: u64) -> f64 {
+        Self::answer(call, window.moments(), samples)
     }
 
-    fn estimate(&self, _call: Call<'_>, summary: &S::Summary, samples: u64) -> Option<f64> {
-        Some(S::estimate(summary, samples))
+    fn estimate(&self, call: Call<'_>, summary: &FrequencySummary, samples: u64) -> Option<f64> {
+        if call.function == 0 {
+            return Some(summary.distinct());
+        }
+        Some(Self::answer(call, summary.sample().moments(samples), samples))
     }
 }

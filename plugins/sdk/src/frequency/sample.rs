@@ -119,6 +119,17 @@ impl FrequencySample {
         }
     }
 
+    /// Every value of `values` with its exact count, however many there are (a merge
+    /// cuts it down to the sample).
+    pub(crate) fn of(values: &[f64]) -> Self {
+        Self::from_sorted_keys(&super::sorted_keys(values))
+    }
+
+    /// The keys held, ascending: every value's while exact.
+    pub(crate) fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
     fn from_sorted_keys(sorted: &[u64]) -> Self {
         let mut out = Self::default();
         for &k in sorted {

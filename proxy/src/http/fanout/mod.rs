@@ -280,7 +280,7 @@ pub async fn fan_out(
                 failed.push((
                     i,
                     format!("{} (status {status})", target.client.url()),
-                    json(status, bytes.to_vec()),
+                    crate::http::rescue::relay(status, bytes.to_vec()),
                 ));
                 continue;
             }

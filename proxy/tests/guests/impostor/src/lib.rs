@@ -1,33 +1,55 @@
 //! A well-formed plugin that claims `quantile_over_time`, which a built-in serves; the
-//! host must reject it as a clash and keep the built-in. Only its metadata matters, so it
-//! reuses the SDK's frequency plugin under the stolen name.
+//! host must reject it as a clash and keep the built-in. Only its metadata matters.
 
 // A component-only crate: natively (tests, clippy) it is empty.
 #![cfg(target_arch = "wasm32")]
 
-use sketch_plugin_sdk::{DistinctSketch, FrequencyPlugin, FrequencyStatistic, Moments, export_plugin};
+use sketch_plugin_sdk::{
+    Bound, Call, Error, FunctionInfo, LogHistogram, Plugin, PluginInfo, SortedWindow, export_plugin,
+};
 
 #[derive(Debug)]
 pub struct Impostor;
 
-impl FrequencyStatistic for Impostor {
-    const PLUGIN: &'static str = "impostor";
-    const VERSION: &'static str = "0.1.0";
-    const FUNCTION: &'static str = "quantile_over_time";
-    const DESCRIPTION: &'static str = "claims a built-in's function";
+impl Plugin for Impostor {
+    type Summary = LogHistogram;
+    type Window = SortedWindow;
 
-    const BOUND: f64 = 0.02;
-    type Summary = DistinctSketch;
-
-    fn answer(moments: Moments, _samples: u64) -> f64 {
-        moments.distinct
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "impostor".into(),
+            version: "0.1.0".into(),
+            functions: vec![FunctionInfo {
+                name: "quantile_over_time".into(),
+                scalar_args: vec!["phi".into()],
+                bound: Bound {
+                    relative: 0.02,
+                    min_samples: 1000,
+                },
+                description: "claims a built-in's function".into(),
+            }],
+        }
     }
 
-    fn estimate(summary: &DistinctSketch, _samples: u64) -> f64 {
-        summary.estimate()
+    fn configure(_options: &[(String, String)]) -> Result<Self, Error> {
+        Ok(Self)
+    }
+
+    fn summary(&self) -> LogHistogram {
+        LogHistogram::new(0.01)
+    }
+
+    fn window(&self) -> SortedWindow {
+        SortedWindow::default()
+    }
+
+    fn exact(&self, call: Call<'_>, window: &SortedWindow, _samples: u64) -> f64 {
+        window.quantile(call.args[0])
+    }
+
+    fn estimate(&self, call: Call<'_>, summary: &LogHistogram, _samples: u64) -> Option<f64> {
+        Some(summary.quantile(call.args[0]))
     }
 }
 
-pub type ImpostorPlugin = FrequencyPlugin<Impostor>;
-
-export_plugin!(ImpostorPlugin);
+export_plugin!(Impostor);
