@@ -9,6 +9,7 @@
 
 mod ask;
 pub mod backfill;
+pub mod durable;
 mod rules;
 mod serve;
 mod status;
