@@ -67,6 +67,22 @@ pub fn sketch_memory_bytes(proxy_url: &str) -> anyhow::Result<u64> {
         .context("no data.memoryBytes in the sketch status")
 }
 
+/// Samples a server (Prometheus, VictoriaMetrics) holds for `m` over the 26 h ending
+/// at `end` (ms).
+pub fn count_samples(server: &str, end: i64) -> anyhow::Result<usize> {
+    let path = format!(
+        "/api/v1/query?query={}&time={}",
+        encode_query("sum(count_over_time(m[26h]))"),
+        end as f64 / 1000.0
+    );
+    let (body, _) = get(&format!("{server}{path}"))?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    let value = json["data"]["result"][0]["value"][1]
+        .as_str()
+        .context("no count yet")?;
+    Ok(value.parse::<f64>()? as usize)
+}
+
 /// Writes a proxy configuration into `dir` that receives remote write (queue in
 /// `dir/queue`) and sketches every series `selector` selects for all four built-in
 /// functions, keeping `retain`, with `rule_queries` registered (their steps are kept).

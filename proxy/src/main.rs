@@ -289,7 +289,9 @@ async fn run(config: config::Config, source: ConfigSource) -> anyhow::Result<()>
             let _ = reloader.reload();
         }
     });
+    let saver = proxy.clone();
     sketch_proxy::http::serve(listener, proxy, shutdown_signal()).await?;
+    tokio::task::spawn_blocking(move || saver.save_sketches()).await?;
     tracing::info!("sketch-proxy stopped");
     Ok(())
 }

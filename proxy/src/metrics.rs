@@ -119,6 +119,35 @@ pub struct SketchMetrics {
     pub backfill_failures: Counter,
     /// Share of its span each rule's backfill has read, 0 to 1.
     pub backfill_progress: Family<RuleLabels, Gauge<f64, AtomicU64>>,
+    /// Sketches dropped: idle past their retention, unwanted after a reload, or their
+    /// plugin quarantined.
+    pub dropped: Counter,
+    /// Snapshots written, by result (`ok`, `error`).
+    pub snapshots: Family<ResultLabels, Counter>,
+    /// Bytes of the last snapshot written.
+    pub snapshot_bytes: Gauge,
+    /// When the last snapshot was written, Unix seconds.
+    pub snapshot_time: Gauge<f64, AtomicU64>,
+    /// Sketches read back from the snapshot at start, by result (`restored`,
+    /// `damaged`, `foreign`, `dropped`).
+    pub restored: Family<ResultLabels, Counter>,
+    /// Share of the snapshot file read back, 0 to 1.
+    pub restore_progress: Gauge<f64, AtomicU64>,
+}
+
+/// A `result` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// What happened.
+    pub result: String,
+}
+
+impl From<&str> for ResultLabels {
+    fn from(result: &str) -> Self {
+        Self {
+            result: result.to_owned(),
+        }
+    }
 }
 
 /// Labels naming a sketch rule.
@@ -179,6 +208,36 @@ impl SketchMetrics {
             "backfill_progress_ratio",
             "Share of its retained span each sketch rule's backfill has read",
             self.backfill_progress.clone(),
+        );
+        r.register(
+            "dropped",
+            "Sketches dropped: idle past their retention, unwanted after a reload, or their plugin quarantined",
+            self.dropped.clone(),
+        );
+        r.register(
+            "snapshots",
+            "Sketch snapshots written to sketches.data_dir, by result",
+            self.snapshots.clone(),
+        );
+        r.register(
+            "snapshot_bytes",
+            "Size of the last sketch snapshot written",
+            self.snapshot_bytes.clone(),
+        );
+        r.register(
+            "snapshot_time_seconds",
+            "When the last sketch snapshot was written, Unix seconds",
+            self.snapshot_time.clone(),
+        );
+        r.register(
+            "restored",
+            "Sketches read back from the snapshot at start, by result (restored, damaged, foreign, dropped)",
+            self.restored.clone(),
+        );
+        r.register(
+            "restore_progress_ratio",
+            "Share of the sketch snapshot read back at start",
+            self.restore_progress.clone(),
         );
     }
 }

@@ -195,8 +195,13 @@ impl Proxy {
         };
         let observer: Arc<dyn Observer> = Arc::new(metrics.plugin_observer());
         mark_reload(&metrics, true);
+        // Sketches come only from remote write; with it on, a snapshot may wait.
+        let sketches = Arc::new(if config.ingest.enabled {
+            SketchStore::restoring(metrics.sketches.clone())
+        } else {
+            SketchStore::new(metrics.sketches.clone())
+        });
         let runtime = Runtime::new(config, host, &metrics, &observer);
-        let sketches = Arc::new(SketchStore::new(metrics.sketches.clone()));
         let unstarted = Mutex::new(plan_backfills(&sketches, &runtime));
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -219,10 +224,69 @@ impl Proxy {
         }
         if let Some(ingest) = &self.ingest {
             ingest.start();
+            self.start_snapshots();
         }
         for job in std::mem::take(&mut *self.unstarted.lock()) {
             self.spawn_backfill(job);
         }
+    }
+
+    /// Restores the sketches from the snapshot, then every `sketches.snapshot_interval`
+    /// (read again each time: reloadable) drops idle sketches and snapshots the rest.
+    fn start_snapshots(self: &Arc<Self>) {
+        let proxy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            {
+                let Some(proxy) = proxy.upgrade() else { return };
+                let runtime = proxy.runtime();
+                let dir = proxy.sketch_dir();
+                let (store, rules, plugins) = (
+                    proxy.sketches.clone(),
+                    runtime.sketch_rules.clone(),
+                    runtime.plugins.clone(),
+                );
+                drop(proxy);
+                if tokio::task::spawn_blocking(move || store.restore_from(&dir, &rules, &plugins))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("sketch restore stopped; the backfills read the whole retention");
+                }
+            }
+            loop {
+                let Some(interval) = proxy
+                    .upgrade()
+                    .map(|p| p.runtime().config.sketches.snapshot_interval)
+                else {
+                    return;
+                };
+                tokio::time::sleep(interval).await;
+                let Some(proxy) = proxy.upgrade() else { return };
+                // A panic in it is logged by the runtime; the next one tries again.
+                let _ = tokio::task::spawn_blocking(move || {
+                    proxy.sketches.evict_idle(crate::clock::now_ms());
+                    proxy.save_sketches();
+                })
+                .await;
+            }
+        });
+    }
+
+    /// Where the sketches are snapshotted.
+    fn sketch_dir(&self) -> PathBuf {
+        let config = &self.runtime().config;
+        config.sketches.data_dir(&config.ingest.queue_dir)
+    }
+
+    /// Snapshots the sketches now (blocking: a plugin call per sketch): periodically,
+    /// and on shutdown. Does nothing before the restore ended (a partial store must not
+    /// replace the snapshot) or when nothing is sketched.
+    pub fn save_sketches(&self) {
+        if self.ingest.is_none() || !self.sketches.restore_finished() || self.sketches.series_count() == 0 {
+            return;
+        }
+        // Errors are logged and counted inside.
+        let _ = self.sketches.snapshot_to(&self.sketch_dir());
     }
 
     /// Runs `job` in the background, or queues it until the background work starts.
@@ -277,6 +341,9 @@ impl Proxy {
             config.ingest = old.ingest.clone();
         }
         let runtime = Runtime::new(config, self.host, &self.metrics, &self.observer);
+        // Sketches the new rules do not want, or whose plugin was quarantined, go; the
+        // rules' next writes (and backfills) create what is missing.
+        self.sketches.prune(&runtime.sketch_rules);
         // Before the swap, so that sketches the new rules create wait for their backfill.
         let jobs = plan_backfills(&self.sketches, &runtime);
         self.runtime.store(Arc::new(runtime));

@@ -61,19 +61,13 @@ fn data(start_ms: i64) -> Stored {
         .collect()
 }
 
-fn part(all: &Stored, from: usize, to: usize) -> Stored {
-    all.iter()
-        .map(|(k, v)| (k.clone(), v[from..to].to_vec()))
-        .collect()
-}
-
 /// The live batches: the first also carries the last [`RESENT`] history samples.
 fn live_batches(all: &Stored) -> Vec<Stored> {
     (0..LIVE / BATCH)
         .map(|b| {
             let from = HISTORY + b * BATCH;
             let from = if b == 0 { from - RESENT } else { from };
-            part(all, from, HISTORY + (b + 1) * BATCH)
+            write::part(all, from, HISTORY + (b + 1) * BATCH)
         })
         .collect()
 }
@@ -85,7 +79,7 @@ fn prometheus_with_history() -> (Prometheus, i64, Stored) {
     let start_ms = (write::now_ms() - 75 * 60_000) / STEP_MS * STEP_MS;
     let all = data(start_ms);
     assert_eq!(
-        write::post(&prometheus.url(), &part(&all, 0, HISTORY)).status,
+        write::post(&prometheus.url(), &write::part(&all, 0, HISTORY)).status,
         204
     );
     (prometheus, start_ms, all)
@@ -107,14 +101,7 @@ fn backfill_state(proxy: &TestProxy) -> String {
 }
 
 fn range(proxy: &TestProxy, query: &str, from_ms: i64, to_ms: i64, extra: &str) -> Answer {
-    let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
-    let params = format!(
-        "query={q}&start={}&end={}&step={}{extra}",
-        from_ms as f64 / 1000.0,
-        to_ms as f64 / 1000.0,
-        STEP_MS / 1000
-    );
-    send(&proxy.url(), "GET", "/api/v1/query_range", &params, "")
+    support::range_query(&proxy.url(), query, (from_ms, to_ms, STEP_MS), extra)
 }
 
 /// Waits until Prometheus holds every sample once and the sketches reach the last
@@ -274,7 +261,7 @@ fn a_backfill_under_endless_resends_serves_whole_sketches() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = TestProxy::start(&rules_yaml(&dir.path().join("queue"), true), &prometheus.url());
     // The first ten minutes of history, again and again, until the job ends.
-    let resent = part(&all, 0, 60);
+    let resent = write::part(&all, 0, 60);
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {

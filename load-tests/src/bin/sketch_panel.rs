@@ -27,8 +27,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use sketch_proxy_load_tests::{
-    encode_query, get, median, rss_bytes, runs_arg, sketch_memory_bytes, sketching_config, start_proxy, time,
-    time_with,
+    count_samples, encode_query, get, median, rss_bytes, runs_arg, sketch_memory_bytes, sketching_config,
+    start_proxy, time, time_with,
 };
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_agent, wait_until};
 
@@ -85,14 +85,14 @@ fn main() -> anyhow::Result<()> {
         // the proxy's sender may merge queued requests: deliver one at a time.
         let delivered = SERIES * (from + BATCH).min(samples);
         wait_until(Duration::from_secs(60), "Prometheus to hold the request", || {
-            count(&prometheus.url(), end).is_ok_and(|n| n == delivered)
+            count_samples(&prometheus.url(), end).is_ok_and(|n| n == delivered)
         })?;
     }
     victoria.flush()?;
     wait_until(
         Duration::from_secs(60),
         "VictoriaMetrics to hold every sample",
-        || count(&victoria.url(), end).is_ok_and(|n| n == SERIES * samples),
+        || count_samples(&victoria.url(), end).is_ok_and(|n| n == SERIES * samples),
     )?;
     println!(
         "written and delivered in {:.1} s",
@@ -267,22 +267,6 @@ fn encode(values: &[Vec<f64>], start: i64, from: usize, to: usize) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
-}
-
-/// Samples a server (Prometheus, VictoriaMetrics) holds for `m` over the 25 h ending
-/// at `end`.
-fn count(prometheus: &str, end: i64) -> anyhow::Result<usize> {
-    let path = format!(
-        "/api/v1/query?query={}&time={}",
-        encode_query("sum(count_over_time(m[26h]))"),
-        end as f64 / 1000.0
-    );
-    let (body, _) = get(&format!("{prometheus}{path}"))?;
-    let json: serde_json::Value = serde_json::from_str(&body)?;
-    let value = json["data"]["result"][0]["value"][1]
-        .as_str()
-        .context("no count yet")?;
-    Ok(value.parse::<f64>()? as usize)
 }
 
 /// Every (series, time) value of an answer.

@@ -1,5 +1,6 @@
 //! `sketches:`: which ingested series are sketched, and how much they may use.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -34,6 +35,16 @@ pub struct SketchesConfig {
     /// (default true). Off, a rule's sketches start empty and serve once they have seen
     /// a whole window.
     pub backfill: bool,
+    /// Where sketches are snapshotted. Default: next to `ingest.queue_dir` — `sketches`
+    /// beside a directory named `queue` (`data/sketches` for the default `data/queue`),
+    /// else the queue directory's name plus `.sketches`. At start the snapshot there is
+    /// restored and only the span after each restored sketch's newest sample is
+    /// backfilled.
+    pub data_dir: Option<PathBuf>,
+    /// How often the sketches are snapshotted (default 5m); also on shutdown. A crash
+    /// loses at most this much sketching, which the backfill at start reads again.
+    #[serde(with = "duration::prometheus")]
+    pub snapshot_interval: Duration,
     /// Most step values of rule queries kept (default 10,000,000, about 0.5 GB): each
     /// final step of a rule query's range answer, so a refreshed panel computes only
     /// its newest steps.
@@ -49,6 +60,8 @@ impl Default for SketchesConfig {
             queries: Vec::new(),
             query_retain: Duration::from_secs(24 * 3600),
             backfill: true,
+            data_dir: None,
+            snapshot_interval: Duration::from_secs(300),
             kept_points: 10_000_000,
         }
     }
@@ -70,6 +83,18 @@ pub struct SketchRule {
 }
 
 impl SketchesConfig {
+    /// The snapshot directory: `data_dir`, or its default next to `queue_dir`.
+    pub fn data_dir(&self, queue_dir: &Path) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let name = queue_dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref() {
+            Some("queue") | None => queue_dir.with_file_name("sketches"),
+            Some(name) => queue_dir.with_file_name(format!("{name}.sketches")),
+        }
+    }
+
     /// Every problem, added to `errors`.
     pub fn validate(&self, errors: &mut Vec<ConfigError>) {
         if self.max_series == 0 {
@@ -118,6 +143,12 @@ impl SketchesConfig {
                     }
                 }
             }
+        }
+        if self.snapshot_interval < Duration::from_secs(1) {
+            errors.push(error("sketches.snapshot_interval", "must be at least 1s"));
+        }
+        if self.data_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            errors.push(error("sketches.data_dir", "must name a directory"));
         }
         if self.query_retain.is_zero() {
             errors.push(error("sketches.query_retain", "must be greater than 0"));

@@ -178,9 +178,14 @@ impl Job {
 /// Runs `job` to its end: reads the history, then lets its sketches serve. `env`
 /// gives the running configuration, or `None` once the proxy is gone.
 pub async fn run(store: Arc<SketchStore>, job: Arc<Job>, env: impl Fn() -> Option<Env>) {
+    // Restored sketches already hold history: read only what came after them.
+    store.wait_restored().await;
     let started = Instant::now();
     let now = now_ms();
-    let from = now - job.key.retain_ms;
+    let from = match store.resume_from(&job) {
+        Some(newest) => newest.max(now - job.key.retain_ms),
+        None => now - job.key.retain_ms,
+    };
     {
         let mut p = job.progress.lock();
         p.from_ms = from;

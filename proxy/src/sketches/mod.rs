@@ -10,17 +10,21 @@
 mod ask;
 pub mod backfill;
 pub mod durable;
+mod lifecycle;
+mod persist;
 mod rules;
 mod serve;
 mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
 use backfill::Job;
+pub use lifecycle::Dropped;
+pub use persist::RestoreStatus;
 pub use rules::{Rule, Rules};
 pub use serve::{INGEST_LAG_MS, StoreSketches};
 pub use status::Status;
@@ -52,6 +56,11 @@ pub struct SketchStore {
     /// Backfills running, and finished ones of the current rules.
     backfills: Mutex<Vec<Arc<Job>>>,
     metrics: SketchMetrics,
+    /// Restoring from the snapshot: where it is, whether it ended, and the backfills
+    /// waiting for that.
+    restore: Mutex<RestoreStatus>,
+    restore_done: AtomicBool,
+    restore_notify: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +111,8 @@ struct State {
     refill: bool,
     /// Buffered samples before this index were checked for holes already.
     pending_checked: usize,
+    /// Restored from a snapshot (its backfill reads only what came after it).
+    restored: bool,
     /// Its configuration, to start it again.
     config: SketchConfig,
 }
@@ -234,12 +245,26 @@ struct Batch {
 }
 
 impl SketchStore {
-    /// An empty store reporting to `metrics`.
+    /// An empty store reporting to `metrics`, with nothing to restore.
     pub fn new(metrics: SketchMetrics) -> Self {
-        Self {
+        let store = Self {
             metrics,
             ..Self::default()
-        }
+        };
+        store.restore.lock().state = "done";
+        store.restore_done.store(true, Ordering::SeqCst);
+        store
+    }
+
+    /// An empty store that [`SketchStore::restore_from`] fills before any backfill
+    /// reads.
+    pub fn restoring(metrics: SketchMetrics) -> Self {
+        let store = Self {
+            metrics,
+            ..Self::default()
+        };
+        store.restore.lock().state = "waiting";
+        store
     }
 
     /// The sketch of `function` over the series with exactly `labels` (sorted by name).
@@ -250,6 +275,18 @@ impl SketchStore {
         };
         let functions = series.functions.read();
         functions.iter().find(|f| f.serves(function)).cloned()
+    }
+
+    /// The sketched series whose labels `select` takes, at this moment.
+    fn sketched_series(&self, select: impl Fn(&[Label]) -> bool) -> Vec<Arc<SeriesSketches>> {
+        self.series
+            .read()
+            .values()
+            .filter_map(|e| match e {
+                Entry::Sketched(s) if select(&s.labels) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Bytes the sketches hold, as their plugins last reported.
@@ -342,15 +379,7 @@ impl SketchStore {
     /// the last read found.
     fn restart_overlapped(&self, job: &Job, cut_ms: i64, plugins: &PluginSet, restart: bool) -> usize {
         let mut restarted = 0;
-        let series: Vec<Arc<SeriesSketches>> = self
-            .series
-            .read()
-            .values()
-            .filter_map(|e| match e {
-                Entry::Sketched(s) if job.selects(&s.labels) => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
+        let series = self.sketched_series(|labels| job.selects(labels));
         for s in series {
             let hash = series_hash(&s.labels);
             for sketch in s
@@ -387,6 +416,7 @@ impl SketchStore {
                         state.unmeasured = MEASURE_EVERY;
                         state.newest = i64::MIN;
                         state.refill = true;
+                        state.restored = false;
                         restarted += 1;
                     }
                     Err(error) => {
@@ -586,6 +616,7 @@ impl SketchStore {
                         refill: false,
                         pending_checked: 0,
                         unmeasured: MEASURE_EVERY,
+                        restored: false,
                         config,
                     }),
                 }))
@@ -599,6 +630,10 @@ impl SketchStore {
 
     fn add_memory(&self, instance: InstanceKey, delta: i64) {
         *self.instance_memory.lock().entry(instance).or_default() += delta;
+        self.add_total_memory(delta);
+    }
+
+    fn add_total_memory(&self, delta: i64) {
         let now = if delta >= 0 {
             self.memory.fetch_add(delta.unsigned_abs(), Ordering::Relaxed) + delta.unsigned_abs()
         } else {

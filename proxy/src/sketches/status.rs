@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::backfill::{Job, JobKey, Progress};
-use super::{Entry, Rules, SketchStore};
+use super::{Rules, SketchStore};
 
 /// The sketches as a whole.
 #[derive(Debug, Serialize)]
@@ -20,6 +20,8 @@ pub struct Status {
     pub rules: Vec<RuleStatus>,
     /// Backfills of rules a reload removed, still running.
     pub orphan_backfills: Vec<BackfillStatus>,
+    /// Reading the sketches back from the snapshot at start.
+    pub restore: super::RestoreStatus,
 }
 
 /// One rule.
@@ -100,15 +102,7 @@ impl SketchStore {
     pub fn status(&self, rules: &Rules) -> Status {
         let jobs = self.backfills();
         let job_of = |key: &JobKey| jobs.iter().find(|j| &j.key == key).cloned();
-        let series: Vec<Arc<super::SeriesSketches>> = self
-            .series
-            .read()
-            .values()
-            .filter_map(|e| match e {
-                Entry::Sketched(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
+        let series = self.sketched_series(|_| true);
         let statuses = rules
             .rules()
             .iter()
@@ -161,6 +155,7 @@ impl SketchStore {
                 .filter(|j| j.running() && !current.contains(&j.key))
                 .map(|j| BackfillStatus::of(&j.key, &j.progress()))
                 .collect(),
+            restore: self.restore_status(),
         }
     }
 }

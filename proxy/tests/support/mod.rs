@@ -187,6 +187,24 @@ pub fn instant(base: &str, query: &str, at_ms: i64, extra: &str) -> Answer {
 }
 
 /// Sends one request: `query` goes in the URL, a non-empty `form` in a form body.
+/// `query_range` of `query` from `from_ms` to `to_ms` every `step_ms`, plus `extra`
+/// parameters (`&name=value...`).
+pub fn range_query(
+    base: &str,
+    query: &str,
+    (from_ms, to_ms, step_ms): (i64, i64, i64),
+    extra: &str,
+) -> Answer {
+    let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let params = format!(
+        "query={q}&start={}&end={}&step={}{extra}",
+        from_ms as f64 / 1000.0,
+        to_ms as f64 / 1000.0,
+        step_ms as f64 / 1000.0
+    );
+    send(base, "GET", "/api/v1/query_range", &params, "")
+}
+
 pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> Answer {
     send_with(base, method, path, query, form, &[])
 }

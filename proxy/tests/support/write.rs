@@ -153,6 +153,13 @@ pub fn stored(prometheus: &str, selector: &str, at_ms: i64, range: &str) -> Stor
 }
 
 /// Sample count of `data`.
+/// Samples `from..to` of every series of `all`.
+pub fn part(all: &Stored, from: usize, to: usize) -> Stored {
+    all.iter()
+        .map(|(k, v)| (k.clone(), v[from..to].to_vec()))
+        .collect()
+}
+
 pub fn samples(data: &Stored) -> usize {
     data.values().map(Vec::len).sum()
 }

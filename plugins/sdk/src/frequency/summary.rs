@@ -54,7 +54,7 @@ impl Summary for FrequencySummary {
             sample: FrequencySample::of(values),
             registers: None,
         };
-        *self = self.merged(&part);
+        self.merge(&part);
     }
 
     /// In place: a summary absorbing run after run (a query over raw samples) updates
