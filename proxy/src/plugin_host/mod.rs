@@ -124,6 +124,20 @@ impl Plugin {
         self.memory_limit
     }
 
+    /// Linear memory its live instances hold, in bytes: what its sketches take of the
+    /// proxy's memory, allocator overhead and free space included.
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|slot| {
+                slot.lock()
+                    .live
+                    .as_ref()
+                    .map_or(0, |l| l.store.data().limits.size)
+            })
+            .sum()
+    }
+
     /// Whether a trap took it out of service.
     pub fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Acquire)

@@ -118,6 +118,7 @@ impl HostState {
             limits: MemoryCap {
                 limit: memory_limit,
                 hit: false,
+                size: 0,
             },
             stderr,
         }
@@ -160,6 +161,8 @@ impl HostMonotonicClock for FrozenClock {
 pub(super) struct MemoryCap {
     limit: usize,
     pub(super) hit: bool,
+    /// Bytes of linear memory the instance holds (it never shrinks).
+    pub(super) size: usize,
 }
 
 /// The trap raised when a guest grows past [`MemoryCap`].
@@ -185,6 +188,7 @@ impl ResourceLimiter for MemoryCap {
             }
             .into());
         }
+        self.size = self.size.max(desired);
         Ok(true)
     }
 
