@@ -1,5 +1,8 @@
-//! The proxy's own metrics, served at `/metrics` in the Prometheus (OpenMetrics) text
-//! format. Every family is created here so the set of names is visible in one place.
+//! The proxy's own metrics, served at `/metrics` in the Prometheus text format, or in
+//! OpenMetrics when the scraper asks for it. Every family is created here so the set
+//! of names is visible in one place.
+
+mod classic;
 
 use std::sync::atomic::AtomicU64;
 
@@ -27,6 +30,13 @@ pub struct RequestLabels {
     pub method: String,
     /// HTTP status code.
     pub code: String,
+}
+
+/// Labels of `sketch_proxy_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: &'static str,
 }
 
 /// Labels naming a read endpoint.
@@ -428,6 +438,17 @@ impl Metrics {
         };
         m.ingest.register(&mut registry);
         m.sketches.register(&mut registry);
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "A metric with a constant 1 labeled by the version sketch-proxy was built from",
+            build_info,
+        );
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
         registry.register(
             "endpoint_up",
@@ -513,6 +534,11 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The metrics in the Prometheus text format (0.0.4).
+    pub fn encode_classic(&self) -> String {
+        classic::from_openmetrics(&self.encode())
     }
 }
 

@@ -121,6 +121,94 @@ fn metrics_count_requests() {
     }
 }
 
+/// `promtool check metrics` on a busy proxy's scrape: every family has help text and
+/// a well-formed name; OpenMetrics only when asked for.
+#[test]
+fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
+    let prometheus = demo_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n  rules:\n    - match: 'busy'\n      functions: [quantile_over_time, distinct_over_time]\n      retain: 1h\n",
+        dir.path().join("queue").display()
+    );
+    let proxy = TestProxy::start(&yaml, &prometheus.url());
+    for (query, form) in [
+        ("query=up&time=1700003600", ""),
+        ("", "query=sum("),
+        ("query=quantile_over_time(0.5,up[5m])&time=1700003600", ""),
+    ] {
+        send(&proxy.url(), "POST", "/api/v1/query", query, form);
+    }
+    let classic = send(&proxy.url(), "GET", "/metrics", "", "");
+    assert_eq!(classic.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!classic.body.contains("# EOF"));
+    assert!(
+        classic
+            .body
+            .contains("# TYPE sketch_proxy_http_requests_total counter")
+    );
+    assert!(classic.body.contains("sketch_proxy_build_info{version=\""));
+    let mut promtool = Command::new(require("promtool").unwrap())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), classic.body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+        classic.body
+    );
+
+    let answer = http_agent()
+        .get(format!("{}/metrics", proxy.url()))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .call()
+        .unwrap();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(answer.into_body().read_to_string().unwrap().ends_with("# EOF\n"));
+}
+
+/// Client libraries check a connection with `GET /`, which Prometheus redirects.
+#[test]
+fn the_root_redirects_to_the_sketch_status() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("", &prometheus.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let answer = agent.get(format!("{}/", proxy.url())).call().unwrap();
+    assert_eq!(answer.status(), 302);
+    assert_eq!(
+        answer.headers().get("location").unwrap(),
+        "/api/v1/status/sketches"
+    );
+    assert_eq!(
+        send(&proxy.url(), "GET", "/api/v1/status/sketches", "", "").status,
+        200
+    );
+}
+
 #[test]
 fn prometheus_scrapes_the_proxy_metrics() {
     let proxy = TestProxy::start("", &format!("http://127.0.0.1:{}", free_port().unwrap()));

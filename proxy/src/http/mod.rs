@@ -66,6 +66,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
     .route(&format!("{base}/-/ready"), get(ops::ready))
     .route(&format!("{base}/-/reload"), any(ops::reload))
     .route(&format!("{base}/metrics"), get(ops::metrics))
+    .route(&format!("{base}/"), get(ops::root))
     .fallback(not_found)
     .layer(axum::middleware::from_fn_with_state(
         proxy.clone(),

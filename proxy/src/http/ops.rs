@@ -93,13 +93,41 @@ pub async fn sketches(State(proxy): State<Arc<Proxy>>) -> Response {
 }
 
 /// `/metrics`: the proxy's metrics in the OpenMetrics text format.
-pub async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
-    let mut response = proxy.metrics.encode().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+pub async fn metrics(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    // As Prometheus' own handler: OpenMetrics only for a scraper that asks for it.
+    let openmetrics = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            proxy.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            proxy.metrics.encode_classic(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let mut response = body.into_response();
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// `GET /`: to the sketch status, as Prometheus sends `/` to its UI.
+pub async fn root(State(proxy): State<Arc<Proxy>>) -> Response {
+    let prefix = proxy.runtime().config.web.route_prefix.clone();
+    let target = format!("{}/api/v1/status/sketches", prefix.trim_end_matches('/'));
+    // 302, as Prometheus answers `/`.
+    match HeaderValue::from_str(&target) {
+        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+        Err(_) => text(StatusCode::OK, "Sketch Proxy\n".to_owned()),
+    }
 }
 
 /// A plain-text success answer; failures go through `rescue::lifecycle`.
