@@ -32,6 +32,20 @@ pub struct RequestLabels {
     pub code: String,
 }
 
+/// Labels naming the path that answered a query.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnsweredByLabels {
+    /// `downstream`, `engine` or `sketch`.
+    pub answered_by: &'static str,
+}
+
+/// Labels of a rule query's kept-steps lookup.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeptLabels {
+    /// `hit`, `partial` or `miss`.
+    pub result: &'static str,
+}
+
 /// Labels of `sketch_proxy_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -82,6 +96,11 @@ pub struct Metrics {
     pub downstream_errors: Family<DownstreamErrorLabels, Counter>,
     /// Queries holding a concurrency slot.
     pub queries_in_flight: Gauge,
+    /// Queries answered, by path (`downstream`, `engine`, `sketch`; an answer from
+    /// sketches and the engine counts once for each).
+    pub queries: Family<AnsweredByLabels, Counter>,
+    /// Rule queries by how their steps were found kept (`hit`, `partial`, `miss`).
+    pub kept_steps: Family<KeptLabels, Counter>,
     /// Queries refused because every slot was taken.
     pub queries_rejected: Counter,
     /// Queries waiting for a concurrency slot.
@@ -422,6 +441,8 @@ impl Metrics {
             downstream_duration: Family::new_with_constructor(latency_histogram),
             downstream_errors: Family::default(),
             queries_in_flight: Gauge::default(),
+            queries: Family::default(),
+            kept_steps: Family::default(),
             queries_rejected: Counter::default(),
             queries_waiting: Gauge::default(),
             local_query_duration: latency_histogram(),
@@ -450,6 +471,16 @@ impl Metrics {
             build_info,
         );
         registry.register("http_requests", "HTTP requests served", m.requests.clone());
+        registry.register(
+            "queries",
+            "Queries answered, by the path that answered (downstream, engine, sketch); an answer from sketches and the engine counts for both",
+            m.queries.clone(),
+        );
+        registry.register(
+            "kept_steps_lookups",
+            "Rule queries by whether their steps were found kept (hit, partial, miss)",
+            m.kept_steps.clone(),
+        );
         registry.register(
             "endpoint_up",
             "Over several endpoints: 1 if the endpoint answered its last read or readiness probe, else 0",

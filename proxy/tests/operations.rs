@@ -136,10 +136,17 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
         ("query=up&time=1700003600", ""),
         ("", "query=sum("),
         ("query=quantile_over_time(0.5,up[5m])&time=1700003600", ""),
+        ("query=distinct_over_time(up[5m])&time=1700003600", ""),
     ] {
         send(&proxy.url(), "POST", "/api/v1/query", query, form);
     }
     let classic = send(&proxy.url(), "GET", "/metrics", "", "");
+    for want in [
+        "sketch_proxy_queries_total{answered_by=\"downstream\"} 2\n",
+        "sketch_proxy_queries_total{answered_by=\"engine\"} 1\n",
+    ] {
+        assert!(classic.body.contains(want), "missing {want}{}", classic.body);
+    }
     assert_eq!(classic.content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert!(!classic.body.contains("# EOF"));
     assert!(

@@ -16,7 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::api::params::Form;
 use crate::api::{ApiError, Endpoint, QueryRequest};
 use crate::config::QueryMode;
-use crate::metrics::{DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
+use crate::metrics::{
+    AnsweredByLabels, DownstreamErrorLabels, HandlerLabels, KeptLabels, Metrics, RequestLabels,
+};
 use crate::promql::eval::{Answer, Sketches};
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::query::{self, QueryLimits};
@@ -45,8 +47,37 @@ pub async fn observe(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) 
         .request_duration
         .get_or_create(&HandlerLabels { handler })
         .observe(elapsed.as_secs_f64());
+    count_answer(&proxy, &response);
     tracing::debug!(handler, %method, status = status.as_u16(), duration_ms = elapsed.as_secs_f64() * 1e3, "served");
     response
+}
+
+/// Counts which paths answered a query (one count per path named in the answer's
+/// path header) and whether its rule-query steps came from kept results.
+fn count_answer(proxy: &Proxy, response: &Response) {
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(paths) = header(PATH_HEADER) {
+        for path in [Path::Downstream, Path::Engine, Path::Sketch] {
+            if paths.split(',').any(|p| p == path.name()) {
+                proxy
+                    .metrics
+                    .queries
+                    .get_or_create(&AnsweredByLabels {
+                        answered_by: path.name(),
+                    })
+                    .inc();
+            }
+        }
+    }
+    if let Some(kept) = header(KEPT_HEADER)
+        && let Some(result) = ["hit", "partial", "miss"].into_iter().find(|r| *r == kept)
+    {
+        proxy
+            .metrics
+            .kept_steps
+            .get_or_create(&KeptLabels { result })
+            .inc();
+    }
 }
 
 /// The route a path belongs to, as a bounded metric label.
