@@ -48,6 +48,10 @@ pub struct Series<P: Plugin> {
     tree: Tree<P::Summary>,
     /// Exact state reused across the steps of one `query_range`.
     scratch: Option<P::Window>,
+    /// Values leaving and entering the slide at one step, reused across steps (a
+    /// 1,441-step panel would otherwise allocate two vectors per step).
+    leaving: Vec<f64>,
+    entering: Vec<f64>,
 }
 
 /// The block summaries: kept nodes per level, and the left children waiting.
@@ -187,6 +191,8 @@ impl<P: Plugin> Series<P> {
             samples: Samples::default(),
             tree: Tree::new(),
             scratch: None,
+            leaving: Vec::new(),
+            entering: Vec::new(),
         })
     }
 
@@ -295,6 +301,8 @@ impl<P: Plugin> Series<P> {
             }
         }
         self.scratch = None;
+        self.leaving = Vec::new();
+        self.entering = Vec::new();
         self.samples.end_query();
         out
     }
@@ -388,10 +396,15 @@ impl<P: Plugin> Series<P> {
             window.clear();
             *held = (i0, i0);
         }
-        let leaving = self.samples.collect(held.0, i0);
-        let entering = self.samples.collect(held.1.max(i0), i1);
-        let mut leaving = leaving.into_iter();
-        let mut entering = entering.into_iter();
+        self.leaving.clear();
+        self.entering.clear();
+        let (leaving, entering) = (&mut self.leaving, &mut self.entering);
+        self.samples
+            .values(held.0, i0, |run| leaving.extend_from_slice(run));
+        self.samples
+            .values(held.1.max(i0), i1, |run| entering.extend_from_slice(run));
+        let mut leaving = self.leaving.iter().copied();
+        let mut entering = self.entering.iter().copied();
         loop {
             match (leaving.next(), entering.next()) {
                 (Some(old), Some(new)) => window.replace(old, new),

@@ -23,7 +23,7 @@ impl SketchStore {
     /// Drops every sketch whose newest sample is older than `now_ms` minus its
     /// retention (sketches a backfill is filling are left alone).
     pub fn evict_idle(&self, now_ms: i64) -> Dropped {
-        let dropped = self.sweep(|sketch| {
+        let dropped = self.sweep_series(|_, sketch| {
             let state = sketch.state.lock();
             let idle = state.pending.is_none()
                 && state.newest != i64::MIN
@@ -70,10 +70,6 @@ impl SketchStore {
             );
         }
         dropped
-    }
-
-    fn sweep(&self, mut keep: impl FnMut(&FunctionSketch) -> bool) -> Dropped {
-        self.sweep_series(|_, sketch| keep(sketch))
     }
 
     /// Keeps the sketches `keep` says to keep; series left with none leave the store.
