@@ -8,9 +8,9 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+
+use crate::config::HttpClientConfig;
+use crate::outbound::Outbound;
 
 /// Why downstream gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ impl DownstreamError {
 /// A client bound to one downstream base URL.
 #[derive(Debug, Clone)]
 pub struct Downstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Outbound,
     base: Uri,
     timeout: Duration,
 }
@@ -63,16 +63,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 impl Downstream {
-    /// A client for `base` (an `http://` URL, possibly with a path prefix).
-    pub fn new(base: Uri, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+    /// A client for `base` (an `http://` or `https://` URL, possibly with a path
+    /// prefix, without credentials: those are in `http`).
+    pub fn new(base: Uri, http: &HttpClientConfig, timeout: Duration) -> Self {
         Self {
-            client,
+            client: Outbound::new(http, base.scheme_str() == Some("https"), Some(timeout)),
             base,
             timeout,
         }
@@ -103,6 +98,11 @@ impl Downstream {
         // The client sets Host from the URI and Content-Length from the body.
         forwarded.remove(header::HOST);
         forwarded.remove(header::CONTENT_LENGTH);
+        // Downstream gets the credentials configured for it, not the client's. (The
+        // proxy's own door takes out the credentials it checked.)
+        if self.client.authenticates() {
+            forwarded.remove(header::AUTHORIZATION);
+        }
         strip_hop_by_hop(forwarded);
         let mut response = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => {

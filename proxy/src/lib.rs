@@ -22,6 +22,7 @@
 //! See `docs/ARCHITECTURE.md` for the invariants.
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod downstream;
@@ -31,6 +32,7 @@ pub mod http;
 pub mod ingest;
 pub mod kept;
 pub mod metrics;
+pub mod outbound;
 pub mod plugin_host;
 pub mod prompb;
 pub mod promql;

@@ -1,90 +1,15 @@
 //! The `sketch-proxy` command: flags, logging, signals; everything else is the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
+use sketch_proxy::cli::{Cli, Command, PluginsCommand};
 use sketch_proxy::config::{self, LogFormat, Overrides};
 use sketch_proxy::plugin_host::{self, Host, PluginInfo};
 use sketch_proxy::state::{ConfigSource, Proxy};
 use tokio::signal::unix::{SignalKind, signal};
-
-/// A Prometheus-API reverse proxy that answers range functions from sketches.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// YAML configuration file (see docs/configuration.md); flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:19090].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Base URL of the Prometheus or Thanos Querier behind the proxy
-    /// [default: http://127.0.0.1:9090].
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// Path prefix to serve every route under, e.g. /prometheus.
-    #[arg(long = "web.route-prefix", value_name = "PATH")]
-    route_prefix: Option<String>,
-    /// Log level or tracing filter, e.g. debug or sketch_proxy=debug,info.
-    #[arg(long = "log.level", value_name = "LEVEL")]
-    log_level: Option<String>,
-    /// Serve remote write at /api/v1/write: queue durably, then forward to the
-    /// downstream (or to ingest.destinations).
-    #[arg(long = "web.enable-remote-write-receiver")]
-    enable_remote_write_receiver: bool,
-    /// Remote-write destination (repeatable; replaces ingest.destinations and turns the
-    /// receiver on). Several destinations shard series by a hash of their labels.
-    #[arg(long = "remote-write.url", value_name = "URL")]
-    remote_write_url: Vec<String>,
-    /// How query and query_range are answered: auto (forward unless the query uses a
-    /// function only the proxy knows) or local (always evaluate in the proxy over raw
-    /// data read from downstream) [default: auto, or query.mode].
-    #[arg(long = "query.mode", value_name = "MODE")]
-    query_mode: Option<String>,
-    /// A rule query to keep warm as sketches (repeatable), e.g.
-    /// 'quantile_over_time(0.99, http_latency_ms[1h])'; added to sketches.queries.
-    #[arg(long = "sketch.rule", value_name = "QUERY")]
-    sketch_rule: Vec<String>,
-    /// A Prometheus-API server to read from (repeatable; shards and replicas are read
-    /// as one); replaces downstream.endpoints. One endpoint is the same as --upstream.
-    #[arg(long = "endpoint", value_name = "URL")]
-    endpoint: Vec<String>,
-    /// A label that tells replicas apart (repeatable); added to query.replica_labels.
-    #[arg(long = "query.replica-label", value_name = "NAME")]
-    replica_label: Vec<String>,
-    /// Over several endpoints, answer from those that answer, with a warning, when
-    /// some fail (true or false) [default: true, or query.partial_response].
-    #[arg(long = "query.partial-response", value_name = "BOOL")]
-    partial_response: Option<bool>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Checks a configuration file and prints every error in it.
-    CheckConfig {
-        /// The file to check.
-        file: PathBuf,
-    },
-    /// Sketch plugins: list the loaded ones, or check a component file.
-    #[command(subcommand)]
-    Plugins(PluginsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginsCommand {
-    /// Lists the plugins the configuration loads: functions, error bounds and source.
-    List,
-    /// Validates a plugin component and prints what it serves, or why it is rejected.
-    Check {
-        /// The `.wasm` component.
-        file: PathBuf,
-    },
-}
 
 #[expect(
     clippy::print_stdout,
@@ -114,19 +39,7 @@ fn main() -> ExitCode {
     }
     let source = ConfigSource {
         path: cli.config.clone(),
-        overrides: Overrides {
-            listen: cli.listen,
-            upstream: cli.upstream,
-            route_prefix: cli.route_prefix,
-            log_level: cli.log_level,
-            remote_write_urls: cli.remote_write_url,
-            enable_remote_write_receiver: cli.enable_remote_write_receiver,
-            query_mode: cli.query_mode,
-            sketch_rules: cli.sketch_rule,
-            endpoints: cli.endpoint,
-            replica_labels: cli.replica_label,
-            partial_response: cli.partial_response,
-        },
+        overrides: cli.overrides(),
     };
     let config = match source.load() {
         Ok(config) => config,
@@ -313,14 +226,29 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(log: &config::LogConfig) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // The level was validated with the configuration.
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(config::log_filter(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sketch_proxy=info"));
+    let registry = tracing_subscriber::registry().with(filter);
     match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .with_ansi_color(std::io::stderr().is_terminal())
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
     }
 }

@@ -89,7 +89,7 @@ impl Runtime {
                     .endpoints
                     .iter()
                     .map(|e| crate::http::fanout::Target {
-                        client: Downstream::new(e.url.clone(), config.downstream.timeout),
+                        client: Downstream::new(e.url.clone(), &e.http, config.downstream.timeout),
                         external: e.external_labels.clone(),
                         address: crate::source::fanout::address_of(&e.url.to_string()),
                         time_range: (e.min_time, e.max_time),
@@ -99,7 +99,11 @@ impl Runtime {
                 Vec::new()
             },
             sketch_rules: Arc::new(Rules::new(&config.sketches, &plugins)),
-            downstream: Downstream::new(config.downstream.url.clone(), config.downstream.timeout),
+            downstream: Downstream::new(
+                config.downstream.url.clone(),
+                &config.downstream.http,
+                config.downstream.timeout,
+            ),
             query_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_queries)),
             queries_waiting: Arc::default(),
             plugins: Arc::new(plugins),
@@ -114,13 +118,13 @@ fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
     let endpoints = &config.downstream.endpoints;
     if !config.fans_out() {
         let kind = endpoints.first().map_or(config.query.source, |e| e.kind);
-        return endpoint_source(config, &config.downstream.url, kind);
+        return endpoint_source(config, &config.downstream.url, &config.downstream.http, kind);
     }
     let members = endpoints
         .iter()
         .map(|e| Member {
             name: e.url.to_string().trim_end_matches('/').to_owned(),
-            source: endpoint_source(config, &e.url, e.kind),
+            source: endpoint_source(config, &e.url, &e.http, e.kind),
             external: e
                 .external_labels
                 .iter()
@@ -142,14 +146,20 @@ fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
 }
 
 /// The source of one endpoint.
-fn endpoint_source(config: &Config, url: &http::Uri, kind: RawSource) -> Arc<dyn Source> {
+fn endpoint_source(
+    config: &Config,
+    url: &http::Uri,
+    http: &config::HttpClientConfig,
+    kind: RawSource,
+) -> Arc<dyn Source> {
     let q = &config.query;
     let max_samples = u64::try_from(q.max_samples).unwrap_or(u64::MAX);
     // Each query's deadline ends its fetch (a 503 timeout); the sources' own timeout
     // is only a backstop, later so that it never wins the race.
     let backstop = q.timeout + std::time::Duration::from_secs(1);
-    let query_api = QueryApi::new(url, backstop, max_samples, q.max_read_bytes);
-    let remote_read = match RemoteRead::new(url, backstop, max_samples, q.max_read_bytes) {
+    let client = crate::outbound::Outbound::new(http, url.scheme_str() == Some("https"), None);
+    let query_api = QueryApi::new(url, &client, backstop, max_samples, q.max_read_bytes);
+    let remote_read = match RemoteRead::new(url, &client, backstop, max_samples, q.max_read_bytes) {
         Ok(r) => r,
         // The URL was validated with the configuration; this cannot happen.
         Err(e) => return Arc::new(crate::source::Unavailable(e.to_string())),
@@ -174,6 +184,8 @@ pub struct Proxy {
     pub ingest: Option<Arc<Ingest>>,
     /// Sketches of ingested series; kept across reloads.
     pub sketches: Arc<SketchStore>,
+    /// TLS and basic auth of the proxy's own door (`web.config_file`).
+    pub door: crate::http::door::Door,
     /// The tokio runtime background work runs on, once started.
     background: OnceLock<tokio::runtime::Handle>,
     /// Backfills planned before the background work started.
@@ -185,9 +197,11 @@ impl Proxy {
     /// engine cannot be created or an ingest queue cannot be opened.
     pub fn new(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
         let metrics = Metrics::new();
+        let door =
+            crate::http::door::Door::open(config.web.config_file.as_deref()).map_err(|e| e.to_string())?;
         let host = Host::global()?;
         let ingest = if config.ingest.enabled {
-            let settings = config.ingest.settings(&config.downstream.url);
+            let settings = config.ingest.settings(&config.downstream);
             let ingest = Ingest::open(settings, metrics.ingest.clone()).map_err(|e| e.to_string())?;
             Some(Arc::new(ingest))
         } else {
@@ -211,6 +225,7 @@ impl Proxy {
             sketches,
             metrics,
             ingest,
+            door,
             background: OnceLock::new(),
             unstarted,
         }))

@@ -10,7 +10,9 @@
 
 mod support;
 
-use support::{Answer, TestProxy, demo_prometheus, send};
+use sketch_proxy_testkit::tls::{TestCa, basic_auth};
+use sketch_proxy_testkit::{Prometheus, WebDoor};
+use support::{Answer, TestProxy, demo_prometheus, demo_prometheus_behind, send_with};
 
 struct Case<'a> {
     line: usize,
@@ -109,6 +111,56 @@ fn compare(case: &Case<'_>, direct: &Answer, proxied: &Answer, downstream_saw: f
 fn proxy_answers_exactly_like_prometheus() {
     let prometheus = demo_prometheus();
     let proxy = TestProxy::start("", &prometheus.url());
+    run_table(&prometheus, &proxy, &[]);
+}
+
+/// The same table with TLS and basic auth on both sides: Prometheus behind its
+/// `--web.config.file`, the proxy behind its own, each with its own certificate and
+/// password, the proxy sending downstream its configured credentials (from a file),
+/// never the client's.
+#[test]
+fn proxy_answers_exactly_like_prometheus_over_tls_with_credentials() {
+    let ca = TestCa::new().unwrap();
+    let prometheus = demo_prometheus_behind(Some(WebDoor {
+        file: ca
+            .web_config("prometheus-web.yml", Some(("prometheus", "prom-secret")))
+            .unwrap(),
+        basic_auth: Some(("prometheus".to_owned(), "prom-secret".to_owned())),
+    }));
+    let password_file = ca.file("downstream-password");
+    std::fs::write(&password_file, "prom-secret\n").unwrap();
+    let door = ca
+        .web_config("proxy-web.yml", Some(("grafana", "grafana-secret")))
+        .unwrap();
+    let proxy = TestProxy::start(
+        &format!(
+            "web:\n  config_file: {}\ndownstream:\n  tls_config:\n    ca_file: {}\n  basic_auth:\n    username: prometheus\n    password_file: {}\n",
+            door.display(),
+            ca.file("ca.pem").display(),
+            password_file.display()
+        ),
+        &prometheus.url(),
+    );
+    assert!(prometheus.url().starts_with("https://") && proxy.url().starts_with("https://"));
+    let grafana = basic_auth("grafana", "grafana-secret");
+    assert_eq!(
+        send_with(
+            &proxy.url(),
+            "GET",
+            "/api/v1/labels",
+            "",
+            "",
+            &[("Authorization", prometheus.authorization().unwrap())]
+        )
+        .status,
+        401,
+        "the proxy's door wants its own password, not downstream's"
+    );
+    run_table(&prometheus, &proxy, &[("Authorization", &grafana)]);
+}
+
+/// Sends every case directly and through the proxy (with `proxy_headers`) and compares.
+fn run_table(prometheus: &Prometheus, proxy: &TestProxy, proxy_headers: &[(&str, &str)]) {
     let table = include_str!("data/api_cases.tsv");
     let cases = cases(table);
     let exact = cases.iter().filter(|c| c.mode == "exact").count();
@@ -116,13 +168,32 @@ fn proxy_answers_exactly_like_prometheus() {
         exact >= 60,
         "the table must hold at least 60 byte-for-byte cases, has {exact}"
     );
+    let direct_headers: Vec<(&str, &str)> = prometheus
+        .authorization()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
 
     let mut failures = Vec::new();
     for case in &cases {
-        let direct = send(&prometheus.url(), case.method, case.path, case.query, case.form);
+        let direct = send_with(
+            &prometheus.url(),
+            case.method,
+            case.path,
+            case.query,
+            case.form,
+            &direct_headers,
+        );
         let handler = prometheus_handler(case.path);
         let before = prometheus.requests_served(handler).unwrap();
-        let proxied = send(&proxy.url(), case.method, case.path, case.query, case.form);
+        let proxied = send_with(
+            &proxy.url(),
+            case.method,
+            case.path,
+            case.query,
+            case.form,
+            proxy_headers,
+        );
         let saw = prometheus.requests_served(handler).unwrap() - before;
         if let Err(why) = compare(case, &direct, &proxied, saw) {
             failures.push(format!(

@@ -54,6 +54,7 @@ fn reload_swaps_the_configuration_and_keeps_it_on_errors() {
             path: Some(path.clone()),
             overrides: sketch_proxy::config::Overrides {
                 listen: Some("127.0.0.1:0".to_owned()),
+                enable_lifecycle: true,
                 ..Default::default()
             },
         },

@@ -7,15 +7,21 @@ mod support;
 
 use std::time::Duration;
 
+use sketch_proxy::outbound::Outbound;
 use sketch_proxy::prompb::STALE_NAN_BITS;
 use sketch_proxy::promql::parse_selector;
 use sketch_proxy::source::{QueryApi, RemoteRead, Selection, Source, SourceError};
 use sketch_proxy_testkit::demo::TEST_END;
 use support::write::{self, Stored};
 
+fn plain() -> Outbound {
+    Outbound::new(&Default::default(), false, None)
+}
+
 fn client(url: &str, max_samples: u64) -> RemoteRead {
     RemoteRead::new(
         &url.parse().unwrap(),
+        &plain(),
         Duration::from_secs(30),
         max_samples,
         64 << 20,
@@ -72,6 +78,7 @@ fn selections_return_what_the_query_api_returns() {
         Box::new(client(&prometheus.url(), 10_000_000).samples_only()),
         Box::new(QueryApi::new(
             &prometheus.url().parse().unwrap(),
+            &plain(),
             Duration::from_secs(30),
             10_000_000,
             64 << 20,

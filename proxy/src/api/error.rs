@@ -64,6 +64,9 @@ pub enum ApiError {
         /// The request path.
         path: String,
     },
+    /// `/api/v1/admin/*` without `--web.enable-admin-api`.
+    #[error("admin APIs disabled")]
+    AdminDisabled,
     /// Downstream did not answer.
     #[error(transparent)]
     Downstream(#[from] DownstreamError),

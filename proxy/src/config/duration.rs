@@ -3,6 +3,11 @@
 /// `promql-parser`'s duration parsing, after refusing bare numbers of seconds that no
 /// `Duration` holds (the parser panics on them; found by fuzzing).
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse(text)
+}
+
+/// Parses a Prometheus duration (`30s`, `2m`, `1h30m`), for flags.
+pub fn parse(text: &str) -> Result<std::time::Duration, String> {
     if !crate::promql::shape::seconds_in_range(text) {
         return Err("out of range".to_owned());
     }
@@ -51,8 +56,30 @@ pub mod uri {
     /// Parses a URL.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|e| D::Error::custom(format!("{text:?} is not a URL: {e}")))
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    /// Parses a URL; the message quotes it unless it may hold credentials.
+    pub fn parse(text: &str) -> Result<Uri, String> {
+        text.parse().map_err(|e| {
+            if text.contains('@') {
+                format!("the URL (not shown: it may hold credentials) is not a URL: {e}")
+            } else {
+                format!("{text:?} is not a URL: {e}")
+            }
+        })
+    }
+}
+
+/// Optional URLs.
+pub mod uri_opt {
+    use http::Uri;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    /// Parses a URL.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::uri::parse(&text).map(Some).map_err(D::Error::custom)
     }
 }
 

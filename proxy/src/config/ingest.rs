@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use super::{ConfigError, duration, error};
+use super::{ConfigError, DownstreamConfig, HttpClientConfig, duration, error};
 use crate::ingest;
 
 /// `ingest:` section. Ingest changes take effect on restart only.
@@ -102,6 +102,9 @@ pub struct DestinationConfig {
     /// Full URL of the receiver, e.g. `http://prometheus-a:9090/api/v1/write`.
     #[serde(with = "duration::uri")]
     pub url: Uri,
+    /// How to connect to `url`, as for `downstream.url`.
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
     /// Names its queue directory and its metrics; also what the series hashing uses, so
     /// renaming a destination moves series. Default: `host:port` of the URL.
     #[serde(default)]
@@ -110,26 +113,29 @@ pub struct DestinationConfig {
 
 impl IngestConfig {
     /// The destinations with their names, the downstream's receiver when none is listed.
-    pub fn named_destinations(&self, downstream: &Uri) -> Vec<(String, Uri)> {
+    pub fn named_destinations(&self, downstream: &DownstreamConfig) -> Vec<ingest::DestinationSettings> {
         if self.destinations.is_empty() {
-            let base = downstream.to_string();
+            let base = downstream.url.to_string();
             let url = format!("{}/api/v1/write", base.trim_end_matches('/'));
-            let url = url.parse().unwrap_or_else(|_| downstream.clone());
-            return vec![(default_name(&url), url)];
+            let url = url.parse().unwrap_or_else(|_| downstream.url.clone());
+            return vec![ingest::DestinationSettings {
+                name: default_name(&url),
+                url,
+                http: downstream.http.clone(),
+            }];
         }
         self.destinations
             .iter()
-            .map(|d| {
-                (
-                    d.name.clone().unwrap_or_else(|| default_name(&d.url)),
-                    d.url.clone(),
-                )
+            .map(|d| ingest::DestinationSettings {
+                name: d.name.clone().unwrap_or_else(|| default_name(&d.url)),
+                url: d.url.clone(),
+                http: d.http.clone(),
             })
             .collect()
     }
 
     /// What the ingest module needs.
-    pub fn settings(&self, downstream: &Uri) -> ingest::Settings {
+    pub fn settings(&self, downstream: &DownstreamConfig) -> ingest::Settings {
         ingest::Settings {
             destinations: self.named_destinations(downstream),
             replication_factor: self.replication_factor,
@@ -149,19 +155,23 @@ impl IngestConfig {
     }
 
     /// Every problem, added to `errors`.
-    pub fn validate(&self, downstream: &Uri, errors: &mut Vec<ConfigError>) {
-        for (i, d) in self.destinations.iter().enumerate() {
+    pub fn validate(&mut self, downstream: &DownstreamConfig, errors: &mut Vec<ConfigError>) {
+        for (i, d) in self.destinations.iter_mut().enumerate() {
+            let at = format!("ingest.destinations[{i}]");
+            d.http
+                .take_url_credentials(&mut d.url, &format!("{at}.url"), errors);
+            d.http.validate(&at, errors);
             let url = &d.url;
-            if url.scheme_str() != Some("http") || url.authority().is_none() {
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.authority().is_none() {
                 errors.push(error(
-                    &format!("ingest.destinations[{i}].url"),
-                    format!("{url} must be an http:// URL with a host"),
+                    &format!("{at}.url"),
+                    format!("{url} must be an http:// or https:// URL with a host"),
                 ));
             }
         }
         let named = self.named_destinations(downstream);
         let mut seen = BTreeSet::new();
-        for (i, (name, _)) in named.iter().enumerate() {
+        for (i, ingest::DestinationSettings { name, .. }) in named.iter().enumerate() {
             if name.is_empty()
                 || !name
                     .chars()

@@ -5,9 +5,11 @@
 //! overrides → validation (errors collected) → [`Config`].
 
 pub mod duration;
+mod http_client;
 mod ingest;
 mod query;
 mod sketches;
+pub mod web_file;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,9 @@ use http::Uri;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+pub use http_client::{
+    AuthorizationConfig, BasicAuthConfig, HttpClientConfig, Secret, TlsClientConfig, redacted,
+};
 pub use ingest::{DestinationConfig, IngestConfig};
 pub use query::{QueryConfig, QueryMode, RawSource};
 pub use sketches::{SketchRule, SketchesConfig};
@@ -57,9 +62,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DownstreamConfig {
-    /// Base URL of the Prometheus or Thanos Querier, `http://host:port[/prefix]`.
+    /// Base URL of the Prometheus or Thanos Querier, `http[s]://host:port[/prefix]`.
     #[serde(with = "duration::uri")]
     pub url: Uri,
+    /// How to connect to `url`: `tls_config`, `authorization`, `basic_auth`,
+    /// `headers`, `proxy_url` (see [`HttpClientConfig`]).
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
     /// How long to wait for downstream's response headers (Prometheus duration,
     /// e.g. `2m`). Past it the client gets 503 `timeout`.
     #[serde(with = "duration::prometheus")]
@@ -87,6 +96,7 @@ impl Default for DownstreamConfig {
     fn default() -> Self {
         Self {
             url: Uri::from_static("http://127.0.0.1:9090"),
+            http: HttpClientConfig::default(),
             // Prometheus' own --query.timeout default, plus headroom to answer it.
             timeout: Duration::from_secs(125),
             endpoints: Vec::new(),
@@ -98,9 +108,12 @@ impl Default for DownstreamConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
-    /// Base URL, `http://host:port[/prefix]`.
+    /// Base URL, `http[s]://host:port[/prefix]`.
     #[serde(with = "duration::uri")]
     pub url: Uri,
+    /// How to connect to `url`, as for `downstream.url`.
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
     /// How raw data is read from it: `auto` (remote read, the query API once it
     /// answers 404/405/501), `remote_read` (a Prometheus) or `query_api` (any other
     /// Prometheus-API server, e.g. a Thanos Querier). Default `auto`.
@@ -145,6 +158,15 @@ pub struct WebConfig {
     /// connections still open then are closed. Read at start.
     #[serde(with = "duration::prometheus")]
     pub shutdown_timeout: Duration,
+    /// The proxy's own TLS and basic auth, a file in Prometheus' `--web.config.file`
+    /// format (flag `--web.config.file`). The file is watched; its path is read at start.
+    pub config_file: Option<PathBuf>,
+    /// Serve `POST`/`PUT /-/reload` (flag `--web.enable-lifecycle`); without it they
+    /// answer 403, as Prometheus. SIGHUP reloads either way.
+    pub enable_lifecycle: bool,
+    /// Forward `/api/v1/admin/*` (flag `--web.enable-admin-api`); without it they answer
+    /// as Prometheus with its admin API off, and never reach downstream.
+    pub enable_admin_api: bool,
 }
 
 impl Default for WebConfig {
@@ -155,6 +177,9 @@ impl Default for WebConfig {
             read_header_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(30),
+            config_file: None,
+            enable_lifecycle: false,
+            enable_admin_api: false,
         }
     }
 }
@@ -267,7 +292,8 @@ impl PluginsConfig {
 pub struct LogConfig {
     /// Level or `tracing` filter directive, e.g. `info` or `sketch_proxy=debug,info`.
     pub level: String,
-    /// `text` (human-readable key=value lines) or `json` (one object per line).
+    /// `logfmt` (default; `text` is an alias) or `json` (one object per line). Colour
+    /// only when standard error is a terminal.
     pub format: LogFormat,
 }
 
@@ -275,7 +301,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
-            format: LogFormat::Text,
+            format: LogFormat::Logfmt,
         }
     }
 }
@@ -284,8 +310,9 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines with key=value fields.
-    Text,
+    /// `key=value` pairs, as Prometheus' default format.
+    #[serde(alias = "text")]
+    Logfmt,
     /// One JSON object per line.
     Json,
 }
@@ -314,8 +341,22 @@ pub struct Overrides {
     pub endpoints: Vec<String>,
     /// `--query.replica-label` (repeatable): added to `query.replica_labels`.
     pub replica_labels: Vec<String>,
-    /// `--query.partial-response`.
+    /// `--query.partial-response` / `--no-query.partial-response`.
     pub partial_response: Option<bool>,
+    /// `--web.config.file`.
+    pub web_config_file: Option<PathBuf>,
+    /// `--web.enable-lifecycle`.
+    pub enable_lifecycle: bool,
+    /// `--web.enable-admin-api`.
+    pub enable_admin_api: bool,
+    /// `--query.timeout`.
+    pub query_timeout: Option<String>,
+    /// `--query.max-concurrency`.
+    pub max_concurrency: Option<usize>,
+    /// `--query.lookback-delta`.
+    pub lookback_delta: Option<String>,
+    /// `--log.format`.
+    pub log_format: Option<String>,
 }
 
 /// One problem in the configuration, located by its field path.
@@ -482,6 +523,7 @@ impl RawConfig {
                 match url.parse() {
                     Ok(url) => self.downstream.endpoints.push(EndpointConfig {
                         url,
+                        http: HttpClientConfig::default(),
                         kind: RawSource::Auto,
                         external_labels: Default::default(),
                         min_time: None,
@@ -501,15 +543,51 @@ impl RawConfig {
         if let Some(level) = &o.log_level {
             self.log.level = level.clone();
         }
+        match o.log_format.as_deref() {
+            None => {}
+            Some("logfmt" | "text") => self.log.format = LogFormat::Logfmt,
+            Some("json") => self.log.format = LogFormat::Json,
+            Some(other) => errors.push(error(
+                "--log.format",
+                format!("{other:?} is neither logfmt nor json"),
+            )),
+        }
+        if let Some(file) = &o.web_config_file {
+            self.web.config_file = Some(file.clone());
+        }
+        self.web.enable_lifecycle |= o.enable_lifecycle;
+        self.web.enable_admin_api |= o.enable_admin_api;
+        if let Some(n) = o.max_concurrency {
+            self.limits.max_concurrent_queries = n;
+        }
+        for (flag, text, slot) in [
+            ("--query.timeout", &o.query_timeout, &mut self.query.timeout),
+            (
+                "--query.lookback-delta",
+                &o.lookback_delta,
+                &mut self.query.lookback_delta,
+            ),
+        ] {
+            if let Some(text) = text {
+                match duration::parse(text) {
+                    Ok(d) => *slot = d,
+                    Err(e) => errors.push(error(
+                        flag,
+                        format!("{text:?} is not a duration such as 30s or 2m: {e}"),
+                    )),
+                }
+            }
+        }
         if !o.remote_write_urls.is_empty() {
             self.ingest.enabled = true;
             self.ingest.destinations.clear();
             for url in &o.remote_write_urls {
                 match url.parse() {
-                    Ok(url) => self
-                        .ingest
-                        .destinations
-                        .push(DestinationConfig { url, name: None }),
+                    Ok(url) => self.ingest.destinations.push(DestinationConfig {
+                        url,
+                        name: None,
+                        http: HttpClientConfig::default(),
+                    }),
                     Err(e) => errors.push(error("--remote-write.url", format!("{url:?} is not a URL: {e}"))),
                 }
             }
@@ -540,9 +618,20 @@ impl RawConfig {
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
         let mut downstream = self.downstream;
+        downstream
+            .http
+            .take_url_credentials(&mut downstream.url, "downstream.url", errors);
+        downstream.http.validate("downstream", errors);
+        for (i, e) in downstream.endpoints.iter_mut().enumerate() {
+            let at = format!("downstream.endpoints[{i}]");
+            e.http
+                .take_url_credentials(&mut e.url, &format!("{at}.url"), errors);
+            e.http.validate(&at, errors);
+        }
         if let Some(first) = downstream.endpoints.first() {
             // Forwarding goes to the first endpoint; with one, it is the downstream.
             downstream.url = first.url.clone();
+            downstream.http = first.http.clone();
         }
         let urls = std::iter::once(("downstream.url".to_owned(), &downstream.url)).chain(
             downstream
@@ -552,12 +641,13 @@ impl RawConfig {
                 .map(|(i, e)| (format!("downstream.endpoints[{i}].url"), &e.url)),
         );
         for (at, url) in urls {
-            if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
+            if !matches!(url.scheme_str(), Some("http" | "https"))
+                || url.authority().is_none()
+                || url.query().is_some()
+            {
                 errors.push(error(
                     &at,
-                    format!(
-                        "{url} must be an http:// URL with a host and no query (https is not supported yet)"
-                    ),
+                    format!("{url} must be an http:// or https:// URL with a host and no query"),
                 ));
             }
         }
@@ -652,11 +742,12 @@ impl RawConfig {
                     Some(DestinationConfig {
                         url: url.parse().ok()?,
                         name: None,
+                        http: e.http.clone(),
                     })
                 })
                 .collect();
         }
-        ingest.validate(&self_downstream.url, errors);
+        ingest.validate(&self_downstream, errors);
         self.sketches.validate(errors);
         self.query.validate(errors);
         Config {
@@ -702,6 +793,17 @@ fn validate_plugins(p: &PluginsConfig, errors: &mut Vec<ConfigError>) {
     }
     if p.call_timeout.is_zero() {
         errors.push(error("plugins.call_timeout", "must be greater than 0"));
+    }
+}
+
+/// The tracing filter for `log.level`: a bare level applies to the proxy's own lines
+/// and dependencies stay at warn (at debug, wasmtime and cranelift write tens of
+/// thousands of lines a second); directives naming targets are used as written.
+pub fn log_filter(level: &str) -> String {
+    let bare = level.trim().to_ascii_lowercase();
+    match bare.as_str() {
+        "trace" | "debug" | "info" => format!("warn,sketch_proxy={bare}"),
+        _ => level.to_owned(),
     }
 }
 

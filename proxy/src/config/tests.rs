@@ -67,7 +67,7 @@ shards: 2
         "downstream.retries: unknown field `retries`",
         "shards: unknown field",
         "listen: \"nowhere\" is not an IP:port address",
-        "downstream.url: ftp://x/ must be an http:// URL",
+        "downstream.url: ftp://x/ must be an http:// or https:// URL",
         "web.route_prefix: \"proxy\" must be a path",
         "limits.max_concurrent_queries: must be greater than 0",
         "log.level: \"sketch_proxy=loud\" is not a level or filter",
@@ -119,9 +119,9 @@ fn flags_override_the_file() {
     assert!(c.ingest.enabled, "--remote-write.url turns the receiver on");
     let names: Vec<String> = c
         .ingest
-        .named_destinations(&c.downstream.url)
+        .named_destinations(&c.downstream)
         .into_iter()
-        .map(|d| d.0)
+        .map(|d| d.name)
         .collect();
     assert_eq!(names, ["a:9090", "b:9090"], "the flags replace the file's list");
 }
@@ -133,11 +133,17 @@ fn ingest_defaults_to_the_downstreams_receiver_and_checks_every_field() {
         &Overrides::default(),
     )
     .unwrap();
+    let named: Vec<_> = c
+        .ingest
+        .named_destinations(&c.downstream)
+        .into_iter()
+        .map(|d| (d.name, d.url.to_string()))
+        .collect();
     assert_eq!(
-        c.ingest.named_destinations(&c.downstream.url),
+        named,
         [(
             "prom:9090".to_owned(),
-            "http://prom:9090/prefix/api/v1/write".parse().unwrap()
+            "http://prom:9090/prefix/api/v1/write".to_owned()
         )]
     );
     let errors = errors_of(
@@ -146,7 +152,7 @@ fn ingest_defaults_to_the_downstreams_receiver_and_checks_every_field() {
     assert_eq!(
         errors,
         [
-            "ingest.destinations[0].url: ftp://x/ must be an http:// URL with a host",
+            "ingest.destinations[0].url: ftp://x/ must be an http:// or https:// URL with a host",
             "ingest.destinations[2].name: \"a\" is used twice; give each destination its own name",
             "ingest.replication_factor: 4 is not between 1 and the 3 destinations",
             "ingest.max_queue_bytes: must be at least 1 MiB",
@@ -350,5 +356,91 @@ fn durations_of_bare_seconds_out_of_range_are_errors() {
         let errors = errors_of(&format!("downstream:\n  timeout: '{value}'\n"));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("out of range"), "{errors:?}");
+    }
+}
+
+#[test]
+fn connection_settings_sit_next_to_every_url_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0k3n").unwrap();
+    let c = load_str(
+        &format!(
+            "downstream:\n  url: https://querier:10902\n  authorization:\n    credentials_file: {}\n  headers:\n    X-Scope-OrgID: team-a\n  tls_config:\n    insecure_skip_verify: true\n    server_name: querier.internal\n\
+             ingest:\n  destinations:\n    - url: https://u:p%40ss@recv:19291/api/v1/receive\n      proxy_url: http://proxy:3128\n",
+            token.display()
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let auth = c.downstream.http.authorization.as_ref().unwrap();
+    assert_eq!(
+        (auth.kind.as_str(), auth.credentials_file.as_deref()),
+        ("Bearer", Some(token.as_path()))
+    );
+    assert_eq!(c.downstream.http.headers["X-Scope-OrgID"], "team-a");
+    let destination = &c.ingest.destinations[0];
+    assert_eq!(destination.url.to_string(), "https://recv:19291/api/v1/receive");
+    let basic = destination.http.basic_auth.as_ref().unwrap();
+    assert_eq!(
+        (basic.username.as_str(), basic.password.as_ref().unwrap().expose()),
+        ("u", "p@ss")
+    );
+    assert!(
+        !format!("{c:?}").contains("p@ss"),
+        "no secret in the configuration's Debug"
+    );
+
+    // (yaml, expected error) — each alone in a file.
+    let table = [
+        (
+            "downstream:\n  url: http://a:1\n  tls_confg: {}\n",
+            "downstream.tls_confg: unknown field `tls_confg`",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  authorization:\n    type: Basic\n    credentials: x\n",
+            "type Basic is basic_auth's job",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  authorization:\n    credentials_file: /nonexistent/token\n",
+            "downstream.authorization.credentials_file: cannot read /nonexistent/token",
+        ),
+        (
+            "downstream:\n  url: http://u:secret-pw@a:1\n  basic_auth:\n    username: v\n",
+            "downstream.url: the URL carries credentials",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  headers:\n    Authorization: x\n",
+            "Authorization is set by the proxy itself",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  proxy_url: socks5://p:1\n",
+            "downstream.proxy_url: socks5://p:1/ must be an http:// URL",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  tls_config:\n    cert_file: /etc/hostname\n",
+            "cert_file and key_file go together",
+        ),
+        (
+            "downstream:\n  url: http://a:1\n  tls_config:\n    ca_file: /etc/hostname\n",
+            "no PEM certificate",
+        ),
+        (
+            "downstream:\n  url: ftp://a:1\n",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "ingest:\n  destinations:\n    - url: http://a:1/w\n      basic_auth:\n        username: ''\n",
+            "ingest.destinations[0].basic_auth: username is empty",
+        ),
+        (
+            "downstream:\n  endpoints:\n    - url: http://a:1\n      authorization:\n        credentials: x\n      basic_auth:\n        username: u\n",
+            "downstream.endpoints[0]: authorization and basic_auth are both set",
+        ),
+    ];
+    for (yaml, expected) in table {
+        let errors = errors_of(yaml);
+        assert!(errors.iter().any(|e| e.contains(expected)), "{yaml}: {errors:?}");
+        assert!(errors.iter().all(|e| !e.contains("secret-pw")), "{errors:?}");
     }
 }

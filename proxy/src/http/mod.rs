@@ -1,14 +1,16 @@
 //! The HTTP server. [`router`] assembles the whole request path in one place:
 //!
 //! ```text
-//! observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
+//! door ─▶ observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
 //!   │          │                                          └─▶ evaluate (query, query_range
 //!   │          │                                                answered locally)
 //!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
 //!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics /api/v1/status/sketches
-//!   └─ metrics and a log line for every request
+//!   │     └─ metrics and a log line for every request
+//!   └─ TLS (in the server) and basic auth from --web.config.file
 //! ```
 
+pub mod door;
 pub mod fanout;
 mod ops;
 mod rescue;
@@ -61,6 +63,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             },
         ),
     )
+    .route(&format!("{base}/api/v1/admin/{{*rest}}"), any(admin))
     .route(&format!("{base}/api/v1/status/sketches"), get(ops::sketches))
     .route(&format!("{base}/-/healthy"), get(ops::healthy))
     .route(&format!("{base}/-/ready"), get(ops::ready))
@@ -72,6 +75,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         proxy.clone(),
         stages::observe,
     ))
+    .layer(axum::middleware::from_fn_with_state(proxy.clone(), door::door))
     .with_state(proxy)
 }
 
@@ -239,6 +243,28 @@ async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response
     match result.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => rescue(error),
+    }
+}
+
+/// `/api/v1/admin/*`: forwarded with `--web.enable-admin-api`; without it answered as
+/// Prometheus answers with its admin API off, and never sent downstream (where the
+/// admin API may be on).
+async fn admin(state: State<Arc<Proxy>>, params: RawPathParams, req: Request) -> Response {
+    if state.runtime().config.web.enable_admin_api {
+        return api_request(state, Endpoint::Other, params, req).await;
+    }
+    let path = req.uri().path().to_owned();
+    let known = ["tsdb/delete_series", "tsdb/clean_tombstones", "tsdb/snapshot"]
+        .iter()
+        .any(|p| path.ends_with(&format!("/api/v1/admin/{p}")));
+    match req.method() {
+        _ if !known => not_found(req).await,
+        &Method::POST | &Method::PUT => rescue(ApiError::AdminDisabled),
+        method => rescue(ApiError::MethodNotAllowed {
+            method: method.clone(),
+            path,
+            allowed: vec![Method::POST, Method::PUT],
+        }),
     }
 }
 

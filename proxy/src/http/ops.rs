@@ -60,10 +60,14 @@ pub async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
     }
 }
 
-/// `/-/reload` (POST or PUT, as in Prometheus): reads the configuration again.
+/// `/-/reload` (POST or PUT, with `--web.enable-lifecycle`, as in Prometheus): reads
+/// the configuration again.
 pub async fn reload(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     if req.method() != Method::POST && req.method() != Method::PUT {
         return super::rescue::lifecycle(Lifecycle::MethodNotAllowed);
+    }
+    if !proxy.runtime().config.web.enable_lifecycle {
+        return super::rescue::lifecycle(Lifecycle::NotEnabled);
     }
     match proxy.reload() {
         Ok(()) => text(StatusCode::OK, String::new()),

@@ -43,6 +43,8 @@ pub enum Lifecycle {
     MethodNotAllowed,
     /// `/-/reload`: the configuration did not load (the errors).
     ReloadFailed(String),
+    /// `/-/reload` without `--web.enable-lifecycle`.
+    NotEnabled,
 }
 
 /// A lifecycle failure in plain text, as Prometheus answers it.
@@ -53,6 +55,7 @@ pub fn lifecycle(error: Lifecycle) -> Response {
             StatusCode::METHOD_NOT_ALLOWED,
             "Only POST or PUT requests allowed\n".to_owned(),
         ),
+        Lifecycle::NotEnabled => (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.".to_owned()),
         Lifecycle::ReloadFailed(errors) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("failed to reload config: {errors}\n"),
@@ -82,7 +85,9 @@ pub fn rescue(error: ApiError) -> Response {
         ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "bad_data"),
         ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
         ApiError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-        ApiError::TooManyQueries { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ApiError::TooManyQueries { .. } | ApiError::AdminDisabled => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
         ApiError::NotFannedOut { .. } => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
         ApiError::Downstream(DownstreamError::Timeout { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         ApiError::Downstream(DownstreamError::Unreachable { .. }) => {
@@ -115,7 +120,7 @@ pub fn rescue(error: ApiError) -> Response {
             QueryError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         },
     };
-    if status.is_server_error() {
+    if status.is_server_error() && !matches!(error, ApiError::AdminDisabled) {
         tracing::warn!(%error, error_type, "request failed");
     }
     let mut response = json(status, wire::error(error_type, &bounded(error.to_string())));

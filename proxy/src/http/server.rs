@@ -1,4 +1,4 @@
-//! Accepting connections within bounds: at most `web.max_connections` at once, each
+//! Accepting connections (TLS ones when the door says so) within bounds: at most `web.max_connections` at once, each
 //! closed when its headers (or its next request, on a kept-alive connection) take
 //! longer than `web.read_header_timeout`, and a shutdown that waits for requests in
 //! flight at most `web.shutdown_timeout`.
@@ -28,6 +28,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     proxy.start_background();
     let web = proxy.runtime().config.web.clone();
+    let door = proxy.clone();
+    let door = &door.door;
     let app = super::router(proxy);
     let slots = Arc::new(Semaphore::new(web.max_connections));
     let graceful = GracefulShutdown::new();
@@ -57,14 +59,43 @@ pub async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(web.read_header_timeout)
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let acceptor = door.acceptor();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let header_timeout = web.read_header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(error) = connection.await {
+            let http = {
+                let mut http = http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+                http
+            };
+            let result = match acceptor {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(tcp), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    // A client that stalls its handshake is dropped like one that stalls
+                    // its headers.
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake took longer than web.read_header_timeout");
+                            return;
+                        }
+                    };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(tls), service))
+                        .await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

@@ -105,11 +105,22 @@ impl IngestError {
     }
 }
 
+/// One destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationSettings {
+    /// The name its queue and metrics use.
+    pub name: String,
+    /// Its receiver's URL.
+    pub url: Uri,
+    /// How to connect to it.
+    pub http: crate::config::HttpClientConfig,
+}
+
 /// What ingest needs from the configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Where to forward, with the name each queue and metric uses.
-    pub destinations: Vec<(String, Uri)>,
+    /// Where to forward.
+    pub destinations: Vec<DestinationSettings>,
     /// Destinations per series.
     pub replication_factor: usize,
     /// Parent of the per-destination queue directories.
@@ -144,6 +155,7 @@ pub struct Settings {
 struct Destination {
     name: String,
     url: Uri,
+    http: crate::config::HttpClientConfig,
     queue: Queue,
     /// The newest sample timestamp queued for it since start (`i64::MIN`: none yet).
     /// Its head is at least that new once the queue delivered it, and everything
@@ -181,7 +193,7 @@ impl Ingest {
     pub fn open(settings: Settings, metrics: IngestMetrics) -> Result<Self, IngestError> {
         let mut destinations = Vec::new();
         let mut readers = Vec::new();
-        for (name, url) in &settings.destinations {
+        for DestinationSettings { name, url, http } in &settings.destinations {
             let (queue, reader) = Queue::open_with_segments(
                 &queue_path(&settings.queue_dir, name),
                 name,
@@ -193,6 +205,7 @@ impl Ingest {
                 newest_ms: AtomicI64::new(i64::MIN),
                 name: name.clone(),
                 url: url.clone(),
+                http: http.clone(),
                 queue,
             });
             readers.push(reader);
@@ -228,6 +241,7 @@ impl Ingest {
             tokio::spawn(sender::run(sender::Sender::new(
                 destination.name.clone(),
                 destination.url.clone(),
+                &destination.http,
                 destination.queue.clone(),
                 reader,
                 &self.settings,

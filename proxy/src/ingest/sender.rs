@@ -18,9 +18,6 @@ use futures_util::future::join_all;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use prost::encoding::WireType;
 
@@ -28,6 +25,7 @@ use super::Settings;
 use super::queue::{Queue, Reader, Record};
 use crate::downstream::error_chain;
 use crate::metrics::IngestMetrics;
+use crate::outbound::Outbound;
 use crate::prompb::{Label, series_hash};
 
 /// Batches smaller than this go as one request: splitting buys nothing there.
@@ -40,7 +38,7 @@ pub struct Sender {
     url: Uri,
     queue: Queue,
     reader: Reader,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Outbound,
     timeout: Duration,
     backoff: ExponentialBuilder,
     max_send_bytes: usize,
@@ -59,19 +57,18 @@ impl Sender {
     pub fn new(
         name: String,
         url: Uri,
+        http: &crate::config::HttpClientConfig,
         queue: Queue,
         reader: Reader,
         settings: &Settings,
         metrics: IngestMetrics,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Self {
+            client: Outbound::new(http, url.scheme_str() == Some("https"), None),
             name,
             url,
             queue,
             reader,
-            client: Client::builder(TokioExecutor::new()).build(connector),
             timeout: settings.send_timeout,
             backoff: ExponentialBuilder::default()
                 .with_min_delay(settings.min_backoff)

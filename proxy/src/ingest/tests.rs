@@ -2,10 +2,11 @@ use super::*;
 
 fn ingest(dir: &Path, max_inflight_bytes: u64) -> Ingest {
     let settings = Settings {
-        destinations: vec![(
-            "d".to_owned(),
-            Uri::from_static("http://127.0.0.1:9/api/v1/write"),
-        )],
+        destinations: vec![DestinationSettings {
+            name: "d".to_owned(),
+            url: Uri::from_static("http://127.0.0.1:9/api/v1/write"),
+            http: Default::default(),
+        }],
         replication_factor: 1,
         queue_dir: dir.to_owned(),
         max_queue_bytes: 1 << 20,

@@ -6,20 +6,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 
 use super::{RawSeries, Selection, SourceError};
 use crate::downstream::error_chain;
+use crate::outbound::Outbound;
 use crate::prompb::Label;
 use crate::promql;
 
 /// An HTTP client for one URL with a timeout and a body limit.
 #[derive(Debug, Clone)]
 pub(super) struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Outbound,
     /// Where requests go.
     pub url: String,
     timeout: Duration,
@@ -27,11 +25,9 @@ pub(super) struct Http {
 }
 
 impl Http {
-    pub(super) fn new(url: String, timeout: Duration, max_bytes: u64) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub(super) fn new(url: String, client: Outbound, timeout: Duration, max_bytes: u64) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client,
             url,
             timeout,
             max_bytes,

@@ -7,6 +7,7 @@
 //! so a series that ended still counts as present for the lookback delta after its last
 //! sample. Remote read has no such gap; it is preferred whenever the downstream serves it.
 
+use crate::outbound::Outbound;
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
@@ -52,12 +53,17 @@ struct MatrixSeries {
 
 impl QueryApi {
     /// A client for the downstream at `base`, with the same limits as [`super::RemoteRead`].
-    pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Self {
+    pub fn new(base: &Uri, client: &Outbound, timeout: Duration, max_samples: u64, max_bytes: u64) -> Self {
         let base = base.to_string();
         let base = base.trim_end_matches('/');
         Self {
-            http: Http::new(format!("{base}/api/v1/query"), timeout, max_bytes),
-            series: Http::new(format!("{base}/api/v1/series"), timeout, max_bytes),
+            http: Http::new(format!("{base}/api/v1/query"), client.clone(), timeout, max_bytes),
+            series: Http::new(
+                format!("{base}/api/v1/series"),
+                client.clone(),
+                timeout,
+                max_bytes,
+            ),
             max_samples,
         }
     }

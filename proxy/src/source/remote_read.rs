@@ -10,6 +10,7 @@
 //! series is checked against the matchers again, since external labels are only half
 //! handled by the server.
 
+use crate::outbound::Outbound;
 use std::time::Duration;
 
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
@@ -40,7 +41,13 @@ pub struct RemoteRead {
 impl RemoteRead {
     /// A client for the Prometheus at `base` (its `/api/v1/read`), giving up after
     /// `timeout`, refusing answers over `max_samples` samples or `max_bytes` bytes.
-    pub fn new(base: &Uri, timeout: Duration, max_samples: u64, max_bytes: u64) -> Result<Self, SourceError> {
+    pub fn new(
+        base: &Uri,
+        client: &Outbound,
+        timeout: Duration,
+        max_samples: u64,
+        max_bytes: u64,
+    ) -> Result<Self, SourceError> {
         let text = format!("{}/api/v1/read", base.to_string().trim_end_matches('/'));
         text.parse::<Uri>().map_err(|e| SourceError::Unreachable {
             url: text.clone(),
@@ -49,8 +56,8 @@ impl RemoteRead {
         let base = base.to_string();
         let series = format!("{}/api/v1/series", base.trim_end_matches('/'));
         Ok(Self {
-            http: Http::new(text, timeout, max_bytes),
-            series: Http::new(series, timeout, max_bytes),
+            http: Http::new(text, client.clone(), timeout, max_bytes),
+            series: Http::new(series, client.clone(), timeout, max_bytes),
             max_samples,
             modes: vec![STREAMED_XOR_CHUNKS, SAMPLES],
         })

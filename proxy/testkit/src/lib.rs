@@ -6,8 +6,9 @@
 pub mod demo;
 pub mod net;
 pub mod prometheus;
+pub mod tls;
 pub mod victoria;
 
 pub use net::{BlackHole, free_port, http_agent, wait_until};
-pub use prometheus::{Prometheus, PrometheusOptions};
+pub use prometheus::{Prometheus, PrometheusOptions, WebDoor};
 pub use victoria::VictoriaMetrics;

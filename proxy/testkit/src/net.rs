@@ -26,11 +26,21 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
-/// A blocking HTTP client that returns every status as a response, not an error.
+/// A blocking HTTP client that returns every status as a response, not an error, and
+/// trusts the CAs of every [`crate::tls::TestCa`] made so far.
 pub fn http_agent() -> ureq::Agent {
+    let roots: Vec<ureq::tls::Certificate<'static>> = crate::tls::trusted()
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+        .collect();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                .build(),
+        )
         .build()
         .into()
 }

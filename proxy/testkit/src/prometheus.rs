@@ -25,6 +25,17 @@ pub struct PrometheusOptions {
     pub scrape_configs: Option<String>,
     /// Extra command-line flags.
     pub extra_args: Vec<String>,
+    /// Its own door: TLS (a certificate of a [`crate::tls::TestCa`]) and basic auth.
+    pub web: Option<WebDoor>,
+}
+
+/// Prometheus' `--web.config.file`, and the credentials it asks for.
+#[derive(Debug, Clone)]
+pub struct WebDoor {
+    /// The file (see [`crate::tls::TestCa::web_config`]); it must serve TLS.
+    pub file: PathBuf,
+    /// User and password of its `basic_auth_users`, if any.
+    pub basic_auth: Option<(String, String)>,
 }
 
 /// A running Prometheus; killed and waited for on drop.
@@ -34,6 +45,10 @@ pub struct Prometheus {
     child: Option<Child>,
     port: u16,
     extra_args: Vec<String>,
+    /// `https` with a web door, else `http`.
+    scheme: &'static str,
+    /// The `Authorization` value its door asks for.
+    auth: Option<String>,
     // Removed after the process, which Drop kills first (fields drop after drop()).
     dir: tempfile::TempDir,
 }
@@ -81,16 +96,25 @@ impl Prometheus {
         config.push_str(options.scrape_configs.as_deref().unwrap_or("  []\n"));
         fs::write(dir.path().join("prometheus.yml"), config)?;
 
+        let mut extra_args = options.extra_args.clone();
+        let (mut scheme, mut auth) = ("http", None);
+        if let Some(web) = &options.web {
+            extra_args.push(format!("--web.config.file={}", web.file.display()));
+            scheme = "https";
+            auth = web.basic_auth.as_ref().map(|(u, p)| crate::tls::basic_auth(u, p));
+        }
         // A free port can be taken between the check and the bind; try a few.
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
-            match spawn(dir.path(), port, &options.extra_args) {
+            match spawn(dir.path(), port, &extra_args, scheme, auth.as_deref()) {
                 Ok(child) => {
                     return Ok(Self {
                         child: Some(child),
                         port,
-                        extra_args: options.extra_args.clone(),
+                        extra_args,
+                        scheme,
+                        auth,
                         dir,
                     });
                 }
@@ -115,7 +139,13 @@ impl Prometheus {
         let mut last_error = None;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            match spawn(self.dir.path(), self.port, &self.extra_args) {
+            match spawn(
+                self.dir.path(),
+                self.port,
+                &self.extra_args,
+                self.scheme,
+                self.auth.as_deref(),
+            ) {
                 Ok(child) => {
                     self.child = Some(child);
                     return Ok(());
@@ -133,19 +163,24 @@ impl Prometheus {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https` behind a web door).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    /// The `Authorization` value its web door asks for, if any.
+    pub fn authorization(&self) -> Option<&str> {
+        self.auth.as_deref()
     }
 
     /// The value of `prometheus_http_requests_total` for `handler` (e.g.
     /// `/api/v1/query`), summed over status codes: what really reached this server.
     pub fn requests_served(&self, handler: &str) -> anyhow::Result<f64> {
-        let text = http_agent()
-            .get(format!("{}/metrics", self.url()))
-            .call()?
-            .body_mut()
-            .read_to_string()?;
+        let mut request = http_agent().get(format!("{}/metrics", self.url()));
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let text = request.call()?.body_mut().read_to_string()?;
         let needle = format!("handler=\"{handler}\"");
         Ok(text
             .lines()
@@ -156,7 +191,13 @@ impl Prometheus {
 }
 
 /// Starts Prometheus on `port` with the configuration and data in `dir`, ready.
-fn spawn(dir: &Path, port: u16, extra_args: &[String]) -> anyhow::Result<Child> {
+fn spawn(
+    dir: &Path,
+    port: u16,
+    extra_args: &[String],
+    scheme: &str,
+    auth: Option<&str>,
+) -> anyhow::Result<Child> {
     let prometheus = require("prometheus")?;
     let log_path = dir.join("prometheus.log");
     let mut child = Command::new(&prometheus)
@@ -173,7 +214,12 @@ fn spawn(dir: &Path, port: u16, extra_args: &[String]) -> anyhow::Result<Child> 
         .stderr(fs::File::create(&log_path)?)
         .spawn()
         .context("cannot start prometheus")?;
-    match wait_ready(&mut child, port, &log_path) {
+    match wait_ready(
+        &mut child,
+        &format!("{scheme}://127.0.0.1:{port}/-/ready"),
+        auth,
+        &log_path,
+    ) {
         Ok(()) => Ok(child),
         Err(e) => {
             let _ = child.kill();
@@ -183,8 +229,7 @@ fn spawn(dir: &Path, port: u16, extra_args: &[String]) -> anyhow::Result<Child> 
     }
 }
 
-fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<()> {
-    let url = format!("http://127.0.0.1:{port}/-/ready");
+fn wait_ready(child: &mut Child, url: &str, auth: Option<&str>, log_path: &Path) -> anyhow::Result<()> {
     let agent = http_agent();
     let mut exited = None;
     let ready = wait_until(Duration::from_secs(60), "prometheus to become ready", || {
@@ -194,7 +239,11 @@ fn wait_ready(child: &mut Child, port: u16, log_path: &Path) -> anyhow::Result<(
         }
         // Prometheus' own answer: a proxy started by another test may have taken the
         // port between the check and Prometheus' bind, and be ready there itself.
-        agent.get(&url).call().is_ok_and(|mut r| {
+        let mut request = agent.get(url);
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        request.call().is_ok_and(|mut r| {
             r.status() == 200
                 && r.body_mut()
                     .read_to_string()

@@ -40,9 +40,15 @@ pub const RULES: &str = r#"groups:
 
 /// Prometheus 2.42 holding two hours of demo data from `TEST_START`, and the rules.
 pub fn demo_prometheus() -> Prometheus {
+    demo_prometheus_behind(None)
+}
+
+/// [`demo_prometheus`] behind a web door (TLS, basic auth) when given.
+pub fn demo_prometheus_behind(web: Option<sketch_proxy_testkit::WebDoor>) -> Prometheus {
     Prometheus::start(&PrometheusOptions {
         openmetrics: Some(demo::openmetrics(TEST_START, TEST_END)),
         rules: Some(RULES.to_owned()),
+        web,
         ..PrometheusOptions::default()
     })
     .expect("start Prometheus with demo data")
@@ -68,6 +74,8 @@ impl TestProxy {
             overrides: Overrides {
                 listen: Some("127.0.0.1:0".to_owned()),
                 upstream: Some(upstream.to_owned()),
+                // Tests reload over HTTP; the flag's absence is tested on its own.
+                enable_lifecycle: true,
                 ..Overrides::default()
             },
         };
@@ -82,6 +90,8 @@ impl TestProxy {
             overrides: Overrides {
                 listen: Some("127.0.0.1:0".to_owned()),
                 upstream: Some(upstream.to_owned()),
+                // Tests reload over HTTP; the flag's absence is tested on its own.
+                enable_lifecycle: true,
                 ..Overrides::default()
             },
         };
@@ -118,8 +128,10 @@ impl TestProxy {
         }
     }
 
+    /// `http://` or, behind a TLS door, `https://` and its address.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.proxy.door.tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 

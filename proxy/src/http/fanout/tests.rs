@@ -9,6 +9,7 @@ fn target(replica: &str) -> Target {
     Target {
         client: Downstream::new(
             http::Uri::from_static("http://127.0.0.1:1"),
+            &Default::default(),
             std::time::Duration::from_secs(1),
         ),
         external: BTreeMap::from([("replica".to_owned(), replica.to_owned())]),
