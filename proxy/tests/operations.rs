@@ -297,6 +297,12 @@ fn sighup_reloads_the_binary() {
     let (proxy, url) = start_binary(&[format!("--config={}", path.display())]);
     let query = format!("{url}/api/v1/query?query=up&time=1700003600");
     assert_eq!(get_text(&query).0, 200);
+    let refused = send(&url, "POST", "/-/reload", "", "");
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (403, "Lifecycle API is not enabled."),
+        "without --web.enable-lifecycle, as Prometheus"
+    );
 
     let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
     std::fs::write(&path, format!("downstream:\n  url: {dead}\n")).unwrap();
@@ -309,6 +315,35 @@ fn sighup_reloads_the_binary() {
         get_text(&query).0 == 503
     })
     .unwrap();
+}
+
+#[test]
+fn environment_variables_set_the_flags() {
+    let prometheus = demo_prometheus();
+    let port = free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sketch-proxy"))
+        .env("SKETCH_PROXY_WEB_LISTEN_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("SKETCH_PROXY_UPSTREAM", prometheus.url())
+        .env("SKETCH_PROXY_WEB_ENABLE_LIFECYCLE", "true")
+        .env("SKETCH_PROXY_WEB_ROUTE_PREFIX", "/env")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = support::Binary(child);
+    let url = format!("http://127.0.0.1:{port}/env");
+    wait_until(Duration::from_secs(30), "the proxy to serve", || {
+        http_agent()
+            .get(format!("{url}/-/healthy"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .unwrap();
+    assert_eq!(
+        send(&url, "GET", "/api/v1/query", "query=up&time=1700003600", "").status,
+        200
+    );
+    assert_eq!(send(&url, "POST", "/-/reload", "", "").status, 200);
 }
 
 #[test]

@@ -104,3 +104,169 @@ impl Drop for BlackHole {
         }
     }
 }
+
+/// A plain-HTTP server that answers every request with an empty Prometheus success and
+/// records the headers of each, to see what a client sends.
+#[derive(Debug)]
+pub struct Recorder {
+    addr: SocketAddr,
+    seen: Arc<parking_lot::Mutex<Vec<Vec<(String, String)>>>>,
+}
+
+impl Recorder {
+    /// Starts listening on a free loopback port (the thread ends with the process).
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve_recorded(stream, &log));
+            }
+        });
+        Ok(Self { addr, seen })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The headers of every request so far (names in lower case).
+    pub fn requests(&self) -> Vec<Vec<(String, String)>> {
+        self.seen.lock().clone()
+    }
+}
+
+fn serve_recorded(stream: TcpStream, log: &parking_lot::Mutex<Vec<Vec<(String, String)>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut body = Vec::new();
+        if (&mut reader).take(length).read_to_end(&mut body).is_err() {
+            return;
+        }
+        log.lock().push(headers);
+        let answer = r#"{"status":"success","data":[]}"#;
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// An HTTP proxy that serves `CONNECT host:port` by tunnelling bytes both ways, as a
+/// forward proxy does, and counts the tunnels it opened.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    addr: SocketAddr,
+    tunnels: Arc<AtomicUsize>,
+}
+
+impl ConnectProxy {
+    /// Starts listening on a free loopback port (the thread ends with the process).
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let tunnels = Arc::new(AtomicUsize::new(0));
+        let count = tunnels.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || tunnel(stream, &count));
+            }
+        });
+        Ok(Self { addr, tunnels })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Tunnels opened so far.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::SeqCst)
+    }
+}
+
+fn tunnel(client: TcpStream, count: &AtomicUsize) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let Ok(mut writer) = client.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(client);
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let mut words = request.split_whitespace();
+    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+        let _ = writer.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let Ok(upstream) = TcpStream::connect(target) else {
+        let _ = writer.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    count.fetch_add(1, Ordering::SeqCst);
+    if writer
+        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    // Whatever the client sent after its headers is already in the reader's buffer.
+    let buffered = reader.buffer().to_vec();
+    let (Ok(mut to_upstream), Ok(mut from_upstream)) = (upstream.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    if to_upstream.write_all(&buffered).is_err() {
+        return;
+    }
+    let mut client_read = reader.into_inner();
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut to_upstream);
+        let _ = to_upstream.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut from_upstream, &mut writer);
+    let _ = writer.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}

@@ -118,13 +118,28 @@ pub fn post(base: &str, data: &Stored) -> Answer {
 /// Every sample of the series matching `selector` that Prometheus holds in the
 /// `range` before `at_ms` (a PromQL duration such as `3h`).
 pub fn stored(prometheus: &str, selector: &str, at_ms: i64, range: &str) -> Stored {
+    stored_as(prometheus, None, selector, at_ms, range)
+}
+
+/// [`stored`] from a Prometheus whose door wants `authorization`.
+pub fn stored_as(
+    prometheus: &str,
+    authorization: Option<&str>,
+    selector: &str,
+    at_ms: i64,
+    range: &str,
+) -> Stored {
     let query = format!("{selector}[{range}]");
     let url = format!(
         "{prometheus}/api/v1/query?query={}&time={}",
         form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>(),
         at_ms as f64 / 1000.0
     );
-    let mut response = sketch_proxy_testkit::http_agent().get(&url).call().unwrap();
+    let mut request = sketch_proxy_testkit::http_agent().get(&url);
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let mut response = request.call().unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(json["status"], "success", "{json}");
