@@ -105,12 +105,15 @@ impl Drop for BlackHole {
     }
 }
 
+/// The headers of each request a [`Recorder`] saw.
+type Seen = parking_lot::Mutex<Vec<Vec<(String, String)>>>;
+
 /// A plain-HTTP server that answers every request with an empty Prometheus success and
 /// records the headers of each, to see what a client sends.
 #[derive(Debug)]
 pub struct Recorder {
     addr: SocketAddr,
-    seen: Arc<parking_lot::Mutex<Vec<Vec<(String, String)>>>>,
+    seen: Arc<Seen>,
 }
 
 impl Recorder {
@@ -140,7 +143,7 @@ impl Recorder {
     }
 }
 
-fn serve_recorded(stream: TcpStream, log: &parking_lot::Mutex<Vec<Vec<(String, String)>>>) {
+fn serve_recorded(stream: TcpStream, log: &Seen) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let Ok(mut writer) = stream.try_clone() else {
         return;
