@@ -3,6 +3,7 @@
 //! of names is visible in one place.
 
 mod classic;
+mod process;
 
 use std::sync::atomic::AtomicU64;
 
@@ -119,6 +120,8 @@ pub struct Metrics {
     pub plugins_rejected: Gauge,
     /// Plugins quarantined after a trap, by plugin and reason.
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+    /// Plugin call latency, by plugin and call.
+    pub plugin_calls: Family<PluginCallLabels, Histogram>,
     /// Over several endpoints: whether each answered its last read or probe.
     pub endpoint_up: Family<EndpointLabels, Gauge>,
     /// Remote-write ingest and forwarding.
@@ -409,9 +412,31 @@ pub struct QuarantineLabels {
     pub reason: &'static str,
 }
 
-/// Feeds plugin-host events into [`Metrics::plugin_quarantines`].
+/// Labels of a plugin call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabels {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `create`, `restore`, `insert`, `query`, `query_range`, `coverage`,
+    /// `memory_bytes` or `snapshot`.
+    pub call: &'static str,
+}
+
+/// Plugin calls take microseconds (an insert) to seconds (a long range query).
+fn plugin_call_histogram() -> Histogram {
+    Histogram::new([
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+        0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
+}
+
+/// Feeds plugin-host events into [`Metrics::plugin_quarantines`] and
+/// [`Metrics::plugin_calls`].
 #[derive(Debug, Clone)]
-pub struct PluginObserver(Family<QuarantineLabels, Counter>);
+pub struct PluginObserver {
+    quarantines: Family<QuarantineLabels, Counter>,
+    calls: Family<PluginCallLabels, Histogram>,
+}
 
 impl plugin_host::Observer for PluginObserver {
     fn quarantined(&self, plugin: &str, kind: TrapKind) {
@@ -422,19 +447,30 @@ impl plugin_host::Observer for PluginObserver {
             TrapKind::BadOutput => "bad_output",
             TrapKind::Other => "trap",
         };
-        self.0
+        self.quarantines
             .get_or_create(&QuarantineLabels {
                 plugin: plugin.to_owned(),
                 reason,
             })
             .inc();
     }
+
+    fn called(&self, plugin: &str, call: &'static str, seconds: f64) {
+        self.calls
+            .get_or_create(&PluginCallLabels {
+                plugin: plugin.to_owned(),
+                call,
+            })
+            .observe(seconds);
+    }
 }
 
 impl Metrics {
     /// Creates and registers every family under the `sketch_proxy` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sketch_proxy");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("sketch_proxy");
         let m = Self {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
@@ -452,13 +488,14 @@ impl Metrics {
             plugins_loaded: Gauge::default(),
             plugins_rejected: Gauge::default(),
             plugin_quarantines: Family::default(),
+            plugin_calls: Family::new_with_constructor(plugin_call_histogram),
             endpoint_up: Family::default(),
             ingest: IngestMetrics::default(),
             sketches: SketchMetrics::default(),
             registry: Registry::default(),
         };
-        m.ingest.register(&mut registry);
-        m.sketches.register(&mut registry);
+        m.ingest.register(registry);
+        m.sketches.register(registry);
         let build_info: Family<BuildLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -551,12 +588,20 @@ impl Metrics {
             "Plugins taken out of service after a trap, by reason",
             m.plugin_quarantines.clone(),
         );
-        Self { registry, ..m }
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time of calls into plugins, by plugin and call, waiting for a free instance included",
+            m.plugin_calls.clone(),
+        );
+        Self { registry: root, ..m }
     }
 
     /// The observer the plugin host reports to.
     pub fn plugin_observer(&self) -> PluginObserver {
-        PluginObserver(self.plugin_quarantines.clone())
+        PluginObserver {
+            quarantines: self.plugin_quarantines.clone(),
+            calls: self.plugin_calls.clone(),
+        }
     }
 
     /// The exposition text.

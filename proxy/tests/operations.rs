@@ -141,10 +141,33 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
     ] {
         send(&proxy.url(), "POST", "/api/v1/query", query, form);
     }
+    // A sketched series, written and then queried: plugin calls to time.
+    let now = support::write::now_ms();
+    let data = support::write::generate("busy", 1, 100, now - 1_000_000, 10_000, 3);
+    assert_eq!(support::write::post(&proxy.url(), &data).status, 204);
+    let sketched = send(
+        &proxy.url(),
+        "GET",
+        "/api/v1/query",
+        &format!(
+            "query=quantile_over_time(0.5,busy[10m])&time={}",
+            now as f64 / 1000.0 - 5.0
+        ),
+        "",
+    );
+    assert_eq!(sketched.path.as_deref(), Some("sketch"), "{}", sketched.body);
     let classic = send(&proxy.url(), "GET", "/metrics", "", "");
     for want in [
         "sketch_proxy_queries_total{answered_by=\"downstream\"} 2\n",
         "sketch_proxy_queries_total{answered_by=\"engine\"} 1\n",
+        "sketch_proxy_queries_total{answered_by=\"sketch\"} 1\n",
+        "sketch_proxy_plugin_call_duration_seconds_count{plugin=\"quantile\",call=\"insert\"} ",
+        "sketch_proxy_plugin_call_duration_seconds_count{plugin=\"quantile\",call=\"query_range\"} 1\n",
+        "sketch_proxy_plugin_call_duration_seconds_bucket{le=\"+Inf\",plugin=\"frequency\",call=\"create\"} 1\n",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_start_time_seconds ",
+        "process_open_fds ",
     ] {
         assert!(classic.body.contains(want), "missing {want}{}", classic.body);
     }

@@ -69,6 +69,11 @@ pub struct Settings {
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// `plugin` was quarantined for `kind`.
     fn quarantined(&self, plugin: &str, kind: TrapKind);
+    /// A `call` (`insert`, `query`, ...) into `plugin` took `seconds`, waiting for an
+    /// instance included.
+    fn called(&self, plugin: &str, call: &'static str, seconds: f64) {
+        let _ = (plugin, call, seconds);
+    }
 }
 
 /// One loaded plugin.
@@ -145,7 +150,7 @@ impl Plugin {
 
     /// Creates a sketch in the instance chosen by `key` (e.g. a series hash).
     pub fn create(self: &Arc<Self>, key: u64, config: &SketchConfig) -> Result<Sketch, PluginError> {
-        self.new_sketch(key, |store, api| {
+        self.new_sketch("create", key, |store, api| {
             api.sketch_proxy_sketch_plugin()
                 .sketch()
                 .call_create(store, config)
@@ -159,7 +164,7 @@ impl Plugin {
         config: &SketchConfig,
         snapshot: &[u8],
     ) -> Result<Sketch, PluginError> {
-        self.new_sketch(key, |store, api| {
+        self.new_sketch("restore", key, |store, api| {
             api.sketch_proxy_sketch_plugin()
                 .sketch()
                 .call_restore(store, config, snapshot)
@@ -168,12 +173,13 @@ impl Plugin {
 
     fn new_sketch(
         self: &Arc<Self>,
+        name: &'static str,
         key: u64,
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<Result<ResourceAny, WitError>>
         + Send,
     ) -> Result<Sketch, PluginError> {
         let slot = (key % self.slots.len() as u64) as usize;
-        let (made, generation) = self.call(slot, None, f)?;
+        let (made, generation) = self.call(name, slot, None, f)?;
         let handle = self.guest(made)?;
         Ok(Sketch {
             plugin: Arc::clone(self),
@@ -195,11 +201,16 @@ impl Plugin {
     /// generation (`None` to create one).
     fn call<R: Send>(
         &self,
+        name: &'static str,
         slot: usize,
         generation: Option<u64>,
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<R> + Send,
     ) -> Result<(R, u64), PluginError> {
-        self.pool.install(|| self.call_here(slot, generation, f))
+        let started = std::time::Instant::now();
+        let result = self.pool.install(|| self.call_here(slot, generation, f));
+        self.observer
+            .called(&self.info.name, name, started.elapsed().as_secs_f64());
+        result
     }
 
     fn call_here<R>(
@@ -341,11 +352,12 @@ impl Sketch {
 
     fn run<R: Send>(
         &self,
+        name: &'static str,
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin, ResourceAny) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginError> {
         let handle = self.handle;
         self.plugin
-            .call(self.slot, Some(self.generation), |store, api| {
+            .call(name, self.slot, Some(self.generation), |store, api| {
                 f(store, api, handle)
             })
             .map(|(r, _)| r)
@@ -353,7 +365,7 @@ impl Sketch {
 
     /// Adds samples (timestamps in ms, strictly increasing, newer than what it holds).
     pub fn insert(&self, timestamps: &[i64], values: &[f64]) -> Result<(), PluginError> {
-        let r = self.run(|s, api, h| {
+        let r = self.run("insert", |s, api, h| {
             api.sketch_proxy_sketch_plugin()
                 .sketch()
                 .call_insert(s, h, timestamps, values)
@@ -369,7 +381,7 @@ impl Sketch {
         t0: i64,
         t1: i64,
     ) -> Result<Option<Estimate>, PluginError> {
-        let r = self.run(|s, api, h| {
+        let r = self.run("query", |s, api, h| {
             api.sketch_proxy_sketch_plugin()
                 .sketch()
                 .call_query(s, h, function, args, t0, t1)
@@ -386,7 +398,7 @@ impl Sketch {
         args: &[f64],
         range: RangeRequest,
     ) -> Result<Vec<Option<Estimate>>, PluginError> {
-        let r = self.run(|s, api, h| {
+        let r = self.run("query_range", |s, api, h| {
             api.sketch_proxy_sketch_plugin()
                 .sketch()
                 .call_query_range(s, h, function, args, range)
@@ -405,7 +417,9 @@ impl Sketch {
 
     /// The retained span (oldest, newest sample timestamps).
     pub fn coverage(&self) -> Result<Option<(i64, i64)>, PluginError> {
-        let span = self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_coverage(s, h))?;
+        let span = self.run("coverage", |s, api, h| {
+            api.sketch_proxy_sketch_plugin().sketch().call_coverage(s, h)
+        })?;
         if let Some((a, b)) = span
             && a > b
         {
@@ -418,12 +432,16 @@ impl Sketch {
 
     /// Bytes the sketch holds, as the plugin counts them.
     pub fn memory_bytes(&self) -> Result<u64, PluginError> {
-        self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_memory_bytes(s, h))
+        self.run("memory_bytes", |s, api, h| {
+            api.sketch_proxy_sketch_plugin().sketch().call_memory_bytes(s, h)
+        })
     }
 
     /// The sketch as bytes, for [`Plugin::restore`].
     pub fn snapshot(&self) -> Result<Vec<u8>, PluginError> {
-        self.run(|s, api, h| api.sketch_proxy_sketch_plugin().sketch().call_snapshot(s, h))
+        self.run("snapshot", |s, api, h| {
+            api.sketch_proxy_sketch_plugin().sketch().call_snapshot(s, h)
+        })
     }
 
     /// Every estimate must carry a bound within what the function declared, over at
