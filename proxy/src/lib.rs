@@ -40,6 +40,7 @@ pub mod query;
 pub mod sketches;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 
 /// The stack of every thread the proxy runs requests, evaluations and plugin calls on.
 /// Parsing and evaluating a query recurse once per level of nesting, up to

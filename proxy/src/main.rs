@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser as _;
 use sketch_proxy::cli::{Cli, Command, PluginsCommand};
-use sketch_proxy::config::{self, LogFormat, Overrides};
+use sketch_proxy::config::{self, Overrides};
 use sketch_proxy::plugin_host::{self, Host, PluginInfo};
 use sketch_proxy::state::{ConfigSource, Proxy};
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,7 +48,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&config.log);
+    let _telemetry = match sketch_proxy::telemetry::init(&config.log, &config.tracing) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match sketch_proxy::tokio_runtime(None) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -223,32 +229,4 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
-}
-
-fn init_logging(log: &config::LogConfig) {
-    use std::io::IsTerminal as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    // The level was validated with the configuration.
-    let filter = tracing_subscriber::EnvFilter::try_new(config::log_filter(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sketch_proxy=info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    match log.format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .with_ansi_color(std::io::stderr().is_terminal())
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-    }
 }

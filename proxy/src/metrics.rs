@@ -120,6 +120,8 @@ pub struct Metrics {
     pub plugins_rejected: Gauge,
     /// Plugins quarantined after a trap, by plugin and reason.
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+    /// Query-log lines dropped because the writer fell behind.
+    pub query_log_dropped: Counter,
     /// Plugin call latency, by plugin and call.
     pub plugin_calls: Family<PluginCallLabels, Histogram>,
     /// Over several endpoints: whether each answered its last read or probe.
@@ -489,6 +491,7 @@ impl Metrics {
             plugins_rejected: Gauge::default(),
             plugin_quarantines: Family::default(),
             plugin_calls: Family::new_with_constructor(plugin_call_histogram),
+            query_log_dropped: Counter::default(),
             endpoint_up: Family::default(),
             ingest: IngestMetrics::default(),
             sketches: SketchMetrics::default(),
@@ -592,6 +595,11 @@ impl Metrics {
             "plugin_call_duration_seconds",
             "Time of calls into plugins, by plugin and call, waiting for a free instance included",
             m.plugin_calls.clone(),
+        );
+        registry.register(
+            "query_log_dropped_lines",
+            "Query-log lines dropped because the file could not be written fast enough",
+            m.query_log_dropped.clone(),
         );
         Self { registry: root, ..m }
     }

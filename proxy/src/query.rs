@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use promql_parser::parser::Expr;
+use tracing::Instrument as _;
 
 use crate::promql::eval::SelectorId;
 use crate::promql::eval::value::{Labels, Point, Series};
 use crate::promql::eval::{
-    self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, plan,
+    self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, Stats, plan,
 };
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::source::{ReadScope, Selection, Source, SourceError};
@@ -107,18 +108,31 @@ pub async fn evaluate(
         })
         .collect();
     let mut data: Data = HashMap::with_capacity(needs.len());
+    let mut stats = Stats::default();
     if let Some(sketches) = &sketches {
-        for (id, series) in
-            sketch_covered(reader, &expr, range, &needs, &selections, sketches, deadline).await
-        {
+        let started = Instant::now();
+        let covered = sketch_covered(reader, &expr, range, &needs, &selections, sketches, deadline)
+            .instrument(tracing::info_span!("sketch_plan"))
+            .await;
+        for (id, series) in covered {
             data.insert(id, series);
         }
+        stats.sketch_seconds = started.elapsed().as_secs_f64();
     }
     let unfetched: HashSet<SelectorId> = data.keys().copied().collect();
     let missing: Vec<usize> = (0..needs.len())
         .filter(|&i| !unfetched.contains(&needs[i].id))
         .collect();
-    fetch(reader, &needs, &selections, &missing, deadline, &mut data).await?;
+    fetch(
+        reader,
+        &needs,
+        &selections,
+        &missing,
+        deadline,
+        &mut data,
+        &mut stats,
+    )
+    .await?;
     check_series(&data, limits)?;
     let cancelled = Arc::new(AtomicBool::new(false));
     let mut guard = CancelOnDrop(cancelled.clone(), true);
@@ -134,19 +148,37 @@ pub async fn evaluate(
         canceled,
         _held: held,
     };
+    let started = Instant::now();
     let (result, run, mut data) = run.spawn(data, unfetched).await?;
+    stats.eval_seconds += started.elapsed().as_secs_f64();
     let result = match result {
         // The sketches missed a series whose raw data was skipped: read it and evaluate
         // again, so the answer never silently lacks the series.
         Err(EvalError::SketchMiss) => {
             tracing::info!("a sketch expected to answer did not; evaluating again over raw data");
             let skipped: Vec<usize> = (0..needs.len()).filter(|&i| !missing.contains(&i)).collect();
-            fetch(reader, &needs, &selections, &skipped, deadline, &mut data).await?;
+            fetch(
+                reader,
+                &needs,
+                &selections,
+                &skipped,
+                deadline,
+                &mut data,
+                &mut stats,
+            )
+            .await?;
             check_series(&data, limits)?;
-            run.spawn(data, HashSet::new()).await?.0
+            let started = Instant::now();
+            let result = run.spawn(data, HashSet::new()).await?.0;
+            stats.eval_seconds += started.elapsed().as_secs_f64();
+            result
         }
         result => result,
     };
+    let result = result.map(|(answer, mut served)| {
+        served.stats = stats;
+        (answer, served)
+    });
     guard.1 = false;
     Ok(result?)
 }
@@ -169,7 +201,10 @@ type Ran = (Result<(Answer, Served), EvalError>, Run, Data);
 impl Run {
     /// Evaluates on a blocking thread; `unfetched` selectors hold label sets only.
     async fn spawn(self, data: Data, unfetched: HashSet<SelectorId>) -> Result<Ran, QueryError> {
+        // The blocking thread has no span of its own: the request's is carried there.
+        let span = tracing::info_span!("eval");
         let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.entered();
             let using = self.sketches.as_deref().map(|sketches| SketchUse {
                 sketches,
                 min_window_ms: MIN_WINDOW_MS,
@@ -200,23 +235,27 @@ async fn fetch(
     which: &[usize],
     deadline: Instant,
     data: &mut Data,
+    stats: &mut Stats,
 ) -> Result<(), QueryError> {
     if which.is_empty() {
         return Ok(());
     }
+    let started = Instant::now();
     let to_fetch: Vec<Selection> = which.iter().map(|&i| selections[i].clone()).collect();
-    let fetched =
-        match tokio::time::timeout_at(deadline.into(), reader.source.select(&to_fetch, reader.partial)).await
-        {
-            // Past the remote-read sample cap is past the evaluation's too: same error.
-            Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
-                return Err(EvalError::TooManySamples.into());
-            }
-            Ok(result) => result?,
-            Err(_) => return Err(EvalError::Timeout.into()),
-        };
+    let selecting = reader
+        .source
+        .select(&to_fetch, reader.partial)
+        .instrument(tracing::info_span!("fetch", selectors = to_fetch.len()));
+    let fetched = match tokio::time::timeout_at(deadline.into(), selecting).await {
+        // Past the remote-read sample cap is past the evaluation's too: same error.
+        Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
+            return Err(EvalError::TooManySamples.into());
+        }
+        Ok(result) => result?,
+        Err(_) => return Err(EvalError::Timeout.into()),
+    };
     for (&i, series) in which.iter().zip(fetched) {
-        let converted = series
+        let converted: Vec<Series> = series
             .into_iter()
             .map(|s| Series {
                 labels: Labels::from_sorted(s.labels),
@@ -230,8 +269,10 @@ async fn fetch(
                     .collect(),
             })
             .collect();
+        stats.samples_read += converted.iter().map(|s| s.points.len() as u64).sum::<u64>();
         data.insert(needs[i].id, converted);
     }
+    stats.fetch_seconds += started.elapsed().as_secs_f64();
     Ok(())
 }
 

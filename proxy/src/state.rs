@@ -62,6 +62,8 @@ pub struct Runtime {
     pub targets: Vec<crate::http::fanout::Target>,
     /// The PromQL requests may use: the shape limits and the loaded plugins' functions.
     pub grammar: crate::promql::Grammar,
+    /// `query.log_file`, open.
+    pub query_log: Option<Arc<crate::http::query_log::QueryLog>>,
 }
 
 impl Runtime {
@@ -79,7 +81,14 @@ impl Runtime {
                 scalar_args: f.scalar_args.len(),
             })
             .collect();
+        let query_log = config.query.log_file.as_deref().and_then(|path| {
+            crate::http::query_log::QueryLog::open(path, metrics.query_log_dropped.clone())
+                .map_err(|error| tracing::error!(file = %path.display(), %error, "cannot open the query log"))
+                .ok()
+                .map(Arc::new)
+        });
         Self {
+            query_log,
             grammar: crate::promql::Grammar::new(config.limits.shape(), &custom),
             source,
             kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),

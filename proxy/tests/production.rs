@@ -242,8 +242,8 @@ fn downstream_gets_its_own_token_read_again_when_the_file_changes() {
     let seen: Vec<(Option<String>, Option<String>)> = downstream
         .requests()
         .iter()
-        .map(|headers| {
-            let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        .map(|r| {
+            let get = |name: &str| r.header(name).map(str::to_owned);
             (get("authorization"), get("x-scope-orgid"))
         })
         .collect();

@@ -9,6 +9,7 @@ mod http_client;
 mod ingest;
 mod query;
 mod sketches;
+mod telemetry;
 pub mod web_file;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use http_client::{
 pub use ingest::{DestinationConfig, IngestConfig};
 pub use query::{QueryConfig, QueryMode, RawSource};
 pub use sketches::{SketchRule, SketchesConfig};
+pub use telemetry::TracingConfig;
 
 use crate::plugin_host::{self, Grant};
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub sketches: SketchesConfig,
     /// How queries are answered, and local evaluation's limits.
     pub query: QueryConfig,
+    /// OpenTelemetry traces. Not reloadable.
+    pub tracing: TracingConfig,
 }
 
 /// `downstream:` section.
@@ -423,9 +427,10 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "ingest" => section(&key, value, &mut raw.ingest, &mut errors),
                     "sketches" => section(&key, value, &mut raw.sketches, &mut errors),
                     "query" => section(&key, value, &mut raw.query, &mut errors),
+                    "tracing" => section(&key, value, &mut raw.tracing, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`, `query`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`, `query`, `tracing`",
                     )),
                 }
             }
@@ -452,6 +457,7 @@ struct RawConfig {
     ingest: IngestConfig,
     sketches: SketchesConfig,
     query: QueryConfig,
+    tracing: TracingConfig,
 }
 
 /// Deserializes one section, reporting every bad field: after each error the offending
@@ -750,6 +756,7 @@ impl RawConfig {
         ingest.validate(&self_downstream, errors);
         self.sketches.validate(errors);
         self.query.validate(errors);
+        self.tracing.validate(errors);
         Config {
             listen,
             downstream: self_downstream,
@@ -763,6 +770,7 @@ impl RawConfig {
             ingest,
             sketches: self.sketches,
             query: self.query,
+            tracing: self.tracing,
         }
     }
 }

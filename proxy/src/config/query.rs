@@ -1,6 +1,7 @@
 //! `query:`: how `query` and `query_range` requests are answered, and the limits of
 //! local evaluation.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -73,6 +74,10 @@ pub struct QueryConfig {
     /// How many endpoints one read asks at once (default 16); the others wait their
     /// turn. Bounds the connections and memory one request takes over many shards.
     pub endpoint_concurrency: usize,
+    /// A file to append one JSON line per `query` and `query_range` to, as Prometheus'
+    /// `query_log_file`: the query, its parameters, the path that answered, seconds per
+    /// stage, samples read, the client and the trace id. Unset (default): no query log.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for QueryConfig {
@@ -89,6 +94,7 @@ impl Default for QueryConfig {
             partial_response: true,
             endpoint_timeout: Duration::from_secs(30),
             endpoint_concurrency: 16,
+            log_file: None,
         }
     }
 }
@@ -115,6 +121,18 @@ impl QueryConfig {
         }
         if self.max_read_bytes == 0 {
             errors.push(error("query.max_read_bytes", "must be greater than 0"));
+        }
+        if let Some(file) = &self.log_file {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                errors.push(error(
+                    "query.log_file",
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
         }
         for name in &self.replica_labels {
             if !crate::api::params::is_valid_label_name(name) || name == "__name__" {

@@ -19,6 +19,7 @@ use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument as _;
 
 use crate::config::ConfigErrors;
 use crate::config::web_file::{ClientAuth, TlsServerConfig, WebFile, tls_version};
@@ -261,7 +262,23 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// Stage `door`: basic auth when users are configured (401 with `WWW-Authenticate`
 /// otherwise, as exporter-toolkit answers), the checked credentials taken out so they
 /// go no further, and the configured response headers.
-pub async fn door(State(proxy): State<Arc<Proxy>>, mut req: Request, next: Next) -> Response {
+pub async fn door(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) -> Response {
+    let handler = super::stages::handler_label(&proxy, req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {handler}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::adopt_parent(&span, req.headers());
+    let response = guarded(&proxy, req, next).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+async fn guarded(proxy: &Proxy, mut req: Request, next: Next) -> Response {
     let door = &proxy.door;
     if !door.admits(req.headers()).await {
         let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();

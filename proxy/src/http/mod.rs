@@ -13,6 +13,7 @@
 pub mod door;
 pub mod fanout;
 mod ops;
+pub mod query_log;
 mod rescue;
 mod server;
 mod stages;
@@ -24,6 +25,7 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, get};
 use http::{Method, StatusCode};
+use tracing::Instrument as _;
 
 use crate::api::{self, ApiError, Checked, Endpoint};
 use crate::ingest::IngestError;
@@ -109,10 +111,36 @@ async fn api_request(
         .iter()
         .find(|(k, _)| *k == "name")
         .map(|(_, v)| v.to_owned());
-    match run(&proxy, endpoint, label_name.as_deref(), req).await {
+    let mut trail = query_log::Trail::start();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let response = match run(&proxy, endpoint, label_name.as_deref(), req, &mut trail).await {
         Ok(response) => response,
         Err(error) => rescue(error),
+    };
+    if let (Some(log), Some(params)) = (&proxy.runtime().query_log, &trail.params) {
+        let header = response
+            .headers()
+            .get(stages::PATH_HEADER)
+            .and_then(|v| v.to_str().ok());
+        log.write(&query_log::Entry {
+            http_request: query_log::HttpRequest {
+                client_ip: query_log::client_ip(peer),
+                method: method.as_str(),
+                path: &path,
+            },
+            params,
+            stats: query_log::EntryStats::of(&trail, response.extensions().get()),
+            answered_by: header,
+            status: response.status().as_u16(),
+            trace_id: crate::telemetry::trace_id(),
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
     }
+    response
 }
 
 async fn run(
@@ -120,6 +148,7 @@ async fn run(
     endpoint: Endpoint,
     label_name: Option<&str>,
     req: Request,
+    trail: &mut query_log::Trail,
 ) -> Result<Response, ApiError> {
     let runtime = proxy.runtime();
     let (parts, body) = req.into_parts();
@@ -132,6 +161,7 @@ async fn run(
     .map_err(|_| ApiError::BodyTimeout {
         timeout: read_timeout,
     })??;
+    trail.stage("readBody");
     // Prometheus checks parameters on GET and POST only (DELETE /series, OPTIONS answer
     // without looking at them).
     let mut query = None;
@@ -140,8 +170,18 @@ async fn run(
         ..fanout::Asked::default()
     };
     let mut limit = None;
+    let checking = tracing::info_span!("check").entered();
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
+        if matches!(endpoint, Endpoint::Query | Endpoint::QueryRange) {
+            let param = |name: &str| Some(form.get(name).to_owned()).filter(|v| !v.is_empty());
+            trail.params = Some(query_log::Params {
+                query: form.get("query").to_owned(),
+                start: param("start").or_else(|| param("time")),
+                end: param("end"),
+                step: param("step"),
+            });
+        }
         // Checked below (api::check) where Prometheus checks it.
         limit = form.get("limit").parse::<usize>().ok();
         let checked = api::check(endpoint, &form, label_name, &runtime.grammar)?;
@@ -176,17 +216,29 @@ async fn run(
     }
     // Shared with the evaluation thread: an evaluation outliving its client (until it
     // sees the cancellation) still counts against the limit.
-    let slot = stages::admit(proxy, &runtime, endpoint).await?.map(Arc::new);
-    let sketches = query
-        .as_ref()
-        .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers));
+    drop(checking);
+    trail.stage("check");
+    let slot = stages::admit(proxy, &runtime, endpoint)
+        .instrument(tracing::info_span!("queue"))
+        .await?
+        .map(Arc::new);
+    trail.stage("execQueue");
+    let sketches = tracing::info_span!("plan").in_scope(|| {
+        query
+            .as_ref()
+            .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers))
+    });
     match query {
         Some(request) if stages::answers_locally(&runtime, &request, sketches.is_some()) => {
             let reuse_kept = stages::reuse_kept(&parts.headers);
-            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept, slot).await
+            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept, slot)
+                .instrument(tracing::info_span!("evaluate"))
+                .await
         }
         Some(_) => Ok(stages::mark_path(
-            stages::forward(proxy, &runtime, endpoint, parts, body).await?,
+            stages::forward(proxy, &runtime, endpoint, parts, body)
+                .instrument(tracing::info_span!("forward"))
+                .await?,
             stages::Path::Downstream,
         )),
         None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
@@ -207,7 +259,11 @@ async fn run(
                 path: parts.uri.path().to_owned(),
             }),
         },
-        None => stages::forward(proxy, &runtime, endpoint, parts, body).await,
+        None => {
+            stages::forward(proxy, &runtime, endpoint, parts, body)
+                .instrument(tracing::info_span!("forward"))
+                .await
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
 use crate::state::Proxy;
 
@@ -45,8 +46,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -60,7 +61,13 @@ pub async fn serve(
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
         let acceptor = door.acceptor();
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for the query log.
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let watcher = graceful.watcher();
         let header_timeout = web.read_header_timeout;
         tokio::spawn(async move {

@@ -81,7 +81,7 @@ fn count_answer(proxy: &Proxy, response: &Response) {
 }
 
 /// The route a path belongs to, as a bounded metric label.
-fn handler_label(proxy: &Proxy, path: &str) -> &'static str {
+pub fn handler_label(proxy: &Proxy, path: &str) -> &'static str {
     let runtime = proxy.runtime();
     let prefix = runtime.config.web.route_prefix.trim_end_matches('/');
     let path = path.strip_prefix(prefix).unwrap_or(path);
@@ -511,13 +511,15 @@ pub async fn evaluate(
         format!("{function} computed from raw samples by its plugin (no sketch covers it): {accuracy}")
     }));
     warnings.extend(missing.iter().map(|m| partial_warning(m)));
-    let body = crate::api::wire::query_success(&answer, at_ms, &warnings);
+    let body =
+        tracing::info_span!("encode").in_scope(|| crate::api::wire::query_success(&answer, at_ms, &warnings));
     let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {
         (true, _) => &[Path::Engine],
         (false, 0) => &[Path::Sketch],
         (false, _) => &[Path::Sketch, Path::Engine],
     };
     let mut response = mark_paths(json(StatusCode::OK, body), paths);
+    response.extensions_mut().insert(served.stats);
     if !missing.is_empty() {
         // As Thanos: a partial answer must not be cached by anyone.
         response

@@ -117,6 +117,7 @@ impl Outbound {
             .as_ref()
             .map_err(|e| OutboundError::Setup(e.clone()))?;
         let headers = request.headers_mut();
+        crate::telemetry::inject(headers);
         for (name, value) in self.headers.iter() {
             headers.insert(name, value.clone());
         }

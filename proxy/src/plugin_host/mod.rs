@@ -207,7 +207,11 @@ impl Plugin {
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<R> + Send,
     ) -> Result<(R, u64), PluginError> {
         let started = std::time::Instant::now();
-        let result = self.pool.install(|| self.call_here(slot, generation, f));
+        // Debug level: only traces record one span per plugin call (see telemetry).
+        let span = tracing::debug_span!("plugin_call", plugin = %self.info.name, call = name);
+        let result = self
+            .pool
+            .install(|| span.in_scope(|| self.call_here(slot, generation, f)));
         self.observer
             .called(&self.info.name, name, started.elapsed().as_secs_f64());
         result

@@ -57,10 +57,12 @@ where
     let f = Arc::new(f);
     let (done, results) = channel();
     let count = items.len();
+    // Each ask runs in the caller's span, so its plugin calls join the query's trace.
+    let span = tracing::Span::current();
     for (i, item) in items.into_iter().enumerate() {
-        let (f, done) = (Arc::clone(&f), done.clone());
+        let (f, done, span) = (Arc::clone(&f), done.clone(), span.clone());
         let job: Job = Box::new(move || {
-            let _ = done.send((i, f(item)));
+            let _ = done.send((i, span.in_scope(|| f(item))));
         });
         if let Err(unsent) = jobs.lock().send(job) {
             // The threads are gone: run it here.

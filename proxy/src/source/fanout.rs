@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use futures_util::StreamExt as _;
 use promql_parser::label::Matchers;
@@ -99,7 +100,8 @@ impl Fanout {
         member: &Member,
         read: impl Future<Output = Result<T, SourceError>>,
     ) -> Result<T, SourceError> {
-        let answer = match tokio::time::timeout(self.endpoint_timeout, read).await {
+        let span = tracing::info_span!("fetch_endpoint", endpoint = %member.name);
+        let answer = match tokio::time::timeout(self.endpoint_timeout, read.instrument(span)).await {
             Ok(answer) => answer,
             Err(_) => Err(SourceError::Unreachable {
                 url: member.name.clone(),

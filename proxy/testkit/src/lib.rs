@@ -9,6 +9,6 @@ pub mod prometheus;
 pub mod tls;
 pub mod victoria;
 
-pub use net::{BlackHole, ConnectProxy, Recorder, free_port, http_agent, wait_until};
+pub use net::{BlackHole, ConnectProxy, Recorded, Recorder, free_port, http_agent, wait_until};
 pub use prometheus::{Prometheus, PrometheusOptions, WebDoor};
 pub use victoria::VictoriaMetrics;

@@ -105,11 +105,31 @@ impl Drop for BlackHole {
     }
 }
 
-/// The headers of each request a [`Recorder`] saw.
-type Seen = parking_lot::Mutex<Vec<Vec<(String, String)>>>;
+/// One request a [`Recorder`] saw.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The request target (path and query).
+    pub path: String,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
 
-/// A plain-HTTP server that answers every request with an empty Prometheus success and
-/// records the headers of each, to see what a client sends.
+impl Recorded {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Seen = parking_lot::Mutex<Vec<Recorded>>;
+
+/// A plain-HTTP server that answers every request alike (an empty Prometheus success
+/// unless told otherwise) and records each, to see what a client sends.
 #[derive(Debug)]
 pub struct Recorder {
     addr: SocketAddr,
@@ -119,6 +139,11 @@ pub struct Recorder {
 impl Recorder {
     /// Starts listening on a free loopback port (the thread ends with the process).
     pub fn start() -> anyhow::Result<Self> {
+        Self::answering("application/json", br#"{"status":"success","data":[]}"#)
+    }
+
+    /// Starts a recorder that answers `body` of `content_type` to every request.
+    pub fn answering(content_type: &'static str, body: &'static [u8]) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -126,7 +151,7 @@ impl Recorder {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let log = log.clone();
-                std::thread::spawn(move || serve_recorded(stream, &log));
+                std::thread::spawn(move || serve_recorded(stream, &log, content_type, body));
             }
         });
         Ok(Self { addr, seen })
@@ -137,13 +162,13 @@ impl Recorder {
         format!("http://{}", self.addr)
     }
 
-    /// The headers of every request so far (names in lower case).
-    pub fn requests(&self) -> Vec<Vec<(String, String)>> {
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
         self.seen.lock().clone()
     }
 }
 
-fn serve_recorded(stream: TcpStream, log: &Seen) {
+fn serve_recorded(stream: TcpStream, log: &Seen, content_type: &str, answer: &[u8]) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let Ok(mut writer) = stream.try_clone() else {
         return;
@@ -154,6 +179,7 @@ fn serve_recorded(stream: TcpStream, log: &Seen) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
         let mut headers = Vec::new();
         loop {
             let mut header = String::new();
@@ -177,13 +203,16 @@ fn serve_recorded(stream: TcpStream, log: &Seen) {
         if (&mut reader).take(length).read_to_end(&mut body).is_err() {
             return;
         }
-        log.lock().push(headers);
-        let answer = r#"{"status":"success","data":[]}"#;
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+        log.lock().push(Recorded { path, headers, body });
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             answer.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(answer))
+            .is_err()
+        {
             return;
         }
     }

@@ -264,9 +264,24 @@ impl std::fmt::Debug for SketchUse<'_> {
     }
 }
 
+/// What one evaluation read and how long its parts took, for the query log.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Raw samples read from the source.
+    pub samples_read: u64,
+    /// Seconds spent asking the sketches which selectors they answer.
+    pub sketch_seconds: f64,
+    /// Seconds spent reading raw data.
+    pub fetch_seconds: f64,
+    /// Seconds spent evaluating (sketch queries made during it included).
+    pub eval_seconds: f64,
+}
+
 /// Which paths answered a query's range functions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Served {
+    /// What was read and how long each part took (set by the caller that fetched).
+    pub stats: Stats,
     /// Functions answered from sketches for some series, with the largest bound seen.
     pub sketched: std::collections::BTreeMap<String, f64>,
     /// Series of sketch-served functions answered exactly instead (no covering sketch).
