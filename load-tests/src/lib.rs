@@ -22,6 +22,12 @@ impl Drop for ProxyProcess {
 /// Starts the release `sketch-proxy` that `cargo build --release -p sketch-proxy` left
 /// beside this binary, with `args`, and waits until it is ready. Returns its URL.
 pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
+    start_proxy_behind(args, None)
+}
+
+/// [`start_proxy`] for a proxy behind a web door (`--web.config.file` among `args`):
+/// https, and `authorization` on the readiness probe.
+pub fn start_proxy_behind(args: &[String], door: Option<&str>) -> anyhow::Result<(ProxyProcess, String)> {
     let exe = std::env::current_exe()?;
     // `cargo run` puts this binary beside sketch-proxy; `cargo test` one level below.
     let binary = exe
@@ -33,15 +39,20 @@ pub fn start_proxy(args: &[String]) -> anyhow::Result<(ProxyProcess, String)> {
         .context("sketch-proxy binary not found next to this one: run `cargo build --release -p sketch-proxy` first")?;
     let port = free_port()?;
     let child = Command::new(binary)
-        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn")
         .args(args)
         .stdout(Stdio::null())
         .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let scheme = if door.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{port}");
     let ready = format!("{url}/-/ready");
     wait_until(Duration::from_secs(30), "sketch-proxy to be ready", || {
-        http_agent().get(&ready).call().is_ok_and(|r| r.status() == 200)
+        let mut request = http_agent().get(&ready);
+        if let Some(authorization) = door {
+            request = request.header("Authorization", authorization);
+        }
+        request.call().is_ok_and(|r| r.status() == 200)
     })?;
     Ok((ProxyProcess(child), url))
 }

@@ -22,6 +22,21 @@ const RULES: &[(&str, &str, &[&str])] = &[
     ("the PromQL analysis does no IO", "std::net", &["!promql/"]),
     ("only main uses anyhow", "anyhow", &["main.rs"]),
     (
+        "only outbound builds HTTP clients",
+        "Client::builder",
+        &["outbound/"],
+    ),
+    (
+        "only outbound and http::door use TLS",
+        "rustls",
+        &["outbound/", "http/door.rs"],
+    ),
+    (
+        "only telemetry knows OpenTelemetry",
+        "opentelemetry",
+        &["telemetry.rs"],
+    ),
+    (
         "only http::rescue makes error responses",
         "StatusCode::INTERNAL_SERVER_ERROR",
         &["http/rescue.rs", "!http/"],

@@ -1,10 +1,12 @@
 //! Passthrough overhead: a Grafana-like request mix sent to a real Prometheus directly
 //! and through the `sketch-proxy` binary, interleaved in one run, reported as median
-//! and p99 latency and the latency the proxy adds.
+//! and p99 latency and the latency the proxy adds. With `--tls`, both Prometheus and
+//! the proxy serve https with basic auth (each its own password; the proxy reaches
+//! Prometheus over https with its own), as in production.
 //!
 //! ```sh
 //! cargo build --release -p sketch-proxy
-//! cargo run --release -p sketch-proxy-load-tests --bin passthrough -- [ROUNDS]
+//! cargo run --release -p sketch-proxy-load-tests --bin passthrough -- [ROUNDS] [--tls]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -12,12 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use sketch_proxy_load_tests::start_proxy;
+use sketch_proxy::config::{BasicAuthConfig, HttpClientConfig, Secret, TlsClientConfig};
+use sketch_proxy::outbound::Outbound;
+use sketch_proxy_load_tests::start_proxy_behind;
 use sketch_proxy_testkit::demo::{self, TEST_END, TEST_START};
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
+use sketch_proxy_testkit::tls::{TestCa, basic_auth};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, WebDoor};
 
 /// (name, method, path, form): what a dashboard load and its panels send.
 const MIX: &[(&str, &str, &str, &str)] = &[
@@ -67,11 +69,7 @@ const MIX: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-async fn timed(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    base: &str,
-    item: &(&str, &str, &str, &str),
-) -> anyhow::Result<Duration> {
+async fn timed(client: &Outbound, base: &str, item: &(&str, &str, &str, &str)) -> anyhow::Result<Duration> {
     let (name, method, path, form) = item;
     let mut request = http::Request::builder()
         .method(*method)
@@ -112,41 +110,109 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(200);
+    let tls = std::env::args().any(|a| a == "--tls");
+    let ca = TestCa::new()?;
+    let web = |name: &str, user: &str, password: &str| -> anyhow::Result<WebDoor> {
+        Ok(WebDoor {
+            file: ca.web_config(name, Some((user, password)))?,
+            basic_auth: Some((user.to_owned(), password.to_owned())),
+        })
+    };
     let prometheus = Prometheus::start(&PrometheusOptions {
         openmetrics: Some(demo::openmetrics(TEST_START, TEST_END)),
+        web: if tls {
+            Some(web("prometheus-web.yml", "prometheus", "prom-pw")?)
+        } else {
+            None
+        },
         ..PrometheusOptions::default()
     })?;
-    let (_proxy, proxy_url) = start_proxy(&[format!("--upstream={}", prometheus.url())])?;
+    // A client as the proxy's own (rustls, basic auth), for both sides.
+    let client_for = |user: &str, password: &str| {
+        let config = if tls {
+            HttpClientConfig {
+                tls_config: Some(TlsClientConfig {
+                    ca_file: Some(ca.file("ca.pem")),
+                    ..TlsClientConfig::default()
+                }),
+                basic_auth: Some(BasicAuthConfig {
+                    username: user.to_owned(),
+                    password: Some(Secret::new(password)),
+                    password_file: None,
+                }),
+                ..HttpClientConfig::default()
+            }
+        } else {
+            HttpClientConfig::default()
+        };
+        Outbound::new(&config, tls, None)
+    };
+    let mut args = vec![format!("--upstream={}", prometheus.url())];
+    let proxy_door = if tls {
+        Some(web("proxy-web.yml", "grafana", "grafana-pw")?)
+    } else {
+        None
+    };
+    if let Some(door) = &proxy_door {
+        let config = ca.file("sketch-proxy.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "downstream:\n  tls_config:\n    ca_file: {}\n  basic_auth:\n    username: prometheus\n    password: prom-pw\n",
+                ca.file("ca.pem").display()
+            ),
+        )?;
+        args.push(format!("--config.file={}", config.display()));
+        args.push(format!("--web.config.file={}", door.file.display()));
+    }
+    let (_proxy, proxy_url) = start_proxy_behind(
+        &args,
+        proxy_door
+            .as_ref()
+            .map(|_| basic_auth("grafana", "grafana-pw"))
+            .as_deref(),
+    )?;
     let direct_url = prometheus.url();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let (direct_client, proxy_client) = {
+        let _entered = runtime.enter();
+        (
+            client_for("prometheus", "prom-pw"),
+            client_for("grafana", "grafana-pw"),
+        )
+    };
     let mut direct = vec![Vec::with_capacity(rounds); MIX.len()];
     let mut proxied = vec![Vec::with_capacity(rounds); MIX.len()];
     runtime.block_on(async {
         // Warm-up: connections, Prometheus' caches, the proxy's first-use paths.
         for item in MIX {
-            timed(&client, &direct_url, item).await?;
-            timed(&client, &proxy_url, item).await?;
+            timed(&direct_client, &direct_url, item).await?;
+            timed(&proxy_client, &proxy_url, item).await?;
         }
         for round in 0..rounds {
             for (i, item) in MIX.iter().enumerate() {
                 // Alternate which side goes first so ordering effects cancel.
                 if round % 2 == 0 {
-                    direct[i].push(timed(&client, &direct_url, item).await?);
-                    proxied[i].push(timed(&client, &proxy_url, item).await?);
+                    direct[i].push(timed(&direct_client, &direct_url, item).await?);
+                    proxied[i].push(timed(&proxy_client, &proxy_url, item).await?);
                 } else {
-                    proxied[i].push(timed(&client, &proxy_url, item).await?);
-                    direct[i].push(timed(&client, &direct_url, item).await?);
+                    proxied[i].push(timed(&proxy_client, &proxy_url, item).await?);
+                    direct[i].push(timed(&direct_client, &direct_url, item).await?);
                 }
             }
         }
         anyhow::Ok(())
     })?;
 
-    println!("rounds: {rounds} per request kind, sequential, keep-alive, interleaved\n");
+    let mode = if tls {
+        "https and basic auth on both sides"
+    } else {
+        "plain http"
+    };
+    println!("rounds: {rounds} per request kind, sequential, keep-alive, interleaved, {mode}\n");
     println!(
         "| request | direct p50 ms | proxied p50 ms | added p50 ms | added p50 % | direct p99 ms | proxied p99 ms | added p99 ms |"
     );

@@ -237,7 +237,7 @@ impl HttpClientConfig {
                 errors.push(error(&at, "cert_file and key_file go together"));
             }
             if let Some(name) = &tls.server_name
-                && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+                && !crate::outbound::tls::is_server_name(name)
             {
                 errors.push(error(
                     &format!("{at}.server_name"),

@@ -40,11 +40,11 @@ pub struct TlsServerConfig {
     pub min_version: Option<String>,
     /// `TLS12` or `TLS13` (default).
     pub max_version: Option<String>,
-    /// Go's cipher-suite names: refused, rustls offers only modern suites.
+    /// Go's cipher-suite names: refused, the proxy offers only modern suites.
     pub cipher_suites: Option<Vec<String>>,
     /// Go's curve names: refused, as `cipher_suites`.
     pub curve_preferences: Option<Vec<String>>,
-    /// Accepted for compatibility; rustls always prefers the server's order.
+    /// Accepted for compatibility; the proxy always prefers the server's order.
     pub prefer_server_cipher_suites: Option<bool>,
 }
 

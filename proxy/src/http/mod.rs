@@ -137,7 +137,7 @@ async fn api_request(
             answered_by: header,
             status: response.status().as_u16(),
             trace_id: crate::telemetry::trace_id(),
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ts: query_log::rfc3339(crate::clock::now_ms()),
         });
     }
     response

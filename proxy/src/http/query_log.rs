@@ -209,3 +209,10 @@ impl EntryStats {
 pub fn client_ip(peer: Option<SocketAddr>) -> Option<String> {
     peer.map(|p| p.ip().to_string())
 }
+
+/// `ms` since the epoch as RFC 3339 with milliseconds, as Prometheus' `ts`.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

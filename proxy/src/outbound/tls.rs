@@ -56,6 +56,11 @@ pub fn client_config(tls: &TlsClientConfig, https: bool) -> Result<ClientConfig,
     }
 }
 
+/// Whether `name` can be a certificate's DNS name or IP address.
+pub fn is_server_name(name: &str) -> bool {
+    ServerName::try_from(name).is_ok()
+}
+
 /// The certificates of a PEM file, at least one.
 pub fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(file)
