@@ -22,7 +22,8 @@ pub struct WebFile {
     pub basic_auth_users: BTreeMap<String, Secret>,
 }
 
-/// `tls_server_config`.
+/// `tls_server_config`. Relative paths are relative to the web configuration file's
+/// directory, as in Prometheus.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsServerConfig {
@@ -119,11 +120,22 @@ impl WebFile {
         let at = path.display().to_string();
         let fail = |message: String| ConfigErrors(vec![error(&at, message)]);
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let file: WebFile = if text.trim().is_empty() {
+        let mut file: WebFile = if text.trim().is_empty() {
             WebFile::default()
         } else {
             serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?
         };
+        // As exporter-toolkit: relative files are beside the web configuration file.
+        if let (Some(tls), Some(dir)) = (&mut file.tls_server_config, path.parent()) {
+            for file in [&mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .chain(tls.client_ca_file.as_mut())
+            {
+                if file.is_relative() && !file.as_os_str().is_empty() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
         let mut errors = Vec::new();
         file.validate(&at, &mut errors);
         if errors.is_empty() {
@@ -180,5 +192,47 @@ impl WebFile {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_files_are_beside_the_web_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(
+            &path,
+            "tls_server_config:\n  cert_file: tls/server.pem\n  key_file: /abs/key.pem\n",
+        )
+        .unwrap();
+        let file = WebFile::load(&path).unwrap();
+        let tls = file.tls_server_config.unwrap();
+        assert_eq!(tls.cert_file, dir.path().join("tls/server.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/abs/key.pem"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(
+            &path,
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAnyClientCert\n  min_version: TLS10\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\nhttp_server_config:\n  headers:\n    X-Powered-By: me\nbasic_auth_users:\n  alice: plaintext\n",
+        )
+        .unwrap();
+        let errors = WebFile::load(&path).unwrap_err().to_string();
+        for expected in [
+            "client_auth_type \"RequireAnyClientCert\"",
+            "min_version: \"TLS10\" is not TLS12 or TLS13",
+            "cipher_suites and curve_preferences are not supported",
+            "X-Powered-By is not one of",
+            "the password of \"alice\" is not a bcrypt hash",
+        ] {
+            assert!(errors.contains(expected), "{expected} in {errors}");
+        }
+        assert!(!errors.contains("plaintext"), "{errors}");
     }
 }
