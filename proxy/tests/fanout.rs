@@ -145,7 +145,8 @@ fn external_labels_pick_and_label_the_endpoints_asked() {
         ),
     ];
     for (path, query, data) in cases {
-        // Prometheus gzips for clients that accept it; the proxy reads the answers.
+        // Prometheus gzips for clients that accept it; the proxy reads those answers and
+        // gzips its merge in turn (the test client decompresses).
         let answer = support::send_with(
             &proxy.url(),
             "GET",

@@ -431,3 +431,38 @@ fn secrets_never_show() {
     assert!(!out.status.success() && text.contains("downstream.url"), "{text}");
     assert!(!text.contains(secrets[4]), "{text}");
 }
+
+/// What the proxy answers itself is gzip-compressed for a client that accepts it, as
+/// Prometheus compresses; downstream's answers come compressed by downstream.
+#[test]
+fn answers_are_gzipped_for_clients_that_accept_it() {
+    let prometheus = demo_prometheus();
+    let proxy = TestProxy::start("", &prometheus.url());
+    // (query, the path that answers)
+    for (query, path) in [
+        ("query=distinct_over_time(up[1h])&time=1700003600", "engine"),
+        ("query=up&time=1700003600", "downstream"),
+    ] {
+        let plain = send(&proxy.url(), "GET", "/api/v1/query", query, "");
+        assert_eq!(plain.path.as_deref(), Some(path));
+        let mut response = sketch_proxy_testkit::http_agent()
+            .get(format!("{}/api/v1/query?{query}", proxy.url()))
+            .header("Accept-Encoding", "gzip")
+            .call()
+            .unwrap();
+        assert_eq!(
+            response.headers().get("content-encoding").unwrap(),
+            "gzip",
+            "{path}"
+        );
+        let compressed = response.body_mut().read_to_vec().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(compressed.as_slice()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, plain.body, "{path}");
+        assert!(compressed.len() < text.len(), "{path}");
+    }
+}

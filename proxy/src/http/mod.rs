@@ -1,7 +1,7 @@
 //! The HTTP server. [`router`] assembles the whole request path in one place:
 //!
 //! ```text
-//! door ─▶ observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
+//! door ─▶ gzip ─▶ observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
 //!   │          │                                          └─▶ evaluate (query, query_range
 //!   │          │                                                answered locally)
 //!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
@@ -77,6 +77,15 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         proxy.clone(),
         stages::observe,
     ))
+    // Downstream's answers come compressed already when the client asked (its
+    // Accept-Encoding is passed on); this compresses the proxy's own.
+    .layer(
+        tower_http::compression::CompressionLayer::new()
+            .no_br()
+            .no_deflate()
+            .no_zstd()
+            .quality(tower_http::CompressionLevel::Fastest),
+    )
     .layer(axum::middleware::from_fn_with_state(proxy.clone(), door::door))
     .with_state(proxy)
 }

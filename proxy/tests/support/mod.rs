@@ -262,10 +262,23 @@ pub fn send_with(
         header("x-kept-steps"),
         header("cache-control"),
     );
+    let gzipped = response
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
+    let bytes = response.body_mut().read_to_vec().unwrap();
+    let body = if gzipped {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut text)
+            .unwrap();
+        text
+    } else {
+        String::from_utf8(bytes).unwrap()
+    };
     Answer {
         status: response.status().as_u16(),
         content_type,
-        body: response.body_mut().read_to_string().unwrap(),
+        body,
         path,
         kept,
         cache_control,
