@@ -120,6 +120,10 @@ pub struct Metrics {
     pub plugins_rejected: Gauge,
     /// Plugins quarantined after a trap, by plugin and reason.
     pub plugin_quarantines: Family<QuarantineLabels, Counter>,
+    /// Queries answered with the answer of an identical one in flight.
+    pub collapsed_requests: Counter,
+    /// Queries answering, or waiting for, an identical one.
+    pub collapsible_in_flight: Gauge,
     /// Query-log lines dropped because the writer fell behind.
     pub query_log_dropped: Counter,
     /// Plugin call latency, by plugin and call.
@@ -492,6 +496,8 @@ impl Metrics {
             plugin_quarantines: Family::default(),
             plugin_calls: Family::new_with_constructor(plugin_call_histogram),
             query_log_dropped: Counter::default(),
+            collapsed_requests: Counter::default(),
+            collapsible_in_flight: Gauge::default(),
             endpoint_up: Family::default(),
             ingest: IngestMetrics::default(),
             sketches: SketchMetrics::default(),
@@ -595,6 +601,16 @@ impl Metrics {
             "plugin_call_duration_seconds",
             "Time of calls into plugins, by plugin and call, waiting for a free instance included",
             m.plugin_calls.clone(),
+        );
+        registry.register(
+            "collapsed_queries",
+            "query and query_range requests answered with the answer of an identical request in flight",
+            m.collapsed_requests.clone(),
+        );
+        registry.register(
+            "collapsible_queries_in_flight",
+            "query and query_range requests being answered, alone or with identical ones waiting for their answer",
+            m.collapsible_in_flight.clone(),
         );
         registry.register(
             "query_log_dropped_lines",

@@ -195,6 +195,8 @@ pub struct Proxy {
     pub sketches: Arc<SketchStore>,
     /// TLS and basic auth of the proxy's own door (`web.config_file`).
     pub door: crate::http::door::Door,
+    /// Identical queries in flight, answered once.
+    pub collapser: crate::http::collapse::Collapser,
     /// The tokio runtime background work runs on, once started.
     background: OnceLock<tokio::runtime::Handle>,
     /// Backfills planned before the background work started.
@@ -227,6 +229,10 @@ impl Proxy {
         let runtime = Runtime::new(config, host, &metrics, &observer);
         let unstarted = Mutex::new(plan_backfills(&sketches, &runtime));
         Ok(Arc::new(Self {
+            collapser: crate::http::collapse::Collapser::new(
+                metrics.collapsed_requests.clone(),
+                metrics.collapsible_in_flight.clone(),
+            ),
             runtime: ArcSwap::from_pointee(runtime),
             source,
             host,

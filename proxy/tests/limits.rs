@@ -314,7 +314,8 @@ fn a_query_that_waits_longer_than_max_query_wait_gets_503() {
         || hole.accepted() >= 1,
     )
     .unwrap();
-    let second = send(&proxy.url(), "GET", "/api/v1/query", "query=up", "");
+    // Another query: an identical one would wait for the first's answer instead.
+    let second = send(&proxy.url(), "GET", "/api/v1/query", "query=vector(1)", "");
     assert_eq!(second.status, 503, "{second:?}");
     assert!(
         second.json()["error"]

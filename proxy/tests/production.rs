@@ -466,3 +466,44 @@ fn answers_are_gzipped_for_clients_that_accept_it() {
         assert!(compressed.len() < text.len(), "{path}");
     }
 }
+
+/// Twenty identical queries at once (as dashboards opening together) cost downstream
+/// one request; each client gets the whole answer.
+#[test]
+fn identical_queries_in_flight_reach_downstream_once() {
+    let downstream = Recorder::held().unwrap();
+    let proxy = TestProxy::start("", &downstream.url());
+    let url = proxy.url();
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            // GET and POST, parameters in either order: the same query.
+            std::thread::spawn(move || match i % 2 {
+                0 => send(&url, "GET", "/api/v1/query", "query=up&time=1700003600", ""),
+                _ => send(&url, "POST", "/api/v1/query", "", "time=1700003600&query=up"),
+            })
+        })
+        .collect();
+    let metrics = || send(&url, "GET", "/metrics", "", "").body;
+    wait_until(Duration::from_secs(30), "every query to be in flight", || {
+        metrics().contains("sketch_proxy_collapsible_queries_in_flight 20\n")
+    })
+    .unwrap();
+    downstream.release();
+    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.status == 200 && a.body == answers[0].body),
+        "{answers:?}"
+    );
+    assert_eq!(downstream.requests().len(), 1, "one request downstream");
+    assert!(
+        metrics().contains("sketch_proxy_collapsed_queries_total 19\n"),
+        "{}",
+        metrics()
+    );
+    // Not a cache: the next identical query goes downstream again.
+    send(&url, "GET", "/api/v1/query", "query=up&time=1700003600", "");
+    assert_eq!(downstream.requests().len(), 2);
+}

@@ -24,6 +24,12 @@ impl Form {
     }
 
     /// The first value of `key`, or "" when absent (Go's `FormValue`).
+    /// Every name and value, in the order sent (body first, then URL).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The first value of `key`, or `""`.
     pub fn get(&self, key: &str) -> &str {
         self.pairs
             .iter()

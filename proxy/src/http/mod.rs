@@ -10,6 +10,7 @@
 //!   └─ TLS (in the server) and basic auth from --web.config.file
 //! ```
 
+pub mod collapse;
 pub mod door;
 pub mod fanout;
 mod ops;
@@ -179,6 +180,7 @@ async fn run(
         ..fanout::Asked::default()
     };
     let mut limit = None;
+    let mut collapse_key = None;
     let checking = tracing::info_span!("check").entered();
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
@@ -219,15 +221,45 @@ async fn run(
             Checked::Query(mut request) => {
                 request.thanos = asked.thanos.clone();
                 query = Some(*request);
+                collapse_key = Some(collapse::key(endpoint, form.pairs(), &parts.headers));
             }
             Checked::Forward => {}
         }
     }
-    // Shared with the evaluation thread: an evaluation outliving its client (until it
-    // sees the cancellation) still counts against the limit.
     drop(checking);
     trail.stage("check");
-    let slot = stages::admit(proxy, &runtime, endpoint)
+    let answering = answer(
+        proxy, &runtime, endpoint, label_name, limit, &asked, query, parts, body, trail,
+    );
+    match collapse_key {
+        Some(key) => Ok(proxy
+            .collapser
+            .share(key, async { answering.await.unwrap_or_else(rescue) })
+            .await),
+        None => answering.await,
+    }
+}
+
+/// The stages after the checks: admit, then evaluate, forward or fan out.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stage's inputs, each made by an earlier stage"
+)]
+async fn answer(
+    proxy: &Arc<Proxy>,
+    runtime: &crate::state::Runtime,
+    endpoint: Endpoint,
+    label_name: Option<&str>,
+    limit: Option<usize>,
+    asked: &fanout::Asked,
+    query: Option<api::QueryRequest>,
+    parts: http::request::Parts,
+    body: bytes::Bytes,
+    trail: &mut query_log::Trail,
+) -> Result<Response, ApiError> {
+    // Shared with the evaluation thread: an evaluation outliving its client (until it
+    // sees the cancellation) still counts against the limit.
+    let slot = stages::admit(proxy, runtime, endpoint)
         .instrument(tracing::info_span!("queue"))
         .await?
         .map(Arc::new);
@@ -235,31 +267,31 @@ async fn run(
     let sketches = tracing::info_span!("plan").in_scope(|| {
         query
             .as_ref()
-            .and_then(|r| stages::sketches_for(proxy, &runtime, r, &parts.headers))
+            .and_then(|r| stages::sketches_for(proxy, runtime, r, &parts.headers))
     });
     match query {
-        Some(request) if stages::answers_locally(&runtime, &request, sketches.is_some()) => {
+        Some(request) if stages::answers_locally(runtime, &request, sketches.is_some()) => {
             let reuse_kept = stages::reuse_kept(&parts.headers);
-            stages::evaluate(proxy, &runtime, request, sketches, reuse_kept, slot)
+            stages::evaluate(proxy, runtime, request, sketches, reuse_kept, slot)
                 .instrument(tracing::info_span!("evaluate"))
                 .await
         }
         Some(_) => Ok(stages::mark_path(
-            stages::forward(proxy, &runtime, endpoint, parts, body)
+            stages::forward(proxy, runtime, endpoint, parts, body)
                 .instrument(tracing::info_span!("forward"))
                 .await?,
             stages::Path::Downstream,
         )),
-        None if stages::fans_out(&runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
+        None if stages::fans_out(runtime) => match fanout::Merge::of(endpoint, label_name, limit) {
             Some(merge) => {
-                let path_and_query = stages::path_and_query(&runtime, &parts);
+                let path_and_query = stages::path_and_query(runtime, &parts);
                 fanout::fan_out(
-                    &runtime,
+                    runtime,
                     &proxy.metrics.endpoint_up,
                     merge,
                     &parts,
                     &path_and_query,
-                    &asked,
+                    asked,
                     body,
                 )
                 .await
@@ -269,7 +301,7 @@ async fn run(
             }),
         },
         None => {
-            stages::forward(proxy, &runtime, endpoint, parts, body)
+            stages::forward(proxy, runtime, endpoint, parts, body)
                 .instrument(tracing::info_span!("forward"))
                 .await
         }

@@ -134,6 +134,24 @@ type Seen = parking_lot::Mutex<Vec<Recorded>>;
 pub struct Recorder {
     addr: SocketAddr,
     seen: Arc<Seen>,
+    gate: Arc<Gate>,
+}
+
+/// Holds answers back until opened (open from the start unless made with
+/// [`Recorder::held`]).
+#[derive(Debug, Default)]
+struct Gate {
+    open: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
+    }
 }
 
 impl Recorder {
@@ -144,17 +162,37 @@ impl Recorder {
 
     /// Starts a recorder that answers `body` of `content_type` to every request.
     pub fn answering(content_type: &'static str, body: &'static [u8]) -> anyhow::Result<Self> {
+        Self::start_gated(content_type, body, true)
+    }
+
+    /// Starts a recorder that records requests at once but answers none until
+    /// [`Recorder::release`].
+    pub fn held() -> anyhow::Result<Self> {
+        Self::start_gated("application/json", br#"{"status":"success","data":[]}"#, false)
+    }
+
+    /// Answers every request held, and every later one at once.
+    pub fn release(&self) {
+        *self.gate.open.lock() = true;
+        self.gate.opened.notify_all();
+    }
+
+    fn start_gated(content_type: &'static str, body: &'static [u8], open: bool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let gate = Arc::new(Gate {
+            open: parking_lot::Mutex::new(open),
+            opened: parking_lot::Condvar::new(),
+        });
+        let (log, held) = (seen.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || serve_recorded(stream, &log, content_type, body));
+                let (log, held) = (log.clone(), held.clone());
+                std::thread::spawn(move || serve_recorded(stream, &log, &held, content_type, body));
             }
         });
-        Ok(Self { addr, seen })
+        Ok(Self { addr, seen, gate })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -168,7 +206,7 @@ impl Recorder {
     }
 }
 
-fn serve_recorded(stream: TcpStream, log: &Seen, content_type: &str, answer: &[u8]) {
+fn serve_recorded(stream: TcpStream, log: &Seen, gate: &Gate, content_type: &str, answer: &[u8]) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let Ok(mut writer) = stream.try_clone() else {
         return;
@@ -204,6 +242,7 @@ fn serve_recorded(stream: TcpStream, log: &Seen, content_type: &str, answer: &[u
             return;
         }
         log.lock().push(Recorded { path, headers, body });
+        gate.wait();
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             answer.len()
