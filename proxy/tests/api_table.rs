@@ -10,8 +10,8 @@
 
 mod support;
 
+use sketch_proxy_testkit::Prometheus;
 use sketch_proxy_testkit::tls::{TestCa, basic_auth};
-use sketch_proxy_testkit::{Prometheus, WebDoor};
 use support::{Answer, TestProxy, demo_prometheus, demo_prometheus_behind, send_with};
 
 struct Case<'a> {
@@ -121,12 +121,10 @@ fn proxy_answers_exactly_like_prometheus() {
 #[test]
 fn proxy_answers_exactly_like_prometheus_over_tls_with_credentials() {
     let ca = TestCa::new().unwrap();
-    let prometheus = demo_prometheus_behind(Some(WebDoor {
-        file: ca
-            .web_config("prometheus-web.yml", Some(("prometheus", "prom-secret")))
+    let prometheus = demo_prometheus_behind(Some(
+        ca.web_door("prometheus-web.yml", "prometheus", "prom-secret")
             .unwrap(),
-        basic_auth: Some(("prometheus".to_owned(), "prom-secret".to_owned())),
-    }));
+    ));
     let password_file = ca.file("downstream-password");
     std::fs::write(&password_file, "prom-secret\n").unwrap();
     let door = ca

@@ -14,9 +14,7 @@ mod support;
 use std::time::Duration;
 
 use sketch_proxy_testkit::tls::{TestCa, basic_auth};
-use sketch_proxy_testkit::{
-    ConnectProxy, Prometheus, PrometheusOptions, Recorder, WebDoor, free_port, wait_until,
-};
+use sketch_proxy_testkit::{ConnectProxy, Prometheus, PrometheusOptions, Recorder, free_port, wait_until};
 use support::write::{self, stored_as};
 use support::{TestProxy, demo_prometheus, demo_prometheus_behind, send, send_with};
 
@@ -25,12 +23,10 @@ const QUERY: &str = "query=up&time=1700003600";
 /// A Prometheus behind TLS and basic auth (`prometheus` / `prom-secret`).
 fn guarded_prometheus(ca: &TestCa, options: PrometheusOptions) -> Prometheus {
     Prometheus::start(&PrometheusOptions {
-        web: Some(WebDoor {
-            file: ca
-                .web_config("prometheus-web.yml", Some(("prometheus", "prom-secret")))
+        web: Some(
+            ca.web_door("prometheus-web.yml", "prometheus", "prom-secret")
                 .unwrap(),
-            basic_auth: Some(("prometheus".to_owned(), "prom-secret".to_owned())),
-        }),
+        ),
         ..options
     })
     .unwrap()
@@ -262,12 +258,10 @@ fn downstream_gets_its_own_token_read_again_when_the_file_changes() {
 #[test]
 fn downstream_is_reached_through_a_proxy_url() {
     let ca = TestCa::new().unwrap();
-    let prometheus = demo_prometheus_behind(Some(WebDoor {
-        file: ca
-            .web_config("prometheus-web.yml", Some(("prometheus", "prom-secret")))
+    let prometheus = demo_prometheus_behind(Some(
+        ca.web_door("prometheus-web.yml", "prometheus", "prom-secret")
             .unwrap(),
-        basic_auth: Some(("prometheus".to_owned(), "prom-secret".to_owned())),
-    }));
+    ));
     let forward = ConnectProxy::start().unwrap();
     // The credentials ride in the URL here: they become basic auth.
     let upstream = prometheus

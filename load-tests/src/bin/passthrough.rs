@@ -19,7 +19,7 @@ use sketch_proxy::outbound::Outbound;
 use sketch_proxy_load_tests::start_proxy_behind;
 use sketch_proxy_testkit::demo::{self, TEST_END, TEST_START};
 use sketch_proxy_testkit::tls::{TestCa, basic_auth};
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions, WebDoor};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions};
 
 /// (name, method, path, form): what a dashboard load and its panels send.
 const MIX: &[(&str, &str, &str, &str)] = &[
@@ -112,16 +112,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(200);
     let tls = std::env::args().any(|a| a == "--tls");
     let ca = TestCa::new()?;
-    let web = |name: &str, user: &str, password: &str| -> anyhow::Result<WebDoor> {
-        Ok(WebDoor {
-            file: ca.web_config(name, Some((user, password)))?,
-            basic_auth: Some((user.to_owned(), password.to_owned())),
-        })
-    };
     let prometheus = Prometheus::start(&PrometheusOptions {
         openmetrics: Some(demo::openmetrics(TEST_START, TEST_END)),
         web: if tls {
-            Some(web("prometheus-web.yml", "prometheus", "prom-pw")?)
+            Some(ca.web_door("prometheus-web.yml", "prometheus", "prom-pw")?)
         } else {
             None
         },
@@ -149,7 +143,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut args = vec![format!("--upstream={}", prometheus.url())];
     let proxy_door = if tls {
-        Some(web("proxy-web.yml", "grafana", "grafana-pw")?)
+        Some(ca.web_door("proxy-web.yml", "grafana", "grafana-pw")?)
     } else {
         None
     };

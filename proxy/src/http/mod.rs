@@ -184,7 +184,8 @@ async fn run(
     let checking = tracing::info_span!("check").entered();
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
-        if matches!(endpoint, Endpoint::Query | Endpoint::QueryRange) {
+        // Copied only for a query log: most configurations have none.
+        if runtime.query_log.is_some() && matches!(endpoint, Endpoint::Query | Endpoint::QueryRange) {
             let param = |name: &str| Some(form.get(name).to_owned()).filter(|v| !v.is_empty());
             trail.params = Some(query_log::Params {
                 query: form.get("query").to_owned(),

@@ -97,6 +97,17 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A web door of TLS and basic auth for `user` with `password`, for a Prometheus
+    /// started with it (see [`crate::PrometheusOptions::web`]).
+    pub fn web_door(&self, name: &str, user: &str, password: &str) -> anyhow::Result<crate::WebDoor> {
+        Ok(crate::WebDoor {
+            file: self.web_config(name, Some((user, password)))?,
+            basic_auth: Some((user.to_owned(), password.to_owned())),
+        })
+    }
+}
+
 /// The `Authorization` value of basic auth for `user` and `password`.
 pub fn basic_auth(user: &str, password: &str) -> String {
     format!(
