@@ -501,3 +501,50 @@ fn identical_queries_in_flight_reach_downstream_once() {
     send(&url, "GET", "/api/v1/query", "query=up&time=1700003600", "");
     assert_eq!(downstream.requests().len(), 2);
 }
+
+/// A client that opens a connection to the TLS door and sends half a handshake, or
+/// plain HTTP, is dropped (after `web.read_header_timeout` at most) and costs the
+/// others nothing.
+#[test]
+fn stalled_or_plain_connections_to_the_tls_door_are_dropped() {
+    use std::io::{Read as _, Write as _};
+    let prometheus = demo_prometheus();
+    let ca = TestCa::new().unwrap();
+    let door = ca.web_config("web.yml", None).unwrap();
+    let proxy = TestProxy::start(
+        &format!(
+            "web:\n  config_file: {}\n  read_header_timeout: 1s\n",
+            door.display()
+        ),
+        &prometheus.url(),
+    );
+    // (what the client sends, then waits for the server to close)
+    let table: [&[u8]; 3] = [
+        b"",
+        b"\x16\x03\x01\x00\xff\x01",
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for sent in table {
+        let mut tcp = std::net::TcpStream::connect(proxy.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        tcp.write_all(sent).unwrap();
+        let started = std::time::Instant::now();
+        let mut buffer = [0u8; 4096];
+        let mut received = Vec::new();
+        // Read until the server closes: EOF or a reset, never the read timeout.
+        loop {
+            match tcp.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{sent:?}: the server kept the connection: {e}"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{sent:?}");
+        assert!(
+            !String::from_utf8_lossy(&received).contains("Ready"),
+            "{sent:?}: answered in clear"
+        );
+    }
+    assert_eq!(send(&proxy.url(), "GET", "/-/healthy", "", "").status, 200);
+}
