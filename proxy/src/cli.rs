@@ -143,6 +143,19 @@ pub struct Cli {
     /// Fail a request when any endpoint fails.
     #[arg(long = "no-query.partial-response", conflicts_with = "partial_response")]
     no_partial_response: bool,
+    /// Keep query answers in the results cache [default: on, or cache.enabled].
+    /// `=false` or --no-query.cache turns it off.
+    #[arg(
+        long = "query.cache",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        env = "SKETCH_PROXY_QUERY_CACHE"
+    )]
+    cache: Option<bool>,
+    /// Keep no query answers.
+    #[arg(long = "no-query.cache", conflicts_with = "cache")]
+    no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +200,7 @@ impl Cli {
             } else {
                 self.partial_response
             },
+            cache: if self.no_cache { Some(false) } else { self.cache },
             web_config_file: self.web_config_file,
             enable_lifecycle: self.enable_lifecycle,
             enable_admin_api: self.enable_admin_api,

@@ -22,6 +22,7 @@
 //! See `docs/ARCHITECTURE.md` for the invariants.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -30,7 +31,6 @@ pub mod downstream;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
-pub mod kept;
 pub mod metrics;
 pub mod outbound;
 pub mod plugin_host;

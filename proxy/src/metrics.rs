@@ -40,9 +40,9 @@ pub struct AnsweredByLabels {
     pub answered_by: &'static str,
 }
 
-/// Labels of a rule query's kept-steps lookup.
+/// Labels of a results-cache lookup.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KeptLabels {
+pub struct CacheLabels {
     /// `hit`, `partial` or `miss`.
     pub result: &'static str,
 }
@@ -100,8 +100,14 @@ pub struct Metrics {
     /// Queries answered, by path (`downstream`, `engine`, `sketch`; an answer from
     /// sketches and the engine counts once for each).
     pub queries: Family<AnsweredByLabels, Counter>,
-    /// Rule queries by how their steps were found kept (`hit`, `partial`, `miss`).
-    pub kept_steps: Family<KeptLabels, Counter>,
+    /// Cacheable queries by how the results cache answered (`hit`, `partial`, `miss`).
+    pub cache_requests: Family<CacheLabels, Counter>,
+    /// Bytes the results cache holds (set at each scrape).
+    pub cache_bytes: Gauge,
+    /// Entries (query keys) in the results cache (set at each scrape).
+    pub cache_entries: Gauge,
+    /// Results-cache entries dropped because a late sample changed them.
+    pub cache_invalidations: Counter,
     /// Queries refused because every slot was taken.
     pub queries_rejected: Counter,
     /// Queries waiting for a concurrency slot.
@@ -484,7 +490,10 @@ impl Metrics {
             downstream_errors: Family::default(),
             queries_in_flight: Gauge::default(),
             queries: Family::default(),
-            kept_steps: Family::default(),
+            cache_requests: Family::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            cache_invalidations: Counter::default(),
             queries_rejected: Counter::default(),
             queries_waiting: Gauge::default(),
             local_query_duration: latency_histogram(),
@@ -523,9 +532,24 @@ impl Metrics {
             m.queries.clone(),
         );
         registry.register(
-            "kept_steps_lookups",
-            "Rule queries by whether their steps were found kept (hit, partial, miss)",
-            m.kept_steps.clone(),
+            "results_cache_requests",
+            "Cacheable query and query_range requests by how the results cache answered: hit (all of it), partial (some steps computed), miss",
+            m.cache_requests.clone(),
+        );
+        registry.register(
+            "results_cache_bytes",
+            "Bytes held by the results cache",
+            m.cache_bytes.clone(),
+        );
+        registry.register(
+            "results_cache_entries",
+            "Queries with answers in the results cache",
+            m.cache_entries.clone(),
+        );
+        registry.register(
+            "results_cache_invalidations",
+            "Results-cache entries dropped because a sample written through the proxy changed them",
+            m.cache_invalidations.clone(),
         );
         registry.register(
             "endpoint_up",

@@ -12,7 +12,6 @@ use crate::config::RawSource;
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
 use crate::ingest::Ingest;
-use crate::kept::KeptResults;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
 use crate::prompb::Label;
@@ -56,8 +55,8 @@ pub struct Runtime {
     pub sketch_rules: Arc<Rules>,
     /// Raw data for local evaluation (`query.source`).
     pub source: Arc<dyn Source>,
-    /// Kept step results of the rule queries.
-    pub kept: KeptResults,
+    /// The results cache (`cache.enabled`).
+    pub cache: Option<Arc<crate::cache::ResultsCache>>,
     /// Every read endpoint, when there are several (`downstream.endpoints`).
     pub targets: Vec<crate::http::fanout::Target>,
     /// The PromQL requests may use: the shape limits and the loaded plugins' functions.
@@ -72,6 +71,11 @@ impl Runtime {
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
         let source = raw_source(&config, metrics);
+        if config.sketches.kept_points.is_some() {
+            tracing::warn!(
+                "sketches.kept_points is no longer used and is ignored: the results cache (cache.max_bytes) keeps rule queries' steps with every other query's"
+            );
+        }
         let custom: Vec<crate::promql::CustomFunction> = plugins
             .plugins()
             .iter()
@@ -91,7 +95,17 @@ impl Runtime {
             query_log,
             grammar: crate::promql::Grammar::new(config.limits.shape(), &custom),
             source,
-            kept: KeptResults::new(&config.sketches.queries, config.sketches.kept_points),
+            cache: config.cache.enabled.then(|| {
+                Arc::new(crate::cache::ResultsCache::new(
+                    crate::cache::Settings {
+                        max_bytes: config.cache.max_bytes,
+                        max_freshness: config.cache.max_freshness,
+                        max_ttl: config.cache.max_ttl,
+                        longest_query: config.query.timeout,
+                    },
+                    metrics.cache_invalidations.clone(),
+                ))
+            }),
             targets: if config.fans_out() {
                 config
                     .downstream

@@ -6,7 +6,9 @@
 //! (passthrough, a check on the runner) and with the proxy evaluating every query itself
 //! over raw data it reads back by remote read (`query.mode: local`); then with the data
 //! split over two Prometheus shards by a hash of the series labels, and over a replica
-//! pair where each replica misses a different third of the samples (issue 8).
+//! pair where each replica misses a different third of the samples (issue 8). Every
+//! `eval` is asked twice: the second answer must come from the results cache (unless
+//! the query is not cacheable, or failed) and pass too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -123,7 +125,26 @@ impl Server {
             form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>(),
             at_ms as f64 / 1000.0
         );
-        let answer = support::send(&self.proxy.url(), "POST", "/api/v1/query", "", &form);
+        let ask = || support::send(&self.proxy.url(), "POST", "/api/v1/query", "", &form);
+        let first = ask();
+        let failed = self.check(kind, &first, expected);
+        // Asked again, a cacheable answer comes from the results cache, and is as right.
+        let second = ask();
+        if failed.is_none()
+            && first.cache.is_some()
+            && first.status == 200
+            && second.cache.as_deref() != Some("hit")
+        {
+            return Some(format!("asked again: X-Cache {:?}, expected hit", second.cache));
+        }
+        failed.or_else(|| {
+            self.check(kind, &second, expected)
+                .map(|why| format!("from the cache: {why}"))
+        })
+    }
+
+    /// `None` if `answer` matches, else why not.
+    fn check(&self, kind: EvalKind, answer: &support::Answer, expected: &Expected) -> Option<String> {
         let json = answer.json();
         let path = answer.path.clone();
         let want_path = match self.mode {

@@ -253,11 +253,12 @@ fn store_match_lookback_delta_time_ranges_and_a_stopped_replica() {
         204
     );
     let yaml = format!(
-        "downstream:\n  endpoints:\n    - url: {}\n      external_labels: {{replica: a}}\n    - url: {}\n      external_labels: {{replica: b}}\n    - url: {}\n      max_time: \"2000-01-01T00:00:00Z\"\nquery:\n  replica_labels: [replica]\n",
+        "downstream:\n  endpoints:\n    - url: {}\n      external_labels: {{replica: a}}\n    - url: {}\n      external_labels: {{replica: b}}\n    - url: {}\n      max_time: \"2000-01-01T00:00:00Z\"\ncache:\n  enabled: false\nquery:\n  replica_labels: [replica]\n",
         servers[0].url(),
         servers[1].url(),
         servers[2].url()
     );
+    // (Without the results cache: the stopped replica's turn would be answered from it.)
     let proxy = TestProxy::start(&yaml, &servers[0].url());
     let now = t + 180_000;
     // The third endpoint is not asked; the replicas are one.

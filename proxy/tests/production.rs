@@ -466,7 +466,8 @@ fn answers_are_gzipped_for_clients_that_accept_it() {
 #[test]
 fn identical_queries_in_flight_reach_downstream_once() {
     let downstream = Recorder::held().unwrap();
-    let proxy = TestProxy::start("", &downstream.url());
+    // Without the results cache, to see that collapsing keeps nothing.
+    let proxy = TestProxy::start("cache:\n  enabled: false\n", &downstream.url());
     let url = proxy.url();
     let clients: Vec<_> = (0..20)
         .map(|i| {

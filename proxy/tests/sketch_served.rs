@@ -241,11 +241,11 @@ fn rule_queries_get_the_sketches_they_need() {
 }
 
 #[test]
-fn a_rule_query_panel_refreshed_a_step_later_computes_only_its_new_steps() {
+fn a_sketch_served_panel_refreshed_a_step_later_computes_only_its_new_steps() {
     let queries = "  queries:\n    - 'quantile_over_time(0.9, served_values[30m])'\n";
     let (_prometheus, proxy, _dir, start, end) = setup_with(queries);
     let query = "quantile_over_time(0.9, served_values[30m])";
-    // Steps more than INGEST_LAG_MS old are final; these all are.
+    // Steps older than cache.max_freshness are kept; these all are.
     let (from, to) = (start + 3_600_000, end - 300_000);
     let ask = |from: i64, to: i64, headers: &[(&str, &str)]| {
         let answer = range_query_with(&proxy, query, from, to, 60, "", headers);
@@ -260,18 +260,18 @@ fn a_rule_query_panel_refreshed_a_step_later_computes_only_its_new_steps() {
         answer
     };
     let first = ask(from, to, &[]);
-    assert_eq!(first.kept.as_deref(), Some("miss"));
+    assert_eq!(first.cache.as_deref(), Some("miss"));
     let again = ask(from, to, &[]);
-    assert_eq!(again.kept.as_deref(), Some("hit"));
-    assert_eq!(again.body, first.body, "kept steps answer as computed ones");
+    assert_eq!(again.cache.as_deref(), Some("hit"));
+    assert_eq!(again.body, first.body, "cached steps answer as computed ones");
     // The panel a step later: one new step computed, the rest kept.
     let moved = ask(from + 60_000, to + 60_000, &[]);
-    assert_eq!(moved.kept.as_deref(), Some("partial"));
+    assert_eq!(moved.cache.as_deref(), Some("partial"));
     let recomputed = ask(from + 60_000, to + 60_000, &[("Cache-Control", "no-cache")]);
     assert_eq!(
-        recomputed.kept.as_deref(),
+        recomputed.cache.as_deref(),
         Some("miss"),
-        "no-cache reads nothing kept"
+        "no-cache reads nothing cached"
     );
     assert_eq!(moved.body, recomputed.body);
     let steps = (to - from) / 60_000 + 1;
@@ -289,16 +289,21 @@ fn a_rule_query_panel_refreshed_a_step_later_computes_only_its_new_steps() {
         );
     }
     assert_eq!(moved.range_values().len() as i64, 3 * steps);
-    // Not a rule query: nothing kept.
-    let other = range_query_with(
-        &proxy,
-        "quantile_over_time(0.5, served_values[30m])",
-        from,
-        to,
-        60,
-        "",
-        &[],
-    );
-    assert_eq!(other.path.as_deref(), Some("sketch"));
-    assert_eq!(other.kept, None);
+    // Any query is cached, rule query or not.
+    let other = || {
+        range_query_with(
+            &proxy,
+            "quantile_over_time(0.5, served_values[30m])",
+            from,
+            to,
+            60,
+            "",
+            &[],
+        )
+    };
+    let (first_other, other_again) = (other(), other());
+    assert_eq!(first_other.path.as_deref(), Some("sketch"));
+    assert_eq!(first_other.cache.as_deref(), Some("miss"));
+    assert_eq!(other_again.cache.as_deref(), Some("hit"));
+    assert_eq!(other_again.body, first_other.body);
 }

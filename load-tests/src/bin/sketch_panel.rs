@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
         }
         if path.starts_with("/api/v1/query_range") {
             let kept = http_agent().get(&sketch_url).call()?;
-            let outcome = kept.headers().get("x-kept-steps").and_then(|v| v.to_str().ok());
+            let outcome = kept.headers().get("x-cache").and_then(|v| v.to_str().ok());
             if outcome != Some("hit") {
                 bail!("{name}: the rule query's steps were not all kept: {outcome:?}");
             }

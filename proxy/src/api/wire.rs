@@ -307,6 +307,6 @@ fn push_labels(out: &mut String, labels: &crate::promql::eval::value::Labels) {
 }
 
 /// A JSON string escaped as Go escapes it.
-fn go_string(s: &str) -> String {
+pub fn go_string(s: &str) -> String {
     String::from_utf8(to_go_json(&s)).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 //! Loading goes raw file → per-section deserialization (errors collected) → flag
 //! overrides → validation (errors collected) → [`Config`].
 
+mod cache;
 pub mod duration;
 mod http_client;
 mod ingest;
@@ -22,6 +23,7 @@ use http::Uri;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+pub use cache::CacheConfig;
 pub use http_client::{
     AuthorizationConfig, BasicAuthConfig, HttpClientConfig, Secret, TlsClientConfig, redacted,
 };
@@ -58,6 +60,8 @@ pub struct Config {
     pub sketches: SketchesConfig,
     /// How queries are answered, and local evaluation's limits.
     pub query: QueryConfig,
+    /// The results cache.
+    pub cache: CacheConfig,
     /// OpenTelemetry traces. Not reloadable.
     pub tracing: TracingConfig,
 }
@@ -347,6 +351,8 @@ pub struct Overrides {
     pub replica_labels: Vec<String>,
     /// `--query.partial-response` / `--no-query.partial-response`.
     pub partial_response: Option<bool>,
+    /// `--query.cache` / `--no-query.cache`.
+    pub cache: Option<bool>,
     /// `--web.config.file`.
     pub web_config_file: Option<PathBuf>,
     /// `--web.enable-lifecycle`.
@@ -427,10 +433,11 @@ pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError
                     "ingest" => section(&key, value, &mut raw.ingest, &mut errors),
                     "sketches" => section(&key, value, &mut raw.sketches, &mut errors),
                     "query" => section(&key, value, &mut raw.query, &mut errors),
+                    "cache" => section(&key, value, &mut raw.cache, &mut errors),
                     "tracing" => section(&key, value, &mut raw.tracing, &mut errors),
                     _ => errors.push(error(
                         &key,
-                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`, `query`, `tracing`",
+                        "unknown field, expected one of `listen`, `downstream`, `web`, `limits`, `log`, `plugins`, `ingest`, `sketches`, `query`, `cache`, `tracing`",
                     )),
                 }
             }
@@ -457,6 +464,7 @@ struct RawConfig {
     ingest: IngestConfig,
     sketches: SketchesConfig,
     query: QueryConfig,
+    cache: CacheConfig,
     tracing: TracingConfig,
 }
 
@@ -542,6 +550,9 @@ impl RawConfig {
         self.query.replica_labels.extend(o.replica_labels.iter().cloned());
         if let Some(partial) = o.partial_response {
             self.query.partial_response = partial;
+        }
+        if let Some(cache) = o.cache {
+            self.cache.enabled = cache;
         }
         if let Some(prefix) = &o.route_prefix {
             self.web.route_prefix = prefix.clone();
@@ -756,6 +767,7 @@ impl RawConfig {
         ingest.validate(&self_downstream, errors);
         self.sketches.validate(errors);
         self.query.validate(errors);
+        self.cache.validate(errors);
         self.tracing.validate(errors);
         Config {
             listen,
@@ -770,6 +782,7 @@ impl RawConfig {
             ingest,
             sketches: self.sketches,
             query: self.query,
+            cache: self.cache,
             tracing: self.tracing,
         }
     }

@@ -45,10 +45,9 @@ pub struct SketchesConfig {
     /// loses at most this much sketching, which the backfill at start reads again.
     #[serde(with = "duration::prometheus")]
     pub snapshot_interval: Duration,
-    /// Most step values of rule queries kept (default 10,000,000, about 0.5 GB): each
-    /// final step of a rule query's range answer, so a refreshed panel computes only
-    /// its newest steps.
-    pub kept_points: u64,
+    /// No longer used, and ignored with a warning: the results cache (`cache:`) keeps
+    /// the steps of rule queries' answers along with every other query's.
+    pub kept_points: Option<u64>,
 }
 
 impl Default for SketchesConfig {
@@ -62,7 +61,7 @@ impl Default for SketchesConfig {
             backfill: true,
             data_dir: None,
             snapshot_interval: Duration::from_secs(300),
-            kept_points: 10_000_000,
+            kept_points: None,
         }
     }
 }

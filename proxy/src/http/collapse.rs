@@ -106,7 +106,7 @@ impl Collapser {
         let shared = cell
             .get_or_init(|| async {
                 led = true;
-                match buffered((&mut answering).await).await {
+                match shared((&mut answering).await).await {
                     Ok(shared) => Some(shared),
                     Err(streaming) => {
                         own = Some(streaming);
@@ -157,7 +157,19 @@ fn scopeguard(gauge: &Gauge) -> impl Drop + '_ {
 
 /// The whole answer, when it is at most [`MAX_SHARED_BYTES`]; otherwise the answer as
 /// it comes (what was read, then the rest).
-async fn buffered(response: Response) -> Result<Shared, Response> {
+async fn shared(response: Response) -> Result<Shared, Response> {
+    let (parts, body) = buffered(response, MAX_SHARED_BYTES).await?;
+    Ok(Shared {
+        status: parts.status,
+        stats: parts.extensions.get::<Stats>().copied(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// The whole body, when it is at most `limit` bytes; otherwise the response as it
+/// comes (what was read, then the rest).
+pub async fn buffered(response: Response, limit: usize) -> Result<(http::response::Parts, Bytes), Response> {
     let (parts, mut body) = response.into_parts();
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -175,18 +187,13 @@ async fn buffered(response: Response) -> Result<Shared, Response> {
             }
         };
         read.extend_from_slice(&data);
-        if read.len() > MAX_SHARED_BYTES {
+        if read.len() > limit {
             let prefix = futures_util::stream::once(async move { Ok::<Bytes, axum::Error>(read.freeze()) });
             let rest = body.into_data_stream();
             return Err(Response::from_parts(parts, Body::from_stream(prefix.chain(rest))));
         }
     }
-    Ok(Shared {
-        status: parts.status,
-        stats: parts.extensions.get::<Stats>().copied(),
-        headers: parts.headers,
-        body: read.freeze(),
-    })
+    Ok((parts, read.freeze()))
 }
 
 #[cfg(test)]

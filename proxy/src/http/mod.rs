@@ -1,15 +1,16 @@
 //! The HTTP server. [`router`] assembles the whole request path in one place:
 //!
 //! ```text
-//! door ─▶ gzip ─▶ observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ admit ─▶ forward
-//!   │          │                                          └─▶ evaluate (query, query_range
-//!   │          │                                                answered locally)
+//! door ─▶ gzip ─▶ observe ─▶ route ─▶ read_body ─▶ decode ─▶ check ─▶ collapse ─▶ cache ─▶ admit ─▶ forward
+//!   │          │                                                                     └─▶ evaluate (query, query_range
+//!   │          │                                                                           answered locally)
 //!   │          │                              └─ errors ─▶ rescue (the one error → HTTP mapping)
 //!   │          └─ ops: /-/healthy /-/ready /-/reload /metrics /api/v1/status/sketches
 //!   │     └─ metrics and a log line for every request
 //!   └─ TLS (in the server) and basic auth from --web.config.file
 //! ```
 
+mod cached;
 pub mod collapse;
 pub mod door;
 pub mod fanout;
@@ -181,6 +182,8 @@ async fn run(
     };
     let mut limit = None;
     let mut collapse_key = None;
+    let mut cache_plan = None;
+    let mut pairs = Vec::new();
     let checking = tracing::info_span!("check").entered();
     if matches!(parts.method, Method::GET | Method::POST) {
         let form = stages::decode(&parts, &body);
@@ -221,17 +224,39 @@ async fn run(
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
             Checked::Query(mut request) => {
                 request.thanos = asked.thanos.clone();
-                query = Some(*request);
                 collapse_key = Some(collapse::key(endpoint, form.pairs(), &parts.headers));
+                cache_plan = cached::plan(runtime.cache.as_ref(), &request, &parts.headers);
+                if cache_plan.is_some() {
+                    pairs = form.pairs().to_vec();
+                }
+                query = Some(*request);
             }
             Checked::Forward => {}
         }
     }
     drop(checking);
     trail.stage("check");
-    let answering = answer(
-        proxy, &runtime, endpoint, label_name, limit, &asked, query, parts, body, trail,
-    );
+    let answering = async {
+        let Some(plan) = cache_plan else {
+            return answer(
+                proxy, &runtime, endpoint, label_name, limit, &asked, query, parts, body, trail,
+            )
+            .await;
+        };
+        let compute = match plan.lookup(&proxy.metrics) {
+            cached::Lookup::Hit(response) => return Ok(response),
+            cached::Lookup::Compute(compute) => compute,
+        };
+        let (mut parts, mut body, mut query) = (parts, body, query);
+        if let Some(request) = query.as_mut() {
+            compute.narrow(request, &mut parts, &mut body, &pairs);
+        }
+        let response = answer(
+            proxy, &runtime, endpoint, label_name, limit, &asked, query, parts, body, trail,
+        )
+        .await?;
+        Ok(compute.finish(response, &proxy.metrics).await)
+    };
     match collapse_key {
         Some(key) => Ok(proxy
             .collapser
@@ -272,8 +297,7 @@ async fn answer(
     });
     match query {
         Some(request) if stages::answers_locally(runtime, &request, sketches.is_some()) => {
-            let reuse_kept = stages::reuse_kept(&parts.headers);
-            stages::evaluate(proxy, runtime, request, sketches, reuse_kept, slot)
+            stages::evaluate(proxy, runtime, request, sketches, slot)
                 .instrument(tracing::info_span!("evaluate"))
                 .await
         }
@@ -331,11 +355,19 @@ async fn remote_write(State(proxy): State<Arc<Proxy>>, req: Request) -> Response
                 other => other,
             })?;
         let decoded = ingest.decode(&parts.headers, body)?;
+        let late = runtime
+            .cache
+            .as_ref()
+            .map(|c| c.late(&decoded.request, crate::clock::now_ms()))
+            .unwrap_or_default();
         let feeding = proxy
             .sketches
             .feed(&decoded.request, &runtime.sketch_rules, &runtime.plugins);
         let (queued, ()) = tokio::join!(ingest.enqueue(decoded), feeding.finish());
         queued?;
+        if let Some(cache) = &runtime.cache {
+            cache.saw_late(late, Arc::new(ingest.delivery()));
+        }
         Ok::<_, ApiError>(())
     };
     match result.await {

@@ -105,6 +105,15 @@ pub async fn metrics(State(proxy): State<Arc<Proxy>>, req: Request) -> Response 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
+    let (bytes, entries) = proxy.runtime().cache.as_ref().map_or((0, 0), |c| c.usage());
+    proxy
+        .metrics
+        .cache_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    proxy
+        .metrics
+        .cache_entries
+        .set(i64::try_from(entries).unwrap_or(i64::MAX));
     let (body, content_type) = if openmetrics {
         (
             proxy.metrics.encode(),

@@ -16,10 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::api::params::Form;
 use crate::api::{ApiError, Endpoint, QueryRequest};
 use crate::config::QueryMode;
-use crate::metrics::{
-    AnsweredByLabels, DownstreamErrorLabels, HandlerLabels, KeptLabels, Metrics, RequestLabels,
-};
-use crate::promql::eval::{Answer, Sketches};
+use crate::metrics::{AnsweredByLabels, DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
+use crate::promql::eval::value::{Labels, Matrix, Point, Series};
+use crate::promql::eval::{Answer, Range, Sketches};
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::query::{self, QueryLimits};
 use crate::sketches::StoreSketches;
@@ -53,7 +52,7 @@ pub async fn observe(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) 
 }
 
 /// Counts which paths answered a query (one count per path named in the answer's
-/// path header) and whether its rule-query steps came from kept results.
+/// path header).
 fn count_answer(proxy: &Proxy, response: &Response) {
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(paths) = header(PATH_HEADER) {
@@ -68,15 +67,6 @@ fn count_answer(proxy: &Proxy, response: &Response) {
                     .inc();
             }
         }
-    }
-    if let Some(kept) = header(KEPT_HEADER)
-        && let Some(result) = ["hit", "partial", "miss"].into_iter().find(|r| *r == kept)
-    {
-        proxy
-            .metrics
-            .kept_steps
-            .get_or_create(&KeptLabels { result })
-            .inc();
     }
 }
 
@@ -391,15 +381,12 @@ pub fn fans_out(runtime: &Runtime) -> bool {
 }
 
 /// Stage `evaluate`: the query answered by the proxy's engine, from sketches where
-/// they cover, and for rule queries from their kept steps (`kept`) unless
-/// `reuse_kept` is false (`Cache-Control: no-cache`). An answer that used sketches
-/// says so in its warnings, with the bound.
+/// they cover. An answer that used sketches says so in its warnings, with the bound.
 pub async fn evaluate(
     proxy: &Proxy,
     runtime: &Runtime,
     request: QueryRequest,
     sketches: Option<Arc<dyn Sketches>>,
-    reuse_kept: bool,
     slot: Option<Arc<QuerySlot>>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -414,9 +401,6 @@ pub async fn evaluate(
     let at_ms = request.range.start_ms;
     let range = request.range;
     let is_range = request.is_range;
-    let key = (request.is_range && sketches.is_some() && !request.thanos.changes_answer())
-        .then(|| runtime.kept.key(&request.expr))
-        .flatten();
     let partial = crate::source::ReadScope::new(
         request
             .thanos
@@ -442,40 +426,7 @@ pub async fn evaluate(
             slot.clone().map(|s| s as query::Held),
         )
     };
-    // A partial answer is not kept: the missing endpoint's data may come back.
-    let whole = || partial.missing().is_empty();
-    let (result, kept_outcome) = match key {
-        None => (run(range).await, None),
-        Some(key) => {
-            let now = crate::clock::now_ms();
-            let found = if reuse_kept {
-                runtime.kept.lookup(&key, range)
-            } else {
-                vec![None; crate::kept::step_count(range)]
-            };
-            match crate::kept::missing(range, &found) {
-                None => (Ok(crate::kept::assemble(range, found, None)), Some("hit")),
-                Some(_) if found.iter().all(Option::is_none) => {
-                    let result = run(range).await;
-                    if let Ok((answer, served)) = &result
-                        && whole()
-                    {
-                        runtime.kept.keep(&key, range, answer, served, now);
-                    }
-                    (result, Some("miss"))
-                }
-                Some(missing) => {
-                    let result = run(missing).await.map(|(answer, served)| {
-                        if whole() {
-                            runtime.kept.keep(&key, missing, &answer, &served, now);
-                        }
-                        crate::kept::assemble(range, found, Some((missing, answer, served)))
-                    });
-                    (result, Some("partial"))
-                }
-            }
-        }
-    };
+    let result = run(range).await;
     proxy
         .metrics
         .local_query_duration
@@ -483,7 +434,7 @@ pub async fn evaluate(
     let (mut answer, served) = result.map_err(ApiError::Query)?;
     if is_range && !matches!(answer, Answer::Matrix(_)) {
         // Prometheus answers every range query with a matrix, one step or more.
-        answer = Answer::Matrix(crate::kept::as_matrix(range, answer));
+        answer = Answer::Matrix(as_matrix(range, answer));
     }
     let warnings: Vec<String> = served
         .sketched
@@ -526,11 +477,6 @@ pub async fn evaluate(
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if let Some(outcome) = kept_outcome {
-        response
-            .headers_mut()
-            .insert(KEPT_HEADER, HeaderValue::from_static(outcome));
-    }
     Ok(response)
 }
 
@@ -539,19 +485,31 @@ pub fn partial_warning(missing: &str) -> String {
     format!("partial response: endpoint {missing} did not answer; the answer lacks its data")
 }
 
-/// The response header saying whether a rule query's steps came from kept results:
-/// `hit` (all), `partial`, or `miss` (none; the final ones are kept now).
-pub const KEPT_HEADER: &str = "x-kept-steps";
-
-/// Whether a request lets kept results answer: not with `Cache-Control: no-cache`.
-pub fn reuse_kept(headers: &HeaderMap) -> bool {
-    !headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
-    })
-}
-
 /// `0.01` as `1%`.
 fn format_bound(bound: f64) -> String {
     format!("{}%", (bound * 1e6).round() / 1e4)
+}
+
+/// A range answer as series, sorted by labels: the engine answers a one-step range
+/// (`start == end`) in an instant query's shape.
+fn as_matrix(range: Range, answer: Answer) -> Matrix {
+    match answer {
+        Answer::Matrix(m) => m,
+        Answer::Vector(v) => {
+            let mut m: Matrix = v
+                .into_iter()
+                .map(|(labels, v)| Series {
+                    labels,
+                    points: vec![Point { t: range.start_ms, v }],
+                })
+                .collect();
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            m
+        }
+        Answer::Scalar(v) => vec![Series {
+            labels: Labels::default(),
+            points: vec![Point { t: range.start_ms, v }],
+        }],
+        Answer::String(_) => Matrix::new(),
+    }
 }

@@ -250,6 +250,17 @@ impl Ingest {
         }
     }
 
+    /// Says, when called, whether every destination has delivered what was on disk when
+    /// this was called (the samples of every acknowledged request).
+    pub fn delivery(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let marks: Vec<(Queue, _)> = self
+            .destinations
+            .iter()
+            .map(|d| (d.queue.clone(), d.queue.durable_end()))
+            .collect();
+        move || marks.iter().all(|(queue, mark)| queue.delivered_through(*mark))
+    }
+
     /// Waits until every destination has delivered what was on disk when called (the
     /// samples of every acknowledged request), or until `within` passed; says which.
     pub async fn flushed(&self, within: Duration) -> bool {

@@ -169,6 +169,28 @@ pub fn selects<'a>(matchers: &Matchers, value_of: impl Fn(&str) -> &'a str) -> b
         && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g)))
 }
 
+/// Whether a step's value may depend on data after the step: an `@` modifier or a
+/// negative offset anywhere in `expr`.
+pub fn reads_ahead(expr: &Expr) -> bool {
+    struct Find(bool);
+    impl ExprVisitor for Find {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            let (at, offset) = match expr {
+                Expr::VectorSelector(vs) => (&vs.at, &vs.offset),
+                Expr::MatrixSelector(ms) => (&ms.vs.at, &ms.vs.offset),
+                Expr::Subquery(sq) => (&sq.at, &sq.offset),
+                _ => return Ok(true),
+            };
+            self.0 |= at.is_some() || matches!(offset, Some(parser::Offset::Neg(_)));
+            Ok(!self.0)
+        }
+    }
+    let mut find = Find(false);
+    let _ = walk_expr(&mut find, expr);
+    find.0
+}
+
 /// The matchers of every vector selector in `expr` (matrix selectors' included, the
 /// metric name as a `__name__` matcher), like Prometheus' `parser.ExtractSelectors`.
 pub fn selector_matchers(expr: &Expr) -> Vec<Matchers> {

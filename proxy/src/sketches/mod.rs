@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use backfill::Job;
 pub use lifecycle::Dropped;
 pub use persist::RestoreStatus;
-pub use rules::{Rule, Rules};
+pub use rules::{Rule, Rules, selects};
 pub use serve::{INGEST_LAG_MS, StoreSketches};
 pub use status::Status;
 

@@ -155,8 +155,8 @@ pub struct Answer {
     pub body: String,
     /// The `X-Answered-By` header: which path answered a query.
     pub path: Option<String>,
-    /// The `X-Kept-Steps` header: whether a rule query's steps were kept.
-    pub kept: Option<String>,
+    /// The `X-Cache` header: how the results cache answered (`hit`, `partial`, `miss`).
+    pub cache: Option<String>,
     /// The `Cache-Control` header.
     pub cache_control: Option<String>,
 }
@@ -201,11 +201,17 @@ pub fn instant(base: &str, query: &str, at_ms: i64, extra: &str) -> Answer {
 /// Sends one request: `query` goes in the URL, a non-empty `form` in a form body.
 /// `query_range` of `query` from `from_ms` to `to_ms` every `step_ms`, plus `extra`
 /// parameters (`&name=value...`).
-pub fn range_query(
+pub fn range_query(base: &str, query: &str, window: (i64, i64, i64), extra: &str) -> Answer {
+    range_query_with(base, query, window, extra, &[])
+}
+
+/// [`range_query`] with request headers.
+pub fn range_query_with(
     base: &str,
     query: &str,
     (from_ms, to_ms, step_ms): (i64, i64, i64),
     extra: &str,
+    headers: &[(&str, &str)],
 ) -> Answer {
     let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
     let params = format!(
@@ -214,7 +220,7 @@ pub fn range_query(
         to_ms as f64 / 1000.0,
         step_ms as f64 / 1000.0
     );
-    send(base, "GET", "/api/v1/query_range", &params, "")
+    send_with(base, "GET", "/api/v1/query_range", &params, "", headers)
 }
 
 pub fn send(base: &str, method: &str, path: &str, query: &str, form: &str) -> Answer {
@@ -257,9 +263,9 @@ pub fn send_with(
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let (path, kept, cache_control) = (
+    let (path, cache, cache_control) = (
         header("x-answered-by"),
-        header("x-kept-steps"),
+        header("x-cache"),
         header("cache-control"),
     );
     let gzipped = response
@@ -280,7 +286,7 @@ pub fn send_with(
         content_type,
         body,
         path,
-        kept,
+        cache,
         cache_control,
     }
 }

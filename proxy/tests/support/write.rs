@@ -105,7 +105,7 @@ pub fn post_with(base: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer 
             .unwrap_or_default(),
         body: response.body_mut().read_to_string().unwrap(),
         path: None,
-        kept: None,
+        cache: None,
         cache_control: None,
     }
 }
