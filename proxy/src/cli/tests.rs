@@ -47,6 +47,10 @@ fn new_and_old_flag_names_set_the_same_settings() {
             !c.query.partial_response
         }),
         (&["--no-query.partial-response"], |c| !c.query.partial_response),
+        (&[], |c| c.cache.enabled),
+        (&["--no-query.cache"], |c| !c.cache.enabled),
+        (&["--query.cache=false"], |c| !c.cache.enabled),
+        (&["--query.cache"], |c| c.cache.enabled),
         (&["--query.replica-label=replica,rule_replica"], |c| {
             c.query.replica_labels == ["replica", "rule_replica"]
         }),

@@ -216,6 +216,31 @@ fn rule_queries_are_checked() {
 }
 
 #[test]
+fn the_cache_section_is_read_and_checked() {
+    let config = load_str(
+        "cache:\n  max_bytes: 2097152\n  max_freshness: 30s\n  max_ttl: 10m\nsketches:\n  kept_points: 5\n",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            config.cache.max_bytes,
+            config.cache.max_freshness,
+            config.cache.max_ttl
+        ),
+        (2 << 20, Duration::from_secs(30), Duration::from_secs(600))
+    );
+    assert_eq!(config.sketches.kept_points, Some(5), "the old field still loads");
+    let errors = errors_of("cache:\n  max_bytes: 10\n  max_ttl: 0s\n  max_age: 1h\n");
+    let fields: Vec<&str> = errors.iter().filter_map(|e| e.split(": ").next()).collect();
+    assert_eq!(
+        fields,
+        ["cache.max_ttl", "cache.max_age", "cache.max_bytes"],
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn non_mapping_file_is_rejected() {
     assert_eq!(
         errors_of("- a\n- b\n"),
