@@ -171,6 +171,35 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(String, 
     Ok((body, answered))
 }
 
+/// [`get_with`] as Grafana asks: `Accept-Encoding: gzip`, the answer decompressed.
+pub fn get_gzip(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(String, Option<String>)> {
+    let mut request = http_agent().get(url).header("Accept-Encoding", "gzip");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.call()?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (answered, encoding) = (header("x-answered-by"), header("content-encoding"));
+    let bytes = response.body_mut().with_config().limit(1 << 30).read_to_vec()?;
+    let body = if encoding.as_deref() == Some("gzip") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)?;
+        text
+    } else {
+        String::from_utf8(bytes)?
+    };
+    if response.status() != 200 {
+        anyhow::bail!("{url}: {}: {body}", response.status());
+    }
+    Ok((body, answered))
+}
+
 /// How long a GET of `url` takes, body read.
 pub fn time(url: &str) -> anyhow::Result<Duration> {
     time_with(url, &[])
@@ -183,8 +212,32 @@ pub fn time_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Duration
     Ok(started.elapsed())
 }
 
+/// How long [`get_gzip`] of `url` takes, body read and decompressed.
+pub fn time_gzip(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    get_gzip(url, headers)?;
+    Ok(started.elapsed())
+}
+
 /// The median (sorts in place).
 pub fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// POSTs `request` to `{target}/api/v1/write` as Prometheus sends it (snappy protobuf,
+/// remote write 1.0 headers); an error unless 204.
+pub fn post_write(target: &str, request: &sketch_proxy::prompb::WriteRequest) -> anyhow::Result<()> {
+    use prost::Message as _;
+    let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+    let response = http_agent()
+        .post(format!("{target}/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .send(&body[..])?;
+    if response.status() != 204 {
+        anyhow::bail!("remote write to {target} answered {}", response.status());
+    }
+    Ok(())
 }

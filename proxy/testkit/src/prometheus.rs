@@ -27,6 +27,8 @@ pub struct PrometheusOptions {
     pub extra_args: Vec<String>,
     /// Its own door: TLS (a certificate of a [`crate::tls::TestCa`]) and basic auth.
     pub web: Option<WebDoor>,
+    /// `global.query_log_file`: one JSON line per query its engine ran, with stats.
+    pub query_log_file: Option<PathBuf>,
 }
 
 /// Prometheus' `--web.config.file`, and the credentials it asks for.
@@ -84,6 +86,9 @@ impl Prometheus {
             backfill(dir.path(), &data, text)?;
         }
         let mut config = String::from("global:\n  evaluation_interval: 1m\n");
+        if let Some(file) = &options.query_log_file {
+            config.push_str(&format!("  query_log_file: {}\n", file.display()));
+        }
         if let Some(rules) = &options.rules {
             let path = options
                 .rules_path
