@@ -229,13 +229,20 @@ pub fn median(samples: &mut [Duration]) -> Duration {
 /// remote write 1.0 headers); an error unless 204.
 pub fn post_write(target: &str, request: &sketch_proxy::prompb::WriteRequest) -> anyhow::Result<()> {
     use prost::Message as _;
-    let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+    post_write_body(
+        target,
+        &snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?,
+    )
+}
+
+/// [`post_write`] of a request already encoded and compressed.
+pub fn post_write_body(target: &str, body: &[u8]) -> anyhow::Result<()> {
     let response = http_agent()
         .post(format!("{target}/api/v1/write"))
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .send(&body[..])?;
+        .send(body)?;
     if response.status() != 204 {
         anyhow::bail!("remote write to {target} answered {}", response.status());
     }

@@ -26,7 +26,7 @@ use sketch_proxy_load_tests::{
     ProxyProcess, count_samples, encode_query, get, median, rss_bytes, sketch_memory_bytes, sketching_config,
     start_proxy, time,
 };
-use sketch_proxy_testkit::{Prometheus, PrometheusOptions, http_agent, wait_until};
+use sketch_proxy_testkit::{Prometheus, PrometheusOptions, wait_until};
 
 const SCRAPE_MS: i64 = 10_000;
 const HOURS: i64 = 24;
@@ -65,15 +65,7 @@ fn main() -> anyhow::Result<()> {
         let to = (from + SLICE).min(samples);
         for first in (0..series).step_by(SERIES_PER_REQUEST) {
             let body = encode(start, first..(first + SERIES_PER_REQUEST).min(series), from, to);
-            let response = http_agent()
-                .post(format!("{url}/api/v1/write"))
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .send(&body[..])?;
-            if response.status() != 204 {
-                bail!("remote write answered {}", response.status());
-            }
+            sketch_proxy_load_tests::post_write_body(&url, &body)?;
         }
         peak = peak.max(rss_bytes(pid)?);
     }

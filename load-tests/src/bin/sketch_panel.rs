@@ -27,8 +27,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use sketch_proxy_load_tests::{
-    count_samples, encode_query, get, median, rss_bytes, runs_arg, sketch_memory_bytes, sketching_config,
-    start_proxy, time_gzip,
+    count_samples, encode_query, get, median, post_write_body, rss_bytes, runs_arg, sketch_memory_bytes,
+    sketching_config, start_proxy, time_gzip,
 };
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_agent, wait_until};
 
@@ -71,15 +71,7 @@ fn main() -> anyhow::Result<()> {
     for from in (0..samples).step_by(BATCH) {
         let body = encode(&values, start, from, (from + BATCH).min(samples));
         for target in [&proxy_url, &victoria.url()] {
-            let response = http_agent()
-                .post(format!("{target}/api/v1/write"))
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .send(&body[..])?;
-            if response.status() != 204 {
-                bail!("remote write to {target} answered {}", response.status());
-            }
+            post_write_body(target, &body)?;
         }
         // Prometheus refuses samples more than an hour behind the newest it holds, and
         // the proxy's sender may merge queued requests: deliver one at a time.
