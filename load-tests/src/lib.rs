@@ -96,7 +96,8 @@ pub fn count_samples(server: &str, end: i64) -> anyhow::Result<usize> {
 
 /// Writes a proxy configuration into `dir` that receives remote write (queue in
 /// `dir/queue`) and sketches every series `selector` selects for all four built-in
-/// functions, keeping `retain`, with `rule_queries` registered (their steps are kept).
+/// functions, keeping `retain`, with `rule_queries` registered. Every sample of those
+/// series comes through the proxy (`complete`): the sketches list them.
 /// Returns the file.
 pub fn sketching_config(
     dir: &std::path::Path,
@@ -116,7 +117,8 @@ pub fn sketching_config(
         format!(
             "ingest:\n  enabled: true\n  queue_dir: {}\n  max_queue_bytes: 4294967296\n\
              sketches:\n  max_series: 1000000\n  rules:\n    - match: '{selector}'\n      \
-             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: {retain}\n{queries}",
+             functions: [quantile_over_time, distinct_over_time, entropy_over_time, l2_over_time]\n      retain: {retain}\n      \
+             complete: true\n{queries}",
             dir.join("queue").display()
         ),
     )?;

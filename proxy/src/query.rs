@@ -316,10 +316,16 @@ async fn sketch_covered(
                 step_ms: range.step_ms,
             },
         };
-        let Ok(Ok(series)) =
-            tokio::time::timeout_at(deadline.into(), source.series(&selections[at], partial)).await
-        else {
-            continue;
+        // Which series exist: from the sketches when they know them all, else from
+        // downstream.
+        let selection = &selections[at];
+        let listed = sketches.listed(call.function, &selection.matchers, selection.start_ms);
+        let series = match listed {
+            Some(listed) => listed.into_iter().map(|l| l.iter().cloned().collect()).collect(),
+            None => match tokio::time::timeout_at(deadline.into(), source.series(selection, partial)).await {
+                Ok(Ok(series)) => series,
+                _ => continue,
+            },
         };
         let (function, window, sketches) = (call.function, call.window_ms, sketches.clone());
         // Coverage asks each sketch's plugin: blocking calls.

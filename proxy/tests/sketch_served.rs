@@ -307,3 +307,107 @@ fn a_sketch_served_panel_refreshed_a_step_later_computes_only_its_new_steps() {
     assert_eq!(other_again.cache.as_deref(), Some("hit"));
     assert_eq!(other_again.body, first_other.body);
 }
+
+/// Requests Prometheus received on `/api/v1/series`.
+fn series_requests(prometheus: &Prometheus) -> f64 {
+    let metrics = send_with(&prometheus.url(), "GET", "/metrics", "", "", &[]).body;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("prometheus_http_requests_total{code=\"200\",handler=\"/api/v1/series\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// With `complete: true`, which series exist comes from the sketches: no
+/// `/api/v1/series` request goes downstream, and a series written to Prometheus
+/// directly is not in the answer (as documented). Without it, downstream is asked and
+/// that series is answered exactly.
+#[test]
+fn a_complete_rule_lists_series_from_the_sketches() {
+    for complete in [true, false] {
+        let rules = format!("{RULES}      complete: {complete}\n");
+        let (prometheus, proxy, _dir, start, end) = setup_with(&rules);
+        // A fourth series, behind the proxy's back.
+        let outsider = write::generate("served_values", 4, 720, start, 10_000, 21);
+        // Its last 50 minutes: Prometheus takes nothing older than an hour behind its newest.
+        let outsider: Stored = outsider
+            .into_iter()
+            .filter(|(k, _)| k[1].1 == "host-3")
+            .map(|(k, v)| (k, v.into_iter().filter(|(t, _)| *t > end - 3_000_000).collect()))
+            .collect();
+        assert_eq!(write::post(&prometheus.url(), &outsider).status, 204);
+        let before = series_requests(&prometheus);
+        let answer = range_query_with(
+            &proxy,
+            "quantile_over_time(0.9, served_values{job=\"ingest-test\"}[30m])",
+            start + 3_600_000,
+            end,
+            60,
+            "",
+            &[("Cache-Control", "no-cache, no-store")],
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let series = answer.json()["data"]["result"].as_array().unwrap().len();
+        let asked = series_requests(&prometheus) - before;
+        if complete {
+            assert_eq!(answer.path.as_deref(), Some("sketch"));
+            assert_eq!((series, asked), (3, 0.0), "listed from the sketches");
+        } else {
+            assert_eq!(
+                answer.path.as_deref(),
+                Some("sketch,engine"),
+                "the outsider is computed"
+            );
+            assert_eq!(series, 4);
+            assert!(asked >= 1.0, "downstream lists the series");
+        }
+    }
+}
+
+/// Calls the proxy made into plugins named `call`, from its `/metrics`.
+fn plugin_calls(proxy: &TestProxy, call: &str) -> f64 {
+    let metrics = send_with(&proxy.url(), "GET", "/metrics", "", "", &[]).body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sketch_proxy_plugin_call_duration_seconds_count{"))
+        .filter(|l| l.contains(&format!("call=\"{call}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A sketch's coverage is asked of its plugin once per insert, not per query: a query
+/// asked again with no sample written between asks for none.
+#[test]
+fn coverage_is_asked_once_between_inserts() {
+    let (_prometheus, proxy, _dir, _start, end) = setup();
+    let q: String = form_urlencoded::byte_serialize(b"quantile_over_time(0.99, served_values[1h])").collect();
+    let params = format!("query={q}&time={}", end as f64 / 1000.0);
+    let ask = || {
+        let answer = send_with(
+            &proxy.url(),
+            "GET",
+            "/api/v1/query",
+            &params,
+            "",
+            &[("Cache-Control", "no-cache, no-store")],
+        );
+        assert_eq!(answer.path.as_deref(), Some("sketch"), "{}", answer.body);
+        answer.body
+    };
+    let first = ask();
+    let (coverage, queries) = (
+        plugin_calls(&proxy, "coverage"),
+        plugin_calls(&proxy, "query_range"),
+    );
+    assert_eq!(ask(), first);
+    assert_eq!(
+        plugin_calls(&proxy, "coverage"),
+        coverage,
+        "no coverage asked again"
+    );
+    assert_eq!(
+        plugin_calls(&proxy, "query_range"),
+        queries + 3.0,
+        "one query per series"
+    );
+}

@@ -35,6 +35,8 @@ use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_
 const SERIES: usize = 100;
 const SCRAPE_MS: i64 = 10_000;
 const HOURS: i64 = 25;
+/// Samples per series written live after the history (an hour).
+const LIVE: usize = 360;
 /// Samples per series in one remote-write request (30 minutes).
 const BATCH: usize = 180;
 /// The 24 h panels, registered as rule queries.
@@ -64,7 +66,9 @@ fn main() -> anyhow::Result<()> {
     let start = (now - HOURS * 3_600_000) / 60_000 * 60_000;
     let samples = (HOURS * 3_600_000 / SCRAPE_MS) as usize;
     let end = start + (samples as i64 - 1) * SCRAPE_MS;
-    let values = generate(samples);
+    // An hour more than the history: written live once it is in, so that sketches and
+    // both databases stay current for the panels at a moving now.
+    let values = std::sync::Arc::new(generate(samples + LIVE));
     let rss_before = rss_bytes(proxy.0.id())?;
     println!("writing {SERIES} series × {samples} samples through the proxy");
     let started = Instant::now();
@@ -102,6 +106,12 @@ fn main() -> anyhow::Result<()> {
         (grown as f64 / counted as f64 - 1.0) * 100.0
     );
 
+    let live = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (values, live) = (values.clone(), live.clone());
+        let targets = vec![proxy_url.clone(), victoria.url()];
+        std::thread::spawn(move || write_live(&values, start, samples, &targets, &live))
+    };
     let panel = |query: &str| {
         format!(
             "/api/v1/query_range?query={}&start={}&end={}&step=60",
@@ -177,8 +187,14 @@ fn main() -> anyhow::Result<()> {
         }
         // Every client accepts gzip, as Grafana does.
         let (mut exact, mut computed, mut kept, mut vm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The proxy's exact path is computed every time, as Prometheus computes.
+        let exact_headers: &[(&str, &str)] = if exact_path == "Prometheus" {
+            &[]
+        } else {
+            &NO_CACHE
+        };
         for _ in 0..runs {
-            exact.push(time_gzip(&exact_url, &[])?);
+            exact.push(time_gzip(&exact_url, exact_headers)?);
             if let Some(url) = &victoria_url {
                 vm.push(time_gzip(url, &[])?);
             }
@@ -204,7 +220,37 @@ fn main() -> anyhow::Result<()> {
             error * 100.0
         );
     }
-    at_now(&prometheus.url(), &victoria.url(), &proxy_url, start, runs)
+    let result = at_now(&prometheus.url(), &victoria.url(), &proxy_url, start, runs);
+    live.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the live writer panicked"))??;
+    result
+}
+
+/// Writes sample `samples..` of every series to each of `targets` once its time has
+/// come, until `live` is false.
+fn write_live(
+    values: &[Vec<f64>],
+    start: i64,
+    samples: usize,
+    targets: &[String],
+    live: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let mut next = samples;
+    while live.load(std::sync::atomic::Ordering::Relaxed) && next < samples + LIVE {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+        if start + next as i64 * SCRAPE_MS <= now {
+            let body = encode(values, start, next, next + 1);
+            for target in targets {
+                post_write_body(target, &body)?;
+            }
+            next += 1;
+        } else {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 /// The panels as a dashboard asks them, ending at the moving now: P1 over the last 24 h
@@ -224,7 +270,7 @@ At a moving now (gzip-accepting clients; medians of {runs}):
 "
     );
     println!(
-        "| case | Prometheus | VictoriaMetrics | proxy | over Prometheus | over VictoriaMetrics | X-Cache |"
+        "| case | Prometheus | VictoriaMetrics | proxy | over Prometheus | over VictoriaMetrics | X-Cache (X-Answered-By) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
     let p1 = |now_ms: i64| {
@@ -266,14 +312,14 @@ At a moving now (gzip-accepting clients; medians of {runs}):
             let url = format!("{proxy}{}", path(now()));
             sketch.push(time_gzip(&url, &[])?);
             let response = http_agent().get(&url).call()?;
-            outcomes.push(
+            let header = |name: &str| {
                 response
                     .headers()
-                    .get("x-cache")
+                    .get(name)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-")
-                    .to_owned(),
-            );
+            };
+            outcomes.push(format!("{} ({})", header("x-cache"), header("x-answered-by")));
         }
         outcomes.sort();
         outcomes.dedup();

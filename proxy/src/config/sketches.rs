@@ -79,6 +79,13 @@ pub struct SketchRule {
     /// History each sketch keeps, e.g. `26h` for 24 h panels of 1 h windows.
     #[serde(with = "duration::prometheus")]
     pub retain: Duration,
+    /// Every sample of every series this selector selects is remote-written through
+    /// the proxy (default false). Then which series exist, for a query within the
+    /// selector that sketches answer, is read from the sketches instead of asked of
+    /// downstream (`/api/v1/series`): no round trip. Series written to downstream some
+    /// other way are not in those answers.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 impl SketchesConfig {

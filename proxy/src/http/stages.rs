@@ -362,6 +362,7 @@ pub fn sketches_for(
             store: proxy.sketches.clone(),
             plugins,
             use_store,
+            rules: runtime.sketch_rules.clone(),
         }) as Arc<dyn Sketches>
     })
 }

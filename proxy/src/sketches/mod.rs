@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use promql_parser::label::Matchers;
 
 use backfill::Job;
 pub use lifecycle::Dropped;
@@ -115,9 +116,30 @@ struct State {
     restored: bool,
     /// Its configuration, to start it again.
     config: SketchConfig,
+    /// The plugin's last answer to `coverage`, with `newest` when it was asked: every
+    /// insert moves `newest`, so a query between two inserts asks no plugin.
+    coverage: Option<(i64, Option<(i64, i64)>)>,
 }
 
 impl FunctionSketch {
+    /// The span of samples it holds (`None`: none), if it may answer queries (see
+    /// [`FunctionSketch::serving`]).
+    pub fn serving_coverage(&self) -> Option<Option<(i64, i64)>> {
+        let mut state = self.state.lock();
+        if state.pending.is_some() {
+            return None;
+        }
+        let newest = state.newest;
+        if let Some((asked_at, span)) = state.coverage
+            && asked_at == newest
+        {
+            return state.sketch.as_ref().map(|_| span);
+        }
+        let span = state.sketch.as_ref()?.coverage().ok()?;
+        state.coverage = Some((newest, span));
+        Some(span)
+    }
+
     /// Whether it answers `function`.
     pub fn serves(&self, function: &str) -> bool {
         self.functions.read().iter().any(|f| f == function)
@@ -289,6 +311,44 @@ impl SketchStore {
             .collect()
     }
 
+    /// The series `matchers` select with a sample of `function`'s sketch at or after
+    /// `from_ms`, when the sketches know them all: a `complete` rule covers the
+    /// selector, no series was refused a sketch, and none of them is being backfilled.
+    /// `None` otherwise (downstream is asked).
+    pub fn listing(
+        &self,
+        rules: &Rules,
+        function: &str,
+        matchers: &Matchers,
+        from_ms: i64,
+    ) -> Option<Vec<Vec<Label>>> {
+        if !rules.complete_for(function, matchers) {
+            return None;
+        }
+        let mut listed = Vec::new();
+        for entry in self.series.read().values() {
+            let series = match entry {
+                Entry::Sketched(s) => s,
+                // A series past a limit has no sketch: only downstream knows it.
+                Entry::Refused(_) => return None,
+                Entry::Unmatched(_) => continue,
+            };
+            if !selects(matchers, &series.labels) {
+                continue;
+            }
+            let functions = series.functions.read();
+            let sketch = functions.iter().find(|f| f.serves(function))?;
+            let state = sketch.state.lock();
+            if state.pending.is_some() || state.sketch.is_none() {
+                return None;
+            }
+            if state.newest >= from_ms {
+                listed.push(series.labels.clone());
+            }
+        }
+        Some(listed)
+    }
+
     /// Bytes the sketches hold, as their plugins last reported.
     pub fn memory_bytes(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)
@@ -412,6 +472,7 @@ impl SketchStore {
                         let memory = fresh.memory_bytes().unwrap_or(0);
                         self.add_memory(instance, signed(memory) - signed(state.memory));
                         state.sketch = Some(fresh);
+                        state.coverage = None;
                         state.memory = memory;
                         state.unmeasured = MEASURE_EVERY;
                         state.newest = i64::MIN;
@@ -618,6 +679,7 @@ impl SketchStore {
                         unmeasured: MEASURE_EVERY,
                         restored: false,
                         config,
+                        coverage: None,
                     }),
                 }))
             }

@@ -340,6 +340,7 @@ impl SketchStore {
             // restored history and keeps what it buffered.
             self.add_memory(instance, signed(memory) - signed(state.memory));
             state.sketch = Some(sketch);
+            state.coverage = None;
             state.memory = memory;
             state.newest = record.newest;
             state.restored = true;
@@ -359,6 +360,7 @@ impl SketchStore {
                 pending_checked: 0,
                 restored: true,
                 config,
+                coverage: None,
             }),
         }));
         Outcome::Restored

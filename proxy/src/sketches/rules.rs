@@ -36,6 +36,8 @@ pub struct Rule {
     pub retain_ms: i64,
     /// `config`, or the rule query it came from.
     pub origin: String,
+    /// Every sample of its series comes through the proxy (`complete`).
+    pub complete: bool,
 }
 
 impl Rule {
@@ -75,6 +77,7 @@ impl Rules {
                     functions,
                     retain_ms: i64::try_from(rule.retain.as_millis()).unwrap_or(i64::MAX),
                     origin: "config".to_owned(),
+                    complete: rule.complete,
                 })
             })
             .collect::<Vec<Rule>>();
@@ -101,6 +104,18 @@ impl Rules {
     /// Every rule, configured ones first.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Whether a `complete` rule sketching `function` selects every series `matchers`
+    /// select: each of its matchers is one of `matchers`.
+    pub fn complete_for(&self, function: &str, matchers: &Matchers) -> bool {
+        self.rules.iter().any(|r| {
+            r.complete
+                && r.functions.iter().any(|f| f == function)
+                && r.matchers.matchers.iter().all(|m| matchers.matchers.contains(m))
+                && r.matchers.or_matchers.is_empty()
+                && matchers.or_matchers.is_empty()
+        })
     }
 
     /// The functions to sketch for a series (sorted, no repeats), each with the longest
@@ -155,6 +170,7 @@ fn query_rules(config: &SketchesConfig, plugins: &PluginSet) -> Vec<Rule> {
                 functions: vec![call.function.to_owned()],
                 retain_ms: history,
                 origin: query.clone(),
+                complete: false,
             });
         }
     }

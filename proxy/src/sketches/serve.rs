@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::SketchStore;
-use crate::plugin_host::{PluginSet, RangeRequest, Sketch, SketchConfig};
+use crate::plugin_host::{PluginSet, RangeRequest, SketchConfig};
 use crate::prompb::Label;
 use crate::promql::eval::value::{Labels, Point};
 use crate::promql::eval::{Range, SketchValue, Sketches};
@@ -25,6 +25,8 @@ pub struct StoreSketches {
     /// Whether the store's sketches may answer (not with `sketch=off`); plugins still
     /// compute the functions only they know.
     pub use_store: bool,
+    /// The rules, for which selectors the store knows every series of.
+    pub rules: Arc<super::Rules>,
 }
 
 /// Samples per `insert` call when a plugin computes from raw samples: one call's
@@ -43,8 +45,21 @@ impl Sketches for StoreSketches {
         let key: Vec<Label> = labels.iter().cloned().collect();
         self.store
             .get(&key, function)
-            .and_then(|sketch| sketch.serving(|s| covered(s, ends, window_ms)))
-            .unwrap_or(false)
+            .and_then(|sketch| sketch.serving_coverage())
+            .is_some_and(|span| covered(span, ends, window_ms))
+    }
+
+    fn listed(
+        &self,
+        function: &str,
+        matchers: &promql_parser::label::Matchers,
+        from_ms: i64,
+    ) -> Option<Vec<Labels>> {
+        if !self.use_store {
+            return None;
+        }
+        let listed = self.store.listing(&self.rules, function, matchers, from_ms)?;
+        Some(listed.into_iter().map(Labels::from_sorted).collect())
     }
 
     fn answer(
@@ -60,11 +75,11 @@ impl Sketches for StoreSketches {
         }
         let key: Vec<Label> = labels.iter().cloned().collect();
         let sketch = self.store.get(&key, function)?;
+        if !covered(sketch.serving_coverage()?, ends, window_ms) {
+            return None;
+        }
         sketch
             .serving(|s| {
-                if !covered(s, ends, window_ms) {
-                    return None;
-                }
                 let request = RangeRequest {
                     start_ms: ends.start_ms,
                     end_ms: ends.end_ms,
@@ -153,12 +168,9 @@ impl Sketches for StoreSketches {
     }
 }
 
-/// Every window lies within what the sketch has seen.
-fn covered(sketch: &Sketch, ends: Range, window_ms: i64) -> bool {
-    match sketch.coverage() {
-        Ok(Some((oldest, newest))) => {
-            ends.start_ms - window_ms >= oldest && ends.end_ms <= newest + INGEST_LAG_MS
-        }
-        _ => false,
-    }
+/// Every window lies within `span`, what the sketch has seen.
+fn covered(span: Option<(i64, i64)>, ends: Range, window_ms: i64) -> bool {
+    span.is_some_and(|(oldest, newest)| {
+        ends.start_ms - window_ms >= oldest && ends.end_ms <= newest + INGEST_LAG_MS
+    })
 }

@@ -195,6 +195,18 @@ pub trait Sketches: Send + Sync {
     /// of `window_ms` ending at every step of `ends`.
     fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool;
 
+    /// The series `matchers` select that have samples from `from_ms` on, when the
+    /// sketches know every one of them (see `sketches.rules[].complete`); `None` when
+    /// only downstream can tell.
+    fn listed(
+        &self,
+        _function: &str,
+        _matchers: &promql_parser::label::Matchers,
+        _from_ms: i64,
+    ) -> Option<Vec<Labels>> {
+        None
+    }
+
     /// `function(args…)` over the series with `labels`, for windows of `window_ms`
     /// ending at every step of `ends`, if its sketch covers every one of them: one
     /// answer per step, `None` where a window holds no sample. `None` when not covered.

@@ -101,6 +101,7 @@ async fn after_the_last_read_every_sketch_holds_the_whole_history() {
             selector: "m".into(),
             functions: vec![FUNCTION.into()],
             retain: Duration::from_secs(7200),
+            complete: false,
         }],
         ..SketchesConfig::default()
     };
