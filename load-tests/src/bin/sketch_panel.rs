@@ -57,6 +57,11 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // The panels are registered rule queries: their final steps are kept.
     let config = sketching_config(dir.path(), "m", "26h", &RULE_QUERIES)?;
+    // The query log shows where a request's time went.
+    let query_log = dir.path().join("queries.log");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!("query:\n  log_file: {}\n", query_log.display()));
+    std::fs::write(&config, text)?;
     let (proxy, proxy_url) = start_proxy(&[
         format!("--config={}", config.display()),
         format!("--upstream={}", prometheus.url()),
@@ -221,6 +226,19 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let result = at_now(&prometheus.url(), &victoria.url(), &proxy_url, start, runs);
+    // The stage timings of the last P2 at now, as the proxy's query log has them.
+    let log = std::fs::read_to_string(&query_log)?;
+    if let Some(line) = log
+        .lines()
+        .rev()
+        .find(|l| !l.contains("\"end\"") && !l.contains("\"start\":\""))
+    {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        println!(
+            "\nP2 at now, the proxy's stages (s): {}",
+            entry["stats"]["timings"]
+        );
+    }
     live.store(false, std::sync::atomic::Ordering::Relaxed);
     writer
         .join()
