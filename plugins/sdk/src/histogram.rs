@@ -359,6 +359,34 @@ impl Summary for LogHistogram {
         self.buckets = Buckets::Loose(merged);
     }
 
+    /// All at once: the values' buckets sorted and counted, then merged in one pass
+    /// (adding one by one inserts into the sorted list, a shift per new bucket).
+    fn extend(&mut self, values: &[f64]) {
+        if values.len() < 16 {
+            for &v in values {
+                self.add(v);
+            }
+            return;
+        }
+        let mut slots: Vec<i32> = values.iter().map(|&v| self.slot(v)).collect();
+        slots.sort_unstable();
+        let mut batch: Vec<(i32, u32)> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match batch.last_mut() {
+                Some(last) if last.0 == slot => last.1 += 1,
+                _ => batch.push((slot, 1)),
+            }
+        }
+        let total = values.len() as u64;
+        let other = LogHistogram {
+            ln_gamma: self.ln_gamma,
+            gamma: self.gamma,
+            buckets: Buckets::Loose(batch),
+            total,
+        };
+        self.merge(&other);
+    }
+
     fn shrink(&mut self) {
         if let Buckets::Loose(buckets) = &self.buckets {
             self.buckets = Buckets::Packed(pack(buckets));

@@ -87,3 +87,37 @@ fn replace_equals_pop_then_push() {
         assert_eq!(ka, kb, "after replacing {old} by {new}");
     }
 }
+
+/// Adding values at once, one by one, or through packed halves merged gives the same
+/// histogram, NaN and infinities included.
+#[test]
+fn log_histogram_extend_add_and_packed_merge_agree() {
+    let mut values: Vec<f64> = (0..3000)
+        .map(|i| (f64::from(i) * 0.37).sin() * f64::from(i % 97 + 1))
+        .collect();
+    values.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e-310]);
+    let (mut batch, mut single) = (LogHistogram::new(0.008), LogHistogram::new(0.008));
+    batch.extend(&values);
+    for &v in &values {
+        single.add(v);
+    }
+    let (mut left, mut right) = (LogHistogram::new(0.008), LogHistogram::new(0.008));
+    left.extend(&values[..1234]);
+    right.extend(&values[1234..]);
+    left.shrink();
+    right.shrink();
+    assert!(
+        left.memory_bytes() < 1234 * 2,
+        "packed: {} B",
+        left.memory_bytes()
+    );
+    left.merge(&right);
+    assert_eq!(batch.count(), values.len() as u64);
+    for rank in 0..values.len() as u64 {
+        let (a, b, c) = (batch.nth(rank), single.nth(rank), left.nth(rank));
+        assert!(
+            a.total_cmp(&b).is_eq() && a.total_cmp(&c).is_eq(),
+            "rank {rank}: {a} {b} {c}"
+        );
+    }
+}
