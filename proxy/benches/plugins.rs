@@ -134,6 +134,27 @@ fn range_panel(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // P2 at a moving now: 25 h and a part-filled block of samples, the window's start
+    // inside a block and its end past the newest sample.
+    let mut group = c.benchmark_group("instant_1d_window_at_now");
+    for (function, args, distribution) in FUNCTIONS {
+        let sketch = set.for_function(function).unwrap().create(0, &config()).unwrap();
+        let n = ((DAY_MS + 3_600_000) / SCRAPE_MS + 37) as usize;
+        let ts: Vec<i64> = (0..n as i64).map(|i| i * SCRAPE_MS).collect();
+        sketch.insert(&ts, &values(distribution, n)).unwrap();
+        let now = ts[n - 1] + 4_000;
+        group.bench_function(function, |b| {
+            b.iter(|| black_box(sketch.query(function, args, now - DAY_MS, now).unwrap()))
+        });
+        if function == "quantile_over_time" {
+            // What every call costs whatever it does: a window with no samples.
+            group.bench_function("empty_window", |b| {
+                b.iter(|| black_box(sketch.query(function, args, now + 1, now + 2).unwrap()))
+            });
+        }
+    }
+    group.finish();
 }
 
 /// Windows of 10^4 to 10^6 all-different values: the frequency summaries are sampled, and

@@ -1,6 +1,8 @@
 //! Quantiles: an exact sorted window, and a relative-error log histogram for large windows.
 
-use std::cmp::Ordering;
+mod buckets;
+
+use buckets::Buckets;
 
 use crate::plugin::{Summary, Window};
 
@@ -137,102 +139,16 @@ const MIN_INDEXABLE: f64 = 1e-300;
 /// value read back is within relative error α of a value in its bucket. Mergeable exactly
 /// (bucket counts add), and sparse: a sorted list of (bucket, count).
 ///
-/// A histogram stored in the tree (`shrink`) keeps its buckets packed: each bucket's
-/// distance from the previous one and its count as LEB128 varints, about 2 B per bucket
-/// against 8, so the histograms of single blocks fit the tree's byte budget and a
-/// window's interior is merged from them instead of read raw.
+/// A histogram stored in the tree (`shrink`) keeps its buckets packed, about 2 B per
+/// bucket, so the histograms of single blocks fit the tree's byte budget and a window's
+/// interior is merged from them instead of read raw; one being built counts densely
+/// (see `buckets`).
 #[derive(Debug, Clone)]
 pub struct LogHistogram {
     ln_gamma: f64,
     gamma: f64,
     buckets: Buckets,
     total: u64,
-}
-
-#[derive(Debug, Clone)]
-enum Buckets {
-    /// Sorted (slot, count) pairs, while values are added.
-    Loose(Vec<(i32, u32)>),
-    /// The same, packed (see [`LogHistogram`]).
-    Packed(Box<[u8]>),
-}
-
-impl Buckets {
-    fn iter(&self) -> BucketIter<'_> {
-        match self {
-            Buckets::Loose(v) => BucketIter::Loose(v.iter()),
-            Buckets::Packed(bytes) => BucketIter::Packed {
-                bytes,
-                at: 0,
-                previous: i64::from(i32::MIN),
-            },
-        }
-    }
-
-    fn len_hint(&self) -> usize {
-        match self {
-            Buckets::Loose(v) => v.len(),
-            Buckets::Packed(bytes) => bytes.len() / 2,
-        }
-    }
-}
-
-enum BucketIter<'a> {
-    Loose(std::slice::Iter<'a, (i32, u32)>),
-    Packed {
-        bytes: &'a [u8],
-        at: usize,
-        previous: i64,
-    },
-}
-
-impl Iterator for BucketIter<'_> {
-    type Item = (i32, u32);
-
-    fn next(&mut self) -> Option<(i32, u32)> {
-        match self {
-            BucketIter::Loose(it) => it.next().copied(),
-            BucketIter::Packed { bytes, at, previous } => {
-                let gap = read_varint(bytes, at)?;
-                let count = read_varint(bytes, at)?;
-                *previous += i64::try_from(gap).ok()?;
-                Some((i32::try_from(*previous).ok()?, u32::try_from(count).ok()?))
-            }
-        }
-    }
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// `buckets` packed: gaps from the previous slot (the first from `i32::MIN`) and counts.
-fn pack(buckets: &[(i32, u32)]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(buckets.len() * 2 + 4);
-    let mut previous = i64::from(i32::MIN);
-    for &(slot, count) in buckets {
-        write_varint(&mut out, (i64::from(slot) - previous).unsigned_abs());
-        write_varint(&mut out, u64::from(count));
-        previous = i64::from(slot);
-    }
-    out.into_boxed_slice()
 }
 
 impl LogHistogram {
@@ -243,7 +159,7 @@ impl LogHistogram {
         Self {
             ln_gamma: gamma.ln(),
             gamma,
-            buckets: Buckets::Loose(Vec::new()),
+            buckets: Buckets::default(),
             total: 0,
         }
     }
@@ -319,85 +235,34 @@ impl LogHistogram {
 
 impl Summary for LogHistogram {
     fn add(&mut self, value: f64) {
-        let slot = self.slot(value);
         self.total += 1;
-        if let Buckets::Packed(_) = self.buckets {
-            self.buckets = Buckets::Loose(self.buckets.iter().collect());
-        }
-        if let Buckets::Loose(buckets) = &mut self.buckets {
-            match buckets.binary_search_by_key(&slot, |&(s, _)| s) {
-                Ok(i) => buckets[i].1 += 1,
-                Err(i) => buckets.insert(i, (slot, 1)),
-            }
-        }
+        self.buckets.add(self.slot(value), 1);
     }
 
     fn merge(&mut self, other: &Self) {
         self.total += other.total;
-        let mut merged = Vec::with_capacity(self.buckets.len_hint() + other.buckets.len_hint());
-        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(&x), Some(&y)) => match x.0.cmp(&y.0) {
-                    Ordering::Less => a.next(),
-                    Ordering::Greater => b.next(),
-                    Ordering::Equal => {
-                        a.next();
-                        b.next();
-                        Some((x.0, x.1 + y.1))
-                    }
-                },
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => None,
-            };
-            match next {
-                Some(bucket) => merged.push(bucket),
-                None => break,
-            }
-        }
-        self.buckets = Buckets::Loose(merged);
+        self.buckets.merge(&other.buckets);
     }
 
-    /// All at once: the values' buckets sorted and counted, then merged in one pass
-    /// (adding one by one inserts into the sorted list, a shift per new bucket).
     fn extend(&mut self, values: &[f64]) {
-        if values.len() < 16 {
-            for &v in values {
-                self.add(v);
-            }
-            return;
+        for &v in values {
+            self.add(v);
         }
-        let mut slots: Vec<i32> = values.iter().map(|&v| self.slot(v)).collect();
-        slots.sort_unstable();
-        let mut batch: Vec<(i32, u32)> = Vec::with_capacity(slots.len());
-        for slot in slots {
-            match batch.last_mut() {
-                Some(last) if last.0 == slot => last.1 += 1,
-                _ => batch.push((slot, 1)),
-            }
+    }
+
+    fn remove(&mut self, values: &[f64]) -> bool {
+        for &v in values {
+            self.total = self.total.saturating_sub(1);
+            self.buckets.remove(self.slot(v));
         }
-        let total = values.len() as u64;
-        let other = LogHistogram {
-            ln_gamma: self.ln_gamma,
-            gamma: self.gamma,
-            buckets: Buckets::Loose(batch),
-            total,
-        };
-        self.merge(&other);
+        true
     }
 
     fn shrink(&mut self) {
-        if let Buckets::Loose(buckets) = &self.buckets {
-            self.buckets = Buckets::Packed(pack(buckets));
-        }
+        self.buckets.pack();
     }
 
     fn memory_bytes(&self) -> usize {
-        size_of::<Self>()
-            + match &self.buckets {
-                Buckets::Loose(v) => v.capacity() * size_of::<(i32, u32)>(),
-                Buckets::Packed(bytes) => bytes.len(),
-            }
+        size_of::<Self>() + self.buckets.memory_bytes()
     }
 }

@@ -82,6 +82,15 @@ pub trait Summary: Clone + std::fmt::Debug + 'static {
             self.add(v);
         }
     }
+    /// Takes out values the summary holds (each added before and not taken out since),
+    /// exactly, and returns `true`; or returns `false` having changed nothing, as the
+    /// default does. A summary that can lets a window's edge block be read as the
+    /// block's summary less the samples outside the window, when those are fewer. The
+    /// SDK asks once per sketch, with no values, whether it can.
+    fn remove(&mut self, values: &[f64]) -> bool {
+        let _ = values;
+        false
+    }
 }
 
 /// Exact state over a sliding window of sample values, oldest first. `pop` is always

@@ -22,7 +22,11 @@
 //! Retention drops whole blocks once their newest sample is older than
 //! `newest - retention`, and with them every node that starts in a dropped block.
 
+mod edges;
+
 use std::collections::VecDeque;
+
+use edges::OpenSummary;
 
 use crate::plugin::{Bound, Call, Error, Plugin, Summary, Window};
 use crate::samples::Samples;
@@ -52,6 +56,10 @@ pub struct Series<P: Plugin> {
     /// 1,441-step panel would otherwise allocate two vectors per step).
     leaving: Vec<f64>,
     entering: Vec<f64>,
+    /// Whether the plugin's summary can take values out ([`Summary::remove`]).
+    removable: bool,
+    /// The open block's summary, kept between queries (see `edges`).
+    open: Option<OpenSummary<P::Summary>>,
 }
 
 /// The block summaries: kept nodes per level, and the left children waiting.
@@ -185,6 +193,7 @@ impl<P: Plugin> Series<P> {
                 "retention-ms must be positive, got {retention_ms}"
             )));
         }
+        let removable = plugin.summary().remove(&[]);
         Ok(Self {
             plugin,
             retention_ms,
@@ -193,6 +202,8 @@ impl<P: Plugin> Series<P> {
             scratch: None,
             leaving: Vec::new(),
             entering: Vec::new(),
+            removable,
+            open: None,
         })
     }
 
@@ -226,6 +237,13 @@ impl<P: Plugin> Series<P> {
                     .close_block(summary, block, self.samples.base() / BLOCK_SAMPLES);
             }
         }
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|kept| kept.block < self.samples.end() / BLOCK_SAMPLES)
+        {
+            self.open = None;
+        }
         self.expire();
         Ok(())
     }
@@ -248,7 +266,10 @@ impl<P: Plugin> Series<P> {
 
     /// Bytes held by samples, summaries and scratch state.
     pub fn memory_bytes(&self) -> usize {
-        size_of::<Self>() + self.samples.memory_bytes() + self.tree.memory_bytes()
+        size_of::<Self>()
+            + self.samples.memory_bytes()
+            + self.tree.memory_bytes()
+            + self.open.as_ref().map_or(0, OpenSummary::memory_bytes)
     }
 
     /// The answer over the samples with timestamps in `[t0, t1]`, or `None` when there are
@@ -368,13 +389,21 @@ impl<P: Plugin> Series<P> {
         if unkept * BLOCK_SAMPLES > n / 2 {
             return None;
         }
-        let samples = &mut self.samples;
         if first_block < end_block {
-            merge_blocks(&self.tree, samples, &mut summary, first_block, end_block);
-            samples.values(i0, first_block * BLOCK_SAMPLES, |run| summary.extend(run));
-            samples.values(end_block * BLOCK_SAMPLES, i1, |run| summary.extend(run));
+            merge_blocks(
+                &self.tree,
+                &mut self.samples,
+                &mut summary,
+                first_block,
+                end_block,
+            );
+            let left = self.add_edge(&mut summary, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES);
+            let right = self.add_edge(&mut summary, end_block, end_block * BLOCK_SAMPLES, i1);
+            if !(left && right) {
+                return None;
+            }
         } else {
-            samples.values(i0, i1, |run| summary.extend(run));
+            self.samples.values(i0, i1, |run| summary.extend(run));
         }
         let value = self.plugin.estimate(call, &summary, n)?;
         Some((value, bound.relative, n))

@@ -89,13 +89,15 @@ fn replace_equals_pop_then_push() {
 }
 
 /// Adding values at once, one by one, or through packed halves merged gives the same
-/// histogram, NaN and infinities included.
+/// histogram, NaN and infinities included, and magnitudes too far apart for one dense
+/// span of buckets.
 #[test]
 fn log_histogram_extend_add_and_packed_merge_agree() {
     let mut values: Vec<f64> = (0..3000)
         .map(|i| (f64::from(i) * 0.37).sin() * f64::from(i % 97 + 1))
         .collect();
     values.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e-310]);
+    values.extend([1e-250, 1e250, -1e200, 5e-300, 1e250, -1e-200, 7e180]);
     let (mut batch, mut single) = (LogHistogram::new(0.008), LogHistogram::new(0.008));
     batch.extend(&values);
     for &v in &values {

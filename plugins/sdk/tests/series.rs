@@ -189,3 +189,55 @@ fn damaged_snapshots_are_refused_not_trusted() {
         }
     }
 }
+
+/// A window's edge blocks read as a block's summary less the samples outside the window
+/// (or, at the newest sample, as the open block's summary kept between queries) give the
+/// histogram of exactly the window's samples: the same answer to the last bit as a
+/// histogram of those samples, whichever edge is cheaper and as samples keep coming.
+#[test]
+fn edge_blocks_from_summaries_equal_the_window_histogram() {
+    use sketch_plugin_sdk::{BLOCK_SAMPLES, LogHistogram, Summary};
+    let all = values("lognormal", 3 * DAY, 11);
+    let ts = timestamps(all.len());
+    let block = BLOCK_SAMPLES as usize;
+    let mut series = Series::new(Quantile, 2 * DAY as i64 * SCRAPE_MS).unwrap();
+    let call = Call {
+        function: 0,
+        args: &[0.99],
+    };
+    // (samples written so far, first sample of the window, one past its last)
+    let cases = [
+        (DAY + 37, 37, DAY + 37),
+        (DAY + 37, 1, DAY + 37),
+        (DAY + 38, 2, DAY + 38),
+        (DAY + 300, 300, DAY + 300),
+        (DAY + 300, 300, DAY + 10),
+        (DAY + 300, block + 500, DAY + 290),
+        (DAY + 300, block * 3 + 511, DAY + 299),
+        (2 * DAY, 3 * block - 1, 2 * DAY),
+        (2 * DAY + 1, 5 * block + 250, 2 * DAY - 5),
+        (2 * DAY + 1, 5 * block + 256, 2 * DAY + 1),
+    ];
+    let mut written = 0;
+    for (upto, first, end) in cases {
+        series.insert(&ts[written..upto], &all[written..upto]).unwrap();
+        written = upto;
+        // The window's time span, ending past the newest sample when `end` is it.
+        let t0 = ts[first] - 1;
+        let t1 = if end == upto {
+            ts[upto - 1] + 4_000
+        } else {
+            ts[end - 1]
+        };
+        let (got, _, n) = series.query(call, QUANTILE_BOUND, t0, t1).unwrap();
+        assert_eq!(n, (end - first) as u64, "case ({upto}, {first}, {end})");
+        let mut want = LogHistogram::new(0.008);
+        want.extend(&all[first..end]);
+        assert_eq!(
+            got.to_bits(),
+            want.quantile(0.99).to_bits(),
+            "case ({upto}, {first}, {end}): {got} vs {}",
+            want.quantile(0.99)
+        );
+    }
+}

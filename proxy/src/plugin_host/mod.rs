@@ -516,6 +516,17 @@ pub fn spawn_on_call_pool(f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Runs `f` on a plugin call thread and waits for it (runs it here when this is one, or
+/// when there is no host), so that the plugin calls `f` makes run where they are instead
+/// of each switching threads. `f` must not wait for anything that itself waits for a
+/// plugin call, such as a sketch's lock (see [`spawn_on_call_pool`]).
+pub fn on_call_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match Host::global() {
+        Ok(host) => host.pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Evaluation times in a range request: `start, start+step, ... ≤ end`.
 pub fn range_steps(range: RangeRequest) -> u64 {
     if range.step_ms <= 0 || range.end_ms < range.start_ms {

@@ -125,19 +125,20 @@ impl FunctionSketch {
     /// The span of samples it holds (`None`: none), if it may answer queries (see
     /// [`FunctionSketch::serving`]).
     pub fn serving_coverage(&self) -> Option<Option<(i64, i64)>> {
-        let mut state = self.state.lock();
-        if state.pending.is_some() {
-            return None;
-        }
-        let newest = state.newest;
-        if let Some((asked_at, span)) = state.coverage
-            && asked_at == newest
-        {
-            return state.sketch.as_ref().map(|_| span);
-        }
-        let span = state.sketch.as_ref()?.coverage().ok()?;
-        state.coverage = Some((newest, span));
-        Some(span)
+        serving_locked(&mut self.state.lock()).map(|(_, span)| span)
+    }
+
+    /// Runs `f` on the sketch and its coverage, as [`FunctionSketch::serving`] and
+    /// [`FunctionSketch::serving_coverage`] in one, but never waits for the sketch's
+    /// lock: [`Busy`] when an insert, a snapshot or another query holds it. For the
+    /// plugin call threads, which must never wait for a sketch's lock, since its holder
+    /// may be waiting for them.
+    pub fn try_serving<R>(
+        &self,
+        f: impl FnOnce(&Sketch, Option<(i64, i64)>) -> R,
+    ) -> Result<Option<R>, Busy> {
+        let mut state = self.state.try_lock().ok_or(Busy)?;
+        Ok(serving_locked(&mut state).map(|(sketch, span)| f(sketch, span)))
     }
 
     /// Whether it answers `function`.
@@ -174,6 +175,28 @@ impl FunctionSketch {
     pub fn backfilling(&self) -> bool {
         self.state.lock().pending.is_some()
     }
+}
+
+/// A sketch's lock was held elsewhere; ask again off the plugin call threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// The sketch of a locked state and its coverage, if it may answer queries; the
+/// plugin's coverage is asked only when a sample came since it last was.
+fn serving_locked(state: &mut State) -> Option<(&Sketch, Option<(i64, i64)>)> {
+    if state.pending.is_some() {
+        return None;
+    }
+    let newest = state.newest;
+    let span = match state.coverage {
+        Some((asked_at, span)) if asked_at == newest => span,
+        _ => {
+            let span = state.sketch.as_ref()?.coverage().ok()?;
+            state.coverage = Some((newest, span));
+            span
+        }
+    };
+    state.sketch.as_ref().map(|sketch| (sketch, span))
 }
 
 /// A sketch a series lacks: its plugin, the functions it is to answer, the longest

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use super::SketchStore;
-use crate::plugin_host::{PluginSet, RangeRequest, SketchConfig};
+use rayon::prelude::*;
+
+use super::{Busy, SketchStore};
+use crate::plugin_host::{PluginSet, RangeRequest, Sketch, SketchConfig};
 use crate::prompb::Label;
 use crate::promql::eval::value::{Labels, Point};
 use crate::promql::eval::{Range, SketchValue, Sketches};
@@ -70,35 +72,10 @@ impl Sketches for StoreSketches {
         ends: Range,
         window_ms: i64,
     ) -> Option<Vec<Option<SketchValue>>> {
-        if !self.use_store {
-            return None;
-        }
-        let key: Vec<Label> = labels.iter().cloned().collect();
-        let sketch = self.store.get(&key, function)?;
-        if !covered(sketch.serving_coverage()?, ends, window_ms) {
-            return None;
-        }
+        let sketch = self.sketch(function, labels)?;
+        let span = sketch.serving_coverage()?;
         sketch
-            .serving(|s| {
-                let request = RangeRequest {
-                    start_ms: ends.start_ms,
-                    end_ms: ends.end_ms,
-                    step_ms: ends.step_ms,
-                    window_ms,
-                };
-                let answers = s.query_range(function, args, request).ok()?;
-                Some(
-                    answers
-                        .into_iter()
-                        .map(|a| {
-                            a.map(|e| SketchValue {
-                                value: e.value,
-                                bound: e.bound,
-                            })
-                        })
-                        .collect(),
-                )
-            })
+            .serving(|s| answer_from(s, span, function, args, ends, window_ms))
             .flatten()
     }
 
@@ -110,18 +87,47 @@ impl Sketches for StoreSketches {
         ends: Range,
         window_ms: i64,
     ) -> Vec<Option<Vec<Option<SketchValue>>>> {
-        // One task per series on the shared ask threads, each waiting for its plugin
-        // calls on the plugin pool. A series whose call panicked is one the sketches
-        // did not answer: the engine reads its raw data.
-        let me = self.clone();
-        let (function, args) = (function.to_owned(), args.to_vec());
-        let owned: Vec<Labels> = series.iter().map(|l| (*l).clone()).collect();
-        super::ask::map(owned, move |labels| {
-            crate::promql::eval::guarded(|| me.answer(&function, &labels, &args, ends, window_ms))
-        })
-        .into_iter()
-        .map(Option::flatten)
-        .collect()
+        // On the plugin call threads, whose plugin calls then run in place instead of
+        // each switching threads (a day window costs tens of microseconds, a switch
+        // about as much). They never wait for a sketch's lock: a series whose sketch is
+        // busy (an insert, a snapshot) is asked again on the ask threads, which may
+        // wait. A series whose ask panicked is one the sketches did not answer: the
+        // engine reads its raw data.
+        let first: Vec<Option<Result<Option<Answers>, Busy>>> = crate::plugin_host::on_call_pool(|| {
+            series
+                .par_iter()
+                .map(|labels| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.try_answer(function, labels, args, ends, window_ms)
+                    }))
+                    .ok()
+                })
+                .collect()
+        });
+        let busy: Vec<(usize, Labels)> = first
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Some(Err(Busy))))
+            .map(|(i, _)| (i, series[i].clone()))
+            .collect();
+        let mut answers: Vec<Option<Answers>> = first
+            .into_iter()
+            .map(|r| r.and_then(Result::ok).flatten())
+            .collect();
+        if !busy.is_empty() {
+            let me = self.clone();
+            let (function, args) = (function.to_owned(), args.to_vec());
+            let retried = super::ask::map(busy, move |(i, labels)| {
+                (
+                    i,
+                    crate::promql::eval::guarded(|| me.answer(&function, &labels, &args, ends, window_ms)),
+                )
+            });
+            for (i, answer) in retried.into_iter().flatten() {
+                answers[i] = answer;
+            }
+        }
+        answers
     }
 
     fn compute(
@@ -166,6 +172,68 @@ impl Sketches for StoreSketches {
             })
             .collect())
     }
+}
+
+/// One series' answers, one per evaluation time.
+type Answers = Vec<Option<SketchValue>>;
+
+impl StoreSketches {
+    fn sketch(&self, function: &str, labels: &Labels) -> Option<Arc<super::FunctionSketch>> {
+        if !self.use_store {
+            return None;
+        }
+        let key: Vec<Label> = labels.iter().cloned().collect();
+        self.store.get(&key, function)
+    }
+
+    /// [`Sketches::answer`] without waiting for the sketch's lock.
+    fn try_answer(
+        &self,
+        function: &str,
+        labels: &Labels,
+        args: &[f64],
+        ends: Range,
+        window_ms: i64,
+    ) -> Result<Option<Answers>, Busy> {
+        let Some(sketch) = self.sketch(function, labels) else {
+            return Ok(None);
+        };
+        Ok(sketch
+            .try_serving(|s, span| answer_from(s, span, function, args, ends, window_ms))?
+            .flatten())
+    }
+}
+
+/// The sketch's answers when `span` covers every window.
+fn answer_from(
+    sketch: &Sketch,
+    span: Option<(i64, i64)>,
+    function: &str,
+    args: &[f64],
+    ends: Range,
+    window_ms: i64,
+) -> Option<Answers> {
+    if !covered(span, ends, window_ms) {
+        return None;
+    }
+    let request = RangeRequest {
+        start_ms: ends.start_ms,
+        end_ms: ends.end_ms,
+        step_ms: ends.step_ms,
+        window_ms,
+    };
+    let answers = sketch.query_range(function, args, request).ok()?;
+    Some(
+        answers
+            .into_iter()
+            .map(|a| {
+                a.map(|e| SketchValue {
+                    value: e.value,
+                    bound: e.bound,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Every window lies within `span`, what the sketch has seen.
