@@ -60,6 +60,9 @@ pub struct Series<P: Plugin> {
     removable: bool,
     /// The open block's summary, kept between queries (see `edges`).
     open: Option<OpenSummary<P::Summary>>,
+    /// The last instant window's complete blocks `[first, end)` and their merged
+    /// summary (see `edges`).
+    interior: Option<(u64, u64, P::Summary)>,
 }
 
 /// The block summaries: kept nodes per level, and the left children waiting.
@@ -204,6 +207,7 @@ impl<P: Plugin> Series<P> {
             entering: Vec::new(),
             removable,
             open: None,
+            interior: None,
         })
     }
 
@@ -270,6 +274,7 @@ impl<P: Plugin> Series<P> {
             + self.samples.memory_bytes()
             + self.tree.memory_bytes()
             + self.open.as_ref().map_or(0, OpenSummary::memory_bytes)
+            + self.interior.as_ref().map_or(0, |(_, _, s)| s.memory_bytes())
     }
 
     /// The answer over the samples with timestamps in `[t0, t1]`, or `None` when there are
@@ -302,7 +307,7 @@ impl<P: Plugin> Series<P> {
         while t <= end {
             let (i0, i1) = self.range(t.saturating_sub(window), t);
             let from_summary = if i1 - i0 >= bound.min_samples {
-                self.summarize(call, bound, i0, i1)
+                self.summarize(call, bound, i0, i1, steps == 1)
             } else {
                 None
             };
@@ -366,7 +371,7 @@ impl<P: Plugin> Series<P> {
     fn answer(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
         let n = i1.checked_sub(i0).filter(|&n| n > 0)?;
         if n >= bound.min_samples
-            && let Some(answer) = self.summarize(call, bound, i0, i1)
+            && let Some(answer) = self.summarize(call, bound, i0, i1, true)
         {
             return Some(answer);
         }
@@ -376,7 +381,16 @@ impl<P: Plugin> Series<P> {
     /// The answer from merged summaries, or `None` when the plugin's estimate declines
     /// or when most of the window has no kept summary: summing raw samples into a
     /// summary costs as much as the exact answer, which is better.
-    fn summarize(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
+    /// `again`: the same window may be asked again soon (an instant query at a moving
+    /// now), so its complete blocks' merged summary is kept (see `edges`).
+    fn summarize(
+        &mut self,
+        call: Call<'_>,
+        bound: Bound,
+        i0: u64,
+        i1: u64,
+        again: bool,
+    ) -> Option<(f64, f64, u64)> {
         let n = i1 - i0;
         let mut summary = self.plugin.summary();
         let first_block = i0.div_ceil(BLOCK_SAMPLES);
@@ -390,13 +404,17 @@ impl<P: Plugin> Series<P> {
             return None;
         }
         if first_block < end_block {
-            merge_blocks(
-                &self.tree,
-                &mut self.samples,
-                &mut summary,
-                first_block,
-                end_block,
-            );
+            if again {
+                self.merge_interior(&mut summary, first_block, end_block);
+            } else {
+                merge_blocks(
+                    &self.tree,
+                    &mut self.samples,
+                    &mut summary,
+                    first_block,
+                    end_block,
+                );
+            }
             let left = self.add_edge(&mut summary, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES);
             let right = self.add_edge(&mut summary, end_block, end_block * BLOCK_SAMPLES, i1);
             if !(left && right) {

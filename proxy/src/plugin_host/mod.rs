@@ -171,6 +171,11 @@ impl Plugin {
         })
     }
 
+    /// The instance that holds the sketches created with `key`.
+    pub fn instance_for(&self, key: u64) -> usize {
+        (key % self.slots.len().max(1) as u64) as usize
+    }
+
     fn new_sketch(
         self: &Arc<Self>,
         name: &'static str,
@@ -178,7 +183,7 @@ impl Plugin {
         f: impl FnOnce(&mut Store<HostState>, &SketchPlugin) -> wasmtime::Result<Result<ResourceAny, WitError>>
         + Send,
     ) -> Result<Sketch, PluginError> {
-        let slot = (key % self.slots.len() as u64) as usize;
+        let slot = self.instance_for(key);
         let (made, generation) = self.call(name, slot, None, f)?;
         let handle = self.guest(made)?;
         Ok(Sketch {

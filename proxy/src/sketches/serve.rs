@@ -1,13 +1,14 @@
 //! The sketch store as the engine's [`Sketches`]: a series' sketch answers a range
 //! function when it covers every window the evaluation needs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::{Busy, SketchStore};
 use crate::plugin_host::{PluginSet, RangeRequest, Sketch, SketchConfig};
-use crate::prompb::Label;
+use crate::prompb::series_hash;
 use crate::promql::eval::value::{Labels, Point};
 use crate::promql::eval::{Range, SketchValue, Sketches};
 
@@ -41,12 +42,7 @@ impl Sketches for StoreSketches {
     }
 
     fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool {
-        if !self.use_store {
-            return false;
-        }
-        let key: Vec<Label> = labels.iter().cloned().collect();
-        self.store
-            .get(&key, function)
+        self.sketch(function, labels)
             .and_then(|sketch| sketch.serving_coverage())
             .is_some_and(|span| covered(span, ends, window_ms))
     }
@@ -89,21 +85,35 @@ impl Sketches for StoreSketches {
     ) -> Vec<Option<Vec<Option<SketchValue>>>> {
         // On the plugin call threads, whose plugin calls then run in place instead of
         // each switching threads (a day window costs tens of microseconds, a switch
-        // about as much). They never wait for a sketch's lock: a series whose sketch is
-        // busy (an insert, a snapshot) is asked again on the ask threads, which may
-        // wait. A series whose ask panicked is one the sketches did not answer: the
-        // engine reads its raw data.
-        let first: Vec<Option<Result<Option<Answers>, Busy>>> = crate::plugin_host::on_call_pool(|| {
-            series
+        // about as much), one task per plugin instance so that no two wait for the same
+        // instance. They never wait for a sketch's lock: a series whose sketch is busy
+        // (an insert, a snapshot) is asked again on the ask threads, which may wait. A
+        // series whose ask panicked is one the sketches did not answer: the engine
+        // reads its raw data.
+        let mut by_instance: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let plugin = self.plugins.for_function(function);
+        for (i, labels) in series.iter().enumerate() {
+            let instance = plugin.map_or(0, |p| p.instance_for(series_hash(labels.as_slice())));
+            by_instance.entry(instance).or_default().push(i);
+        }
+        let groups: Vec<Vec<usize>> = by_instance.into_values().collect();
+        let mut first: Vec<FirstAsk> = vec![None; series.len()];
+        let asked: Vec<(usize, FirstAsk)> = crate::plugin_host::on_call_pool(|| {
+            groups
                 .par_iter()
-                .map(|labels| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.try_answer(function, labels, args, ends, window_ms)
-                    }))
-                    .ok()
+                .flat_map_iter(|group| {
+                    group.iter().map(|&i| {
+                        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.try_answer(function, series[i], args, ends, window_ms)
+                        }));
+                        (i, answer.ok())
+                    })
                 })
                 .collect()
         });
+        for (i, answer) in asked {
+            first[i] = answer;
+        }
         let busy: Vec<(usize, Labels)> = first
             .iter()
             .enumerate()
@@ -177,13 +187,16 @@ impl Sketches for StoreSketches {
 /// One series' answers, one per evaluation time.
 type Answers = Vec<Option<SketchValue>>;
 
+/// A series asked on the plugin call threads: `None` when the ask panicked, [`Busy`]
+/// when its sketch was locked elsewhere.
+type FirstAsk = Option<Result<Option<Answers>, Busy>>;
+
 impl StoreSketches {
     fn sketch(&self, function: &str, labels: &Labels) -> Option<Arc<super::FunctionSketch>> {
         if !self.use_store {
             return None;
         }
-        let key: Vec<Label> = labels.iter().cloned().collect();
-        self.store.get(&key, function)
+        self.store.get(labels.as_slice(), function)
     }
 
     /// [`Sketches::answer`] without waiting for the sketch's lock.

@@ -1,10 +1,15 @@
-//! A window's two partial edge blocks. Read raw, each costs up to a block of samples
+//! What an instant window at a moving now reuses from the query before. Its complete
+//! blocks' merged summary is kept: it changes only when the window's start crosses a
+//! block boundary or a block closes, once every `BLOCK_SAMPLES` scrapes, and merging it
+//! is one pass over its counts instead of one over each tree node's.
+//!
+//! A window's two partial edge blocks: read raw, each costs up to a block of samples
 //! (decompressed, then added one by one). When the summary can take values out, an edge
 //! is instead its block's whole summary less the samples outside the window, whichever
 //! touches fewer samples: a window ending at the newest sample takes the open block's
 //! summary, kept between queries, and adds nothing raw.
 
-use super::{BLOCK_SAMPLES, Series};
+use super::{BLOCK_SAMPLES, Series, merge_blocks};
 use crate::plugin::{Plugin, Summary};
 
 /// The summary of the open block's first `covered` samples.
@@ -22,6 +27,20 @@ impl<S: Summary> OpenSummary<S> {
 }
 
 impl<P: Plugin> Series<P> {
+    /// Merges the summary of blocks `[first, end)` into `into`, from the one kept when
+    /// the last instant window had the same complete blocks.
+    pub(super) fn merge_interior(&mut self, into: &mut P::Summary, first: u64, end: u64) {
+        match &self.interior {
+            Some((f, e, kept)) if (*f, *e) == (first, end) => into.merge(kept),
+            _ => {
+                let mut kept = self.plugin.summary();
+                merge_blocks(&self.tree, &mut self.samples, &mut kept, first, end);
+                into.merge(&kept);
+                self.interior = Some((first, end, kept));
+            }
+        }
+    }
+
     /// Adds the values of `[lo, hi)`, all within block `block`, to `into`. `false` when
     /// a summary that said it could take values out did not: `into` is then wrong, and
     /// the SDK stops asking it.

@@ -44,6 +44,11 @@ impl Labels {
         self.0.iter()
     }
 
+    /// The labels, sorted by name, as a slice.
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
