@@ -136,7 +136,8 @@ fn range_panel(c: &mut Criterion) {
     group.finish();
 
     // P2 at a moving now: 25 h and a part-filled block of samples, the window's start
-    // inside a block and its end past the newest sample.
+    // inside a block and its end past the newest sample, asked again (what the sketch
+    // kept from the call before is reused) and cold.
     let mut group = c.benchmark_group("instant_1d_window_at_now");
     for (function, args, distribution) in FUNCTIONS {
         let sketch = set.for_function(function).unwrap().create(0, &config()).unwrap();
@@ -146,6 +147,16 @@ fn range_panel(c: &mut Criterion) {
         let now = ts[n - 1] + 4_000;
         group.bench_function(function, |b| {
             b.iter(|| black_box(sketch.query(function, args, now - DAY_MS, now).unwrap()))
+        });
+        // Nothing reused from the call before: windows ending now and two hours
+        // earlier, in turn.
+        let mut earlier = false;
+        group.bench_function(format!("{function}/cold"), |b| {
+            b.iter(|| {
+                earlier = !earlier;
+                let end = if earlier { now - 7_200_000 } else { now };
+                black_box(sketch.query(function, args, end - DAY_MS, end).unwrap())
+            })
         });
         if function == "quantile_over_time" {
             // What every call costs whatever it does: a window with no samples.

@@ -115,6 +115,23 @@ impl Samples {
         self.base + self.closed.len() as u64 * BLOCK_SAMPLES + within as u64
     }
 
+    /// The timestamps around global index `i`: of sample `i - 1` (`i64::MIN` when it is
+    /// not retained) and of sample `i`. Every `t` in `(before, at]` has
+    /// `position(t, false) == i`. `None` past the newest sample.
+    pub(crate) fn bracket(&mut self, i: u64) -> Option<(i64, i64)> {
+        let at = self.timestamp_at(i)?;
+        let before = if i == self.base {
+            i64::MIN
+        } else if i.is_multiple_of(BLOCK_SAMPLES) {
+            // The previous block's last sample, without decompressing it.
+            let previous = self.position_of(i / BLOCK_SAMPLES - 1);
+            self.closed.get(previous).map_or(i64::MIN, |b| b.last)
+        } else {
+            self.timestamp_at(i - 1)?
+        };
+        Some((before, at))
+    }
+
     /// The timestamp of the first sample at or after global index `i`, if any.
     pub(crate) fn timestamp_at(&mut self, i: u64) -> Option<i64> {
         if i >= self.end() {

@@ -26,7 +26,7 @@ mod edges;
 
 use std::collections::VecDeque;
 
-use edges::OpenSummary;
+use edges::{KeptStart, OpenSummary};
 
 use crate::plugin::{Bound, Call, Error, Plugin, Summary, Window};
 use crate::samples::Samples;
@@ -60,9 +60,11 @@ pub struct Series<P: Plugin> {
     removable: bool,
     /// The open block's summary, kept between queries (see `edges`).
     open: Option<OpenSummary<P::Summary>>,
-    /// The last instant window's complete blocks `[first, end)` and their merged
-    /// summary (see `edges`).
-    interior: Option<(u64, u64, P::Summary)>,
+    /// The last instant window's summary up to its right edge block (see `edges`).
+    kept_start: Option<KeptStart<P::Summary>>,
+    /// Where the last window started: `(before, at, i)`, the timestamps of samples
+    /// `i - 1` and `i` (see [`Samples::bracket`]).
+    start_hint: Option<(i64, i64, u64)>,
 }
 
 /// The block summaries: kept nodes per level, and the left children waiting.
@@ -207,7 +209,8 @@ impl<P: Plugin> Series<P> {
             entering: Vec::new(),
             removable,
             open: None,
-            interior: None,
+            kept_start: None,
+            start_hint: None,
         })
     }
 
@@ -274,7 +277,7 @@ impl<P: Plugin> Series<P> {
             + self.samples.memory_bytes()
             + self.tree.memory_bytes()
             + self.open.as_ref().map_or(0, OpenSummary::memory_bytes)
-            + self.interior.as_ref().map_or(0, |(_, _, s)| s.memory_bytes())
+            + self.kept_start.as_ref().map_or(0, KeptStart::memory_bytes)
     }
 
     /// The answer over the samples with timestamps in `[t0, t1]`, or `None` when there are
@@ -363,7 +366,16 @@ impl<P: Plugin> Series<P> {
     /// Global sample indices `[i0, i1)` with timestamps in `[t0, t1]`.
     fn range(&mut self, t0: i64, t1: i64) -> (u64, u64) {
         let t0 = t0.max(self.cutoff());
-        let i0 = self.samples.position(t0, false);
+        // A window at a moving now starts between the same two samples for a scrape
+        // interval: no block to decompress to find where.
+        let i0 = match self.start_hint {
+            Some((before, at, i)) if before < t0 && t0 <= at => i,
+            _ => {
+                let i = self.samples.position(t0, false);
+                self.start_hint = self.samples.bracket(i).map(|(before, at)| (before, at, i));
+                i
+            }
+        };
         let i1 = self.samples.position(t1, true);
         (i0, i1.max(i0))
     }
@@ -381,8 +393,9 @@ impl<P: Plugin> Series<P> {
     /// The answer from merged summaries, or `None` when the plugin's estimate declines
     /// or when most of the window has no kept summary: summing raw samples into a
     /// summary costs as much as the exact answer, which is better.
-    /// `again`: the same window may be asked again soon (an instant query at a moving
-    /// now), so its complete blocks' merged summary is kept (see `edges`).
+    /// `again`: the same window, or one starting a little later, may be asked again
+    /// soon (an instant query at a moving now), so what it can reuse is kept (see
+    /// `edges`).
     fn summarize(
         &mut self,
         call: Call<'_>,
@@ -404,18 +417,11 @@ impl<P: Plugin> Series<P> {
             return None;
         }
         if first_block < end_block {
-            if again {
-                self.merge_interior(&mut summary, first_block, end_block);
+            let left = if again {
+                self.merge_start(&mut summary, i0, end_block)
             } else {
-                merge_blocks(
-                    &self.tree,
-                    &mut self.samples,
-                    &mut summary,
-                    first_block,
-                    end_block,
-                );
-            }
-            let left = self.add_edge(&mut summary, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES);
+                self.merge_up_to(&mut summary, i0, end_block)
+            };
             let right = self.add_edge(&mut summary, end_block, end_block * BLOCK_SAMPLES, i1);
             if !(left && right) {
                 return None;

@@ -191,9 +191,10 @@ fn damaged_snapshots_are_refused_not_trusted() {
 }
 
 /// A window's edge blocks read as a block's summary less the samples outside the window
-/// (or, at the newest sample, as the open block's summary kept between queries) give the
-/// histogram of exactly the window's samples: the same answer to the last bit as a
-/// histogram of those samples, whichever edge is cheaper and as samples keep coming.
+/// (or, at the newest sample, as the open block's summary kept between queries), and a
+/// window start moved on from the last query's kept summary, give the histogram of
+/// exactly the window's samples: the same answer to the last bit as a histogram of
+/// those samples, whichever way is cheaper and as samples keep coming.
 #[test]
 fn edge_blocks_from_summaries_equal_the_window_histogram() {
     use sketch_plugin_sdk::{BLOCK_SAMPLES, LogHistogram, Summary};
@@ -211,6 +212,16 @@ fn edge_blocks_from_summaries_equal_the_window_histogram() {
         (DAY + 37, 1, DAY + 37),
         (DAY + 38, 2, DAY + 38),
         (DAY + 300, 300, DAY + 300),
+        // The start moving on with the same end: taken out of the kept summary, across
+        // a block boundary, and too far to take out.
+        (DAY + 300, 301, DAY + 300),
+        (DAY + 300, 303, DAY + 300),
+        (DAY + 300, 511, DAY + 300),
+        (DAY + 300, 513, DAY + 300),
+        (DAY + 300, 900, DAY + 300),
+        // A start on a block's first sample, then just before it.
+        (DAY + 300, 2 * block, DAY + 300),
+        (DAY + 300, 2 * block - 1, DAY + 300),
         (DAY + 300, 300, DAY + 10),
         (DAY + 300, block + 500, DAY + 290),
         (DAY + 300, block * 3 + 511, DAY + 299),
@@ -222,22 +233,25 @@ fn edge_blocks_from_summaries_equal_the_window_histogram() {
     for (upto, first, end) in cases {
         series.insert(&ts[written..upto], &all[written..upto]).unwrap();
         written = upto;
-        // The window's time span, ending past the newest sample when `end` is it.
-        let t0 = ts[first] - 1;
+        let mut want = LogHistogram::new(0.008);
+        want.extend(&all[first..end]);
+        // The window's time span, ending past the newest sample when `end` is it, and
+        // starting anywhere between the sample before `first` and `first` (the second
+        // time found without decompressing).
         let t1 = if end == upto {
             ts[upto - 1] + 4_000
         } else {
             ts[end - 1]
         };
-        let (got, _, n) = series.query(call, QUANTILE_BOUND, t0, t1).unwrap();
-        assert_eq!(n, (end - first) as u64, "case ({upto}, {first}, {end})");
-        let mut want = LogHistogram::new(0.008);
-        want.extend(&all[first..end]);
-        assert_eq!(
-            got.to_bits(),
-            want.quantile(0.99).to_bits(),
-            "case ({upto}, {first}, {end}): {got} vs {}",
-            want.quantile(0.99)
-        );
+        for t0 in [ts[first] - 1, ts[first] - SCRAPE_MS + 1] {
+            let (got, _, n) = series.query(call, QUANTILE_BOUND, t0, t1).unwrap();
+            assert_eq!(n, (end - first) as u64, "case ({upto}, {first}, {end}) from {t0}");
+            assert_eq!(
+                got.to_bits(),
+                want.quantile(0.99).to_bits(),
+                "case ({upto}, {first}, {end}) from {t0}: {got} vs {}",
+                want.quantile(0.99)
+            );
+        }
     }
 }

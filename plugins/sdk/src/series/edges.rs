@@ -1,7 +1,9 @@
-//! What an instant window at a moving now reuses from the query before. Its complete
-//! blocks' merged summary is kept: it changes only when the window's start crosses a
-//! block boundary or a block closes, once every `BLOCK_SAMPLES` scrapes, and merging it
-//! is one pass over its counts instead of one over each tree node's.
+//! What an instant window at a moving now reuses from the query before: the summary of
+//! its samples up to its right edge block. It changes only when the window's start
+//! passes a sample (once a scrape interval: the samples passed are taken out, when the
+//! summary can) or when a block closes (once every `BLOCK_SAMPLES` scrapes: it is
+//! merged again from the tree). Merging it is one pass over its counts instead of one
+//! over each tree node's and a left edge block's raw samples.
 //!
 //! A window's two partial edge blocks: read raw, each costs up to a block of samples
 //! (decompressed, then added one by one). When the summary can take values out, an edge
@@ -20,6 +22,20 @@ pub(super) struct OpenSummary<S> {
     summary: S,
 }
 
+/// The summary of samples `[from, end_block · BLOCK_SAMPLES)`.
+#[derive(Debug)]
+pub(super) struct KeptStart<S> {
+    from: u64,
+    end_block: u64,
+    summary: S,
+}
+
+impl<S: Summary> KeptStart<S> {
+    pub(super) fn memory_bytes(&self) -> usize {
+        size_of::<Self>() + self.summary.memory_bytes()
+    }
+}
+
 impl<S: Summary> OpenSummary<S> {
     pub(super) fn memory_bytes(&self) -> usize {
         size_of::<Self>() + self.summary.memory_bytes()
@@ -27,18 +43,51 @@ impl<S: Summary> OpenSummary<S> {
 }
 
 impl<P: Plugin> Series<P> {
-    /// Merges the summary of blocks `[first, end)` into `into`, from the one kept when
-    /// the last instant window had the same complete blocks.
-    pub(super) fn merge_interior(&mut self, into: &mut P::Summary, first: u64, end: u64) {
-        match &self.interior {
-            Some((f, e, kept)) if (*f, *e) == (first, end) => into.merge(kept),
-            _ => {
-                let mut kept = self.plugin.summary();
-                merge_blocks(&self.tree, &mut self.samples, &mut kept, first, end);
-                into.merge(&kept);
-                self.interior = Some((first, end, kept));
+    /// Merges the summary of samples `[i0, end_block · BLOCK_SAMPLES)` into `into`, from
+    /// the one kept for the last instant window when it can. `false` as for
+    /// [`Series::add_edge`].
+    pub(super) fn merge_start(&mut self, into: &mut P::Summary, i0: u64, end_block: u64) -> bool {
+        let Series {
+            kept_start,
+            samples,
+            removable,
+            ..
+        } = self;
+        if let Some(kept) = kept_start
+            && kept.end_block == end_block
+            && kept.from <= i0
+            && (kept.from == i0 || (*removable && i0 - kept.from <= BLOCK_SAMPLES / 2))
+        {
+            let mut ok = true;
+            samples.values(kept.from, i0, |run| ok &= kept.summary.remove(run));
+            if ok {
+                kept.from = i0;
+                into.merge(&kept.summary);
+                return true;
             }
+            *removable = false;
         }
+        self.kept_start = None;
+        let mut summary = self.plugin.summary();
+        if !self.merge_up_to(&mut summary, i0, end_block) {
+            return false;
+        }
+        into.merge(&summary);
+        self.kept_start = Some(KeptStart {
+            from: i0,
+            end_block,
+            summary,
+        });
+        true
+    }
+
+    /// Merges the summary of samples `[i0, end_block · BLOCK_SAMPLES)` into `into`: the
+    /// tree's nodes for the complete blocks, and the left edge. `false` as for
+    /// [`Series::add_edge`].
+    pub(super) fn merge_up_to(&mut self, into: &mut P::Summary, i0: u64, end_block: u64) -> bool {
+        let first_block = i0.div_ceil(BLOCK_SAMPLES);
+        merge_blocks(&self.tree, &mut self.samples, into, first_block, end_block);
+        self.add_edge(into, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES)
     }
 
     /// Adds the values of `[lo, hi)`, all within block `block`, to `into`. `false` when
