@@ -98,14 +98,18 @@ impl Sketches for StoreSketches {
         }
         let groups: Vec<Vec<usize>> = by_instance.into_values().collect();
         let mut first: Vec<FirstAsk> = vec![None; series.len()];
+        // Each task runs in the caller's span, so its plugin calls join the query's trace.
+        let span = tracing::Span::current();
         let asked: Vec<(usize, FirstAsk)> = crate::plugin_host::on_call_pool(|| {
             groups
                 .par_iter()
                 .flat_map_iter(|group| {
                     group.iter().map(|&i| {
-                        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.try_answer(function, series[i], args, ends, window_ms)
-                        }));
+                        let answer = span.in_scope(|| {
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                self.try_answer(function, series[i], args, ends, window_ms)
+                            }))
+                        });
                         (i, answer.ok())
                     })
                 })
