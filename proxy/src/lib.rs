@@ -27,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod downstream;
+pub mod endpoints;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

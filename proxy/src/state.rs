@@ -11,10 +11,10 @@ use tokio::sync::Semaphore;
 use crate::config::RawSource;
 use crate::config::{self, Config, ConfigErrors, Overrides};
 use crate::downstream::Downstream;
+use crate::endpoints::Endpoint;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::plugin_host::{Host, Observer, PluginSet};
-use crate::prompb::Label;
 use crate::sketches::backfill::{self, Job};
 use crate::sketches::{Rules, SketchStore};
 use crate::source::{Fanout, Member, QueryApi, ReadOrQuery, RemoteRead, Source};
@@ -70,7 +70,20 @@ impl Runtime {
         let plugins = host.load(&config.plugins.settings(), observer);
         metrics.plugins_loaded.set(plugins.plugins().len() as i64);
         metrics.plugins_rejected.set(plugins.rejected().len() as i64);
-        let source = raw_source(&config, metrics);
+        // One per configured endpoint, shared by both fan-outs.
+        let endpoints: Vec<Arc<Endpoint>> = config
+            .downstream
+            .endpoints
+            .iter()
+            .map(|e| {
+                Arc::new(Endpoint::new(
+                    &e.url.to_string(),
+                    e.external_labels.clone(),
+                    (e.min_time, e.max_time),
+                ))
+            })
+            .collect();
+        let source = raw_source(&config, metrics, &endpoints);
         if config.sketches.kept_points.is_some() {
             tracing::warn!(
                 "sketches.kept_points is no longer used and is ignored: the results cache (cache.max_bytes) keeps rule queries' steps with every other query's"
@@ -111,11 +124,10 @@ impl Runtime {
                     .downstream
                     .endpoints
                     .iter()
-                    .map(|e| crate::http::fanout::Target {
+                    .zip(&endpoints)
+                    .map(|(e, endpoint)| crate::http::fanout::Target {
+                        endpoint: Arc::clone(endpoint),
                         client: Downstream::new(e.url.clone(), &e.http, config.downstream.timeout),
-                        external: e.external_labels.clone(),
-                        address: crate::source::fanout::address_of(&e.url.to_string()),
-                        time_range: (e.min_time, e.max_time),
                     })
                     .collect()
             } else {
@@ -136,8 +148,9 @@ impl Runtime {
 }
 
 /// The source local evaluation reads raw data from: `downstream.url` as
-/// `query.source` says, or every endpoint of `downstream.endpoints` read as one.
-fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
+/// `query.source` says, or every endpoint of `downstream.endpoints` (`shared`) read as
+/// one.
+fn raw_source(config: &Config, metrics: &Metrics, shared: &[Arc<Endpoint>]) -> Arc<dyn Source> {
     let endpoints = &config.downstream.endpoints;
     if !config.fans_out() {
         let kind = endpoints.first().map_or(config.query.source, |e| e.kind);
@@ -145,18 +158,10 @@ fn raw_source(config: &Config, metrics: &Metrics) -> Arc<dyn Source> {
     }
     let members = endpoints
         .iter()
-        .map(|e| Member {
-            name: e.url.to_string().trim_end_matches('/').to_owned(),
+        .zip(shared)
+        .map(|(e, endpoint)| Member {
+            endpoint: Arc::clone(endpoint),
             source: endpoint_source(config, &e.url, &e.http, e.kind),
-            external: e
-                .external_labels
-                .iter()
-                .map(|(name, value)| Label {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            time_range: (e.min_time, e.max_time),
         })
         .collect();
     Arc::new(Fanout::new(

@@ -18,49 +18,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::Instrument as _;
 
-use futures_util::StreamExt as _;
-use promql_parser::label::Matchers;
-
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError};
-use crate::config::duration::time_bound::TimeBound;
+use crate::endpoints::{Endpoint, bounded, uncovered};
 use crate::metrics::EndpointLabels;
 use crate::prompb::{Label, Sample};
 
-/// One endpoint.
+/// One endpoint and where it reads.
 #[derive(Debug)]
 pub struct Member {
-    /// Its URL, for warnings.
-    pub name: String,
+    /// The endpoint.
+    pub endpoint: Arc<Endpoint>,
     /// Where it reads.
     pub source: Arc<dyn Source>,
-    /// Its external labels, sorted by name.
-    pub external: Vec<Label>,
-    /// The oldest and newest data it holds, if bounded.
-    pub time_range: TimeRange,
-}
-
-impl Member {
-    /// Whether it may hold data in `[start_ms, end_ms]`.
-    fn holds(&self, start_ms: i64, end_ms: i64) -> bool {
-        holds(self.time_range, start_ms, end_ms)
-    }
-
-    /// Whether `storeMatch[]` lets it be asked.
-    fn selected(&self, scope: &ReadScope) -> bool {
-        store_selected(
-            &address_of(&self.name),
-            |n| {
-                self.external
-                    .iter()
-                    .find(|l| l.name == n)
-                    .map(|l| l.value.as_str())
-            },
-            scope.store_match(),
-        )
-    }
 }
 
 /// The endpoints read as one.
@@ -100,17 +72,17 @@ impl Fanout {
         member: &Member,
         read: impl Future<Output = Result<T, SourceError>>,
     ) -> Result<T, SourceError> {
-        let span = tracing::info_span!("fetch_endpoint", endpoint = %member.name);
+        let span = tracing::info_span!("fetch_endpoint", endpoint = %member.endpoint.name);
         let answer = match tokio::time::timeout(self.endpoint_timeout, read.instrument(span)).await {
             Ok(answer) => answer,
             Err(_) => Err(SourceError::Unreachable {
-                url: member.name.clone(),
+                url: member.endpoint.name.clone(),
                 reason: format!("no answer within {:?}", self.endpoint_timeout),
             }),
         };
         self.up
             .get_or_create(&EndpointLabels {
-                endpoint: member.name.clone(),
+                endpoint: member.endpoint.name.clone(),
             })
             .set(i64::from(answer.is_ok()));
         answer
@@ -129,14 +101,7 @@ impl Fanout {
             .members
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                shard_key(
-                    i,
-                    m.external.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-                    m.time_range,
-                    replicas,
-                )
-            })
+            .map(|(i, m)| m.endpoint.shard_key(i, replicas))
             .collect();
         let answered: Vec<Option<bool>> = outcomes.iter().map(|o| o.as_ref().map(Result::is_ok)).collect();
         let missing = uncovered(&shards, &answered);
@@ -147,12 +112,12 @@ impl Fanout {
                 None => None,
                 Some(Ok(answer)) => Some(answer),
                 Some(Err(error)) if !missing.contains(&i) => {
-                    tracing::warn!(endpoint = %self.members[i].name, %error, "endpoint failed; a replica answered for it");
+                    tracing::warn!(endpoint = %self.members[i].endpoint.name, %error, "endpoint failed; a replica answered for it");
                     None
                 }
                 Some(Err(error)) if scope.allowed() && missing.len() < asked => {
-                    tracing::warn!(endpoint = %self.members[i].name, %error, "endpoint left out of a partial answer");
-                    scope.leave_out(&self.members[i].name, &error.to_string());
+                    tracing::warn!(endpoint = %self.members[i].endpoint.name, %error, "endpoint left out of a partial answer");
+                    scope.leave_out(&self.members[i].endpoint.name, &error.to_string());
                     None
                 }
                 Some(Err(error)) => return Err(error),
@@ -165,17 +130,11 @@ impl Fanout {
     /// checked here and left out (its storage does not hold them); `None` when they
     /// fail, or its time range or `storeMatch[]` rule it out, so it is not asked.
     fn for_member(member: &Member, selection: &Selection, scope: &ReadScope) -> Option<Selection> {
-        if !member.holds(selection.start_ms, selection.end_ms) || !member.selected(scope) {
+        let endpoint = &member.endpoint;
+        if !endpoint.holds(selection.start_ms, selection.end_ms) || !endpoint.selected(scope.store_match()) {
             return None;
         }
-        let external = |name: &str| {
-            member
-                .external
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| l.value.as_str())
-        };
-        let matchers = without_external(&selection.matchers, external)?;
+        let matchers = endpoint.without_external(&selection.matchers)?;
         Some(Selection {
             matchers,
             ..selection.clone()
@@ -185,18 +144,6 @@ impl Fanout {
     /// The replica labels of a read: the request's, or the configured ones.
     fn replicas<'a>(&'a self, scope: &'a ReadScope) -> &'a [String] {
         scope.replica_labels().unwrap_or(&self.replica_labels)
-    }
-
-    /// `labels` as the merged answer carries them.
-    fn relabel(member: &Member, replicas: &[String], mut labels: Vec<Label>) -> Vec<Label> {
-        for label in &member.external {
-            if !labels.iter().any(|l| l.name == label.name) {
-                labels.push(label.clone());
-            }
-        }
-        labels.retain(|l| !replicas.contains(&l.name));
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        labels
     }
 
     async fn fetch(
@@ -229,7 +176,7 @@ impl Fanout {
             };
             for (i, series) in indexes.into_iter().zip(answers) {
                 for s in series {
-                    let labels = Self::relabel(member, self.replicas(scope), s.labels);
+                    let labels = member.endpoint.relabel(self.replicas(scope), s.labels);
                     merged[i].entry(labels).or_default().push(s.samples);
                 }
             }
@@ -269,7 +216,7 @@ impl Fanout {
             all.extend(
                 sets.into_iter()
                     .flatten()
-                    .map(|labels| Self::relabel(member, replicas, labels)),
+                    .map(|labels| member.endpoint.relabel(replicas, labels)),
             );
         }
         all.sort();
@@ -328,122 +275,3 @@ fn shortest_gap(samples: &[Sample]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests;
-
-/// `matchers` without those on an endpoint's external labels (`external` gives their
-/// values), which are checked here instead: `None` when they fail, so the endpoint
-/// holds nothing selected. A group of `or` matchers that fails is dropped; all of them
-/// failing is `None`.
-pub fn without_external<'a>(
-    matchers: &Matchers,
-    external: impl Fn(&str) -> Option<&'a str>,
-) -> Option<Matchers> {
-    // A group of matchers that must all hold: `None` when one on an external label
-    // fails, else the others.
-    let strip = |group: &[promql_parser::label::Matcher]| {
-        let mut kept = Vec::new();
-        for m in group {
-            match external(&m.name) {
-                Some(value) if !m.is_match(value) => return None,
-                Some(_) => {}
-                None => kept.push(m.clone()),
-            }
-        }
-        Some(kept)
-    };
-    if matchers.or_matchers.is_empty() {
-        return Some(Matchers::new(strip(&matchers.matchers)?));
-    }
-    let groups: Vec<_> = matchers.or_matchers.iter().filter_map(|g| strip(g)).collect();
-    if groups.is_empty() {
-        return None;
-    }
-    Some(Matchers {
-        matchers: strip(&matchers.matchers)?,
-        or_matchers: groups,
-    })
-}
-
-/// Runs `asks` at most `limit` at a time; their outputs in order. (Callers collect the
-/// futures first: a stream over a lazy map of borrowing closures is not `Send`.)
-pub async fn bounded<F: Future>(asks: impl IntoIterator<Item = F>, limit: usize) -> Vec<F::Output> {
-    futures_util::stream::iter(asks)
-        .buffered(limit.max(1))
-        .collect()
-        .await
-}
-
-/// Whether `storeMatch[]` selectors let an endpoint be asked: none given, or one that
-/// selects it, `__address__` being its URL's `host:port` and other names its external
-/// labels (`""` when it has none by that name).
-pub fn store_selected<'a>(
-    address: &'a str,
-    external: impl Fn(&str) -> Option<&'a str>,
-    store_match: &[Matchers],
-) -> bool {
-    store_match.is_empty()
-        || store_match.iter().any(|m| {
-            crate::promql::selects(m, |name| {
-                if name == "__address__" {
-                    address
-                } else {
-                    external(name).unwrap_or("")
-                }
-            })
-        })
-}
-
-/// Whether an endpoint holding data in `time_range` (min, max; `None`: unbounded) may
-/// hold some in `[start_ms, end_ms]`.
-pub fn holds(time_range: TimeRange, start_ms: i64, end_ms: i64) -> bool {
-    let now = crate::clock::now_ms();
-    time_range.0.is_none_or(|min| end_ms >= min.ms(now))
-        && time_range.1.is_none_or(|max| start_ms <= max.ms(now))
-}
-
-/// `host:port` of an endpoint's URL, its `__address__` for `storeMatch[]`.
-pub fn address_of(url: &str) -> String {
-    url.parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_else(|| url.to_owned())
-}
-
-/// The oldest and newest data an endpoint holds (`None`: unbounded).
-pub type TimeRange = (Option<TimeBound>, Option<TimeBound>);
-
-/// What tells the shards apart: external labels without replica labels, the endpoint's
-/// index when it is no replica, and its time range.
-pub type ShardKey = (Vec<(String, String)>, Option<usize>, TimeRange);
-
-/// The shard an endpoint holds, from its external labels: endpoints carrying a replica
-/// label, equal in the others and in their time range, are replicas of one shard (one
-/// can answer for another); any other endpoint is a shard of its own (`index`).
-pub fn shard_key<'a>(
-    index: usize,
-    external: impl Iterator<Item = (&'a str, &'a str)>,
-    time_range: TimeRange,
-    replicas: &[String],
-) -> ShardKey {
-    let mut is_replica = false;
-    let mut kept = Vec::new();
-    for (name, value) in external {
-        if replicas.iter().any(|r| r == name) {
-            is_replica = true;
-        } else {
-            kept.push((name.to_owned(), value.to_owned()));
-        }
-    }
-    kept.sort();
-    (kept, (!is_replica).then_some(index), time_range)
-}
-
-/// Which of the endpoints that failed (`answered[i] == Some(false)`; `None`: not
-/// asked) leave a shard without any
-/// answer: those without an endpoint of equal `shard` key ([`shard_key`]) that
-/// answered. A replica standing in for another makes the answer whole.
-pub fn uncovered<K: PartialEq>(shard: &[K], answered: &[Option<bool>]) -> Vec<usize> {
-    (0..shard.len())
-        .filter(|&i| answered[i] == Some(false))
-        .filter(|&i| !(0..shard.len()).any(|j| answered[j] == Some(true) && shard[j] == shard[i]))
-        .collect()
-}

@@ -19,6 +19,7 @@ mod rewrite;
 mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
@@ -34,8 +35,9 @@ use serde_json::value::RawValue;
 use super::stages::json;
 use crate::api::{ApiError, Endpoint, Thanos};
 use crate::downstream::{Downstream, DownstreamError};
+use crate::endpoints::{self, bounded, uncovered};
 use crate::metrics::EndpointLabels;
-use crate::source::fanout::{TimeRange, bounded, holds, shard_key, store_selected, uncovered};
+use crate::prompb::Label;
 use crate::state::Runtime;
 
 /// What is merged.
@@ -85,17 +87,13 @@ impl Merge {
     }
 }
 
-/// One endpoint's client and external labels.
+/// One endpoint and its client.
 #[derive(Debug)]
 pub struct Target {
+    /// The endpoint.
+    pub endpoint: Arc<endpoints::Endpoint>,
     /// Its client.
     pub client: Downstream,
-    /// Its external labels.
-    pub external: BTreeMap<String, String>,
-    /// Its `host:port`, the `__address__` of `storeMatch[]`.
-    pub address: String,
-    /// The oldest and newest data it holds, if bounded.
-    pub time_range: TimeRange,
 }
 
 /// What the request's parameters ask of a fan-out.
@@ -136,18 +134,22 @@ struct Answer {
     warnings: Vec<String>,
 }
 
-/// `labels` as the merged answer carries them: `target`'s external labels added where
-/// missing, `replicas` dropped.
+/// `labels` as the merged answer carries them ([`endpoints::Endpoint::relabel`]).
 fn relabel(
     target: &Target,
     replicas: &[String],
-    mut labels: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    for (name, value) in &target.external {
-        labels.entry(name.clone()).or_insert_with(|| value.clone());
-    }
-    labels.retain(|name, _| !replicas.contains(name));
-    labels
+    let labels = labels
+        .into_iter()
+        .map(|(name, value)| Label { name, value })
+        .collect();
+    target
+        .endpoint
+        .relabel(replicas, labels)
+        .into_iter()
+        .map(|l| (l.name, l.value))
+        .collect()
 }
 
 /// Sends the request to every target and merges the answers; `health` learns which
@@ -168,16 +170,13 @@ pub async fn fan_out(
         .targets
         .iter()
         .filter(|t| {
-            store_selected(
-                &t.address,
-                |n| t.external.get(n).map(String::as_str),
-                &asked.thanos.store_match,
-            ) && (merge.is_timeless() || holds(t.time_range, asked.range_ms.0, asked.range_ms.1))
+            t.endpoint.selected(&asked.thanos.store_match)
+                && (merge.is_timeless() || t.endpoint.holds(asked.range_ms.0, asked.range_ms.1))
         })
         .filter_map(|t| {
             // The values of an external label: whether it has a series at all.
             let presence = match &merge {
-                Merge::Values(name) if t.external.contains_key(name) => Some(name.as_str()),
+                Merge::Values(name) if t.endpoint.external.contains_key(name) => Some(name.as_str()),
                 _ => None,
             };
             // storeMatch[] names this proxy's endpoints, not an endpoint's own stores.
@@ -321,14 +320,7 @@ pub async fn fan_out(
     let shards: Vec<_> = targets
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            shard_key(
-                i,
-                t.external.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-                t.time_range,
-                replicas,
-            )
-        })
+        .map(|(i, t)| t.endpoint.shard_key(i, replicas))
         .collect();
     let missing = uncovered(&shards, &answered);
     failed.retain(|(i, name, _)| {
@@ -404,7 +396,7 @@ fn envelope<T: serde::Serialize>(data: T, warnings: &[String]) -> Vec<u8> {
 
 /// The first external label name a selector matches on.
 fn external_matcher(targets: &[Target], selectors: &[Matchers]) -> Option<String> {
-    let names: BTreeSet<&String> = targets.iter().flat_map(|t| t.external.keys()).collect();
+    let names: BTreeSet<&String> = targets.iter().flat_map(|t| t.endpoint.external.keys()).collect();
     for parsed in selectors {
         let all = parsed.matchers.iter().chain(parsed.or_matchers.iter().flatten());
         for m in all {
@@ -438,7 +430,7 @@ fn merge_names(data: &[Part<'_>], replicas: &[String]) -> Result<Vec<String>, se
         let names: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
         let names = names.unwrap_or_default();
         if !names.is_empty() {
-            all.extend(part.target.external.keys().cloned());
+            all.extend(part.target.endpoint.external.keys().cloned());
         }
         all.extend(names);
     }
@@ -493,7 +485,7 @@ fn merge_values(
     for part in data {
         let values: Option<Vec<String>> = serde_json::from_str(part.data.get())?;
         let values = values.unwrap_or_default();
-        match part.target.external.get(name) {
+        match part.target.endpoint.external.get(name) {
             Some(external) if !values.is_empty() => {
                 all.insert(external.clone());
             }

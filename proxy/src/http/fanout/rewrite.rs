@@ -8,7 +8,6 @@ use http::request::Parts;
 use promql_parser::label::Matchers;
 
 use super::Target;
-use crate::source::fanout::without_external;
 
 /// The `match[]` selectors as `target` is asked them; `None` when its external labels
 /// fail every selector, so it is not asked.
@@ -24,7 +23,7 @@ fn stripped(target: &Target, selector: &Matchers) -> Option<String> {
     if !selector.or_matchers.is_empty() {
         return Some(format!("{{{selector}}}"));
     }
-    let kept = without_external(selector, |name| target.external.get(name).map(String::as_str))?.matchers;
+    let kept = target.endpoint.without_external(selector)?.matchers;
     let mut text: Vec<String> = kept.iter().map(ToString::to_string).collect();
     // A selector must keep a matcher that rejects the empty value; every series has
     // a name.

@@ -4,17 +4,20 @@ use serde_json::value::RawValue;
 
 use super::{Part, Target, exemplars, rules};
 use crate::downstream::Downstream;
+use crate::endpoints::Endpoint;
 
 fn target(replica: &str) -> Target {
     Target {
+        endpoint: std::sync::Arc::new(Endpoint::new(
+            "http://127.0.0.1:1",
+            BTreeMap::from([("replica".to_owned(), replica.to_owned())]),
+            (None, None),
+        )),
         client: Downstream::new(
             http::Uri::from_static("http://127.0.0.1:1"),
             &Default::default(),
             std::time::Duration::from_secs(1),
         ),
-        external: BTreeMap::from([("replica".to_owned(), replica.to_owned())]),
-        address: "127.0.0.1:1".to_owned(),
-        time_range: (None, None),
     }
 }
 
