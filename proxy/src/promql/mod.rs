@@ -4,6 +4,7 @@
 
 pub mod eval;
 pub mod grammar;
+pub mod pushdown;
 pub mod shape;
 pub mod sketch_plan;
 

@@ -1,0 +1,278 @@
+//! Which subtrees are pushed to endpoints, for representative queries: per-series
+//! subtrees whole, decomposable aggregations as partial aggregates, and what must stay
+//! in the proxy.
+
+use promql_parser::parser::token::{
+    T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+
+use super::*;
+
+const C: Merge = Merge::Concat;
+
+/// (query, endpoints know the proxy's functions, [(subtree, queries sent, merge)])
+type Case = (
+    &'static str,
+    bool,
+    &'static [(&'static str, &'static [&'static str], Merge)],
+);
+
+const CASES: &[Case] = &[
+    // Per-series subtrees, whole.
+    ("rate(x[5m])", false, &[("rate(x[5m])", &["rate(x[5m])"], C)]),
+    ("x", false, &[("x", &["x"], C)]),
+    (
+        "rate(x[5m]) * 2",
+        false,
+        &[("rate(x[5m]) * 2", &["rate(x[5m]) * 2"], C)],
+    ),
+    ("-rate(x[5m])", false, &[("-rate(x[5m])", &["-rate(x[5m])"], C)]),
+    ("x > 10", false, &[("x > 10", &["x > 10"], C)]),
+    (
+        "rate(x[5m] offset 1h)",
+        false,
+        &[("rate(x[5m] offset 1h)", &["rate(x[5m] offset 1h)"], C)],
+    ),
+    (
+        "label_replace(x, \"dst\", \"$1\", \"src\", \"(.*)\")",
+        false,
+        &[(
+            "label_replace(x, \"dst\", \"$1\", \"src\", \"(.*)\")",
+            &["label_replace(x, \"dst\", \"$1\", \"src\", \"(.*)\")"],
+            C,
+        )],
+    ),
+    (
+        "max_over_time(rate(x[5m])[1h:1m])",
+        false,
+        &[(
+            "max_over_time(rate(x[5m])[1h:1m])",
+            &["max_over_time(rate(x[5m])[1h:1m])"],
+            C,
+        )],
+    ),
+    (
+        "time() - timestamp(x)",
+        false,
+        &[("timestamp(x)", &["timestamp(x)"], C)],
+    ),
+    // Decomposable aggregations, as partial aggregates.
+    (
+        "sum by (job) (rate(x[5m]))",
+        false,
+        &[(
+            "sum by (job) (rate(x[5m]))",
+            &["sum by (job) (rate(x[5m]))"],
+            Merge::Again(T_SUM),
+        )],
+    ),
+    (
+        "count by (job) (up)",
+        false,
+        &[(
+            "count by (job) (up)",
+            &["count by (job) (up)"],
+            Merge::Again(T_COUNT),
+        )],
+    ),
+    ("min(x)", false, &[("min(x)", &["min(x)"], Merge::Again(T_MIN))]),
+    (
+        "max without (instance) (x)",
+        false,
+        &[(
+            "max without (instance) (x)",
+            &["max without (instance) (x)"],
+            Merge::Again(T_MAX),
+        )],
+    ),
+    (
+        "group by (job) (x)",
+        false,
+        &[(
+            "group by (job) (x)",
+            &["group by (job) (x)"],
+            Merge::Again(T_GROUP),
+        )],
+    ),
+    (
+        "sum by (cluster) (rate(x[5m]))",
+        false,
+        &[(
+            "sum by (cluster) (rate(x[5m]))",
+            &["sum by (cluster) (rate(x[5m]))"],
+            Merge::Again(T_SUM),
+        )],
+    ),
+    (
+        "topk(3, rate(x[5m]))",
+        false,
+        &[(
+            "topk(3, rate(x[5m]))",
+            &["topk(3, rate(x[5m]))"],
+            Merge::Rank(T_TOPK),
+        )],
+    ),
+    (
+        "bottomk by (job) (2, x)",
+        false,
+        &[(
+            "bottomk by (job) (2, x)",
+            &["bottomk by (job) (2, x)"],
+            Merge::Rank(T_BOTTOMK),
+        )],
+    ),
+    (
+        "avg by (job) (rate(x[5m]))",
+        false,
+        &[(
+            "avg by (job) (rate(x[5m]))",
+            &["sum by (job) (rate(x[5m]))", "count by (job) (rate(x[5m]))"],
+            Merge::Avg,
+        )],
+    ),
+    (
+        "stddev(x)",
+        false,
+        &[(
+            "stddev(x)",
+            &["count(x)", "sum(x)", "sum((x) ^ 2)"],
+            Merge::Moments(T_STDDEV),
+        )],
+    ),
+    (
+        "stdvar by (job) (x)",
+        false,
+        &[(
+            "stdvar by (job) (x)",
+            &["count by (job) (x)", "sum by (job) (x)", "sum by (job) ((x) ^ 2)"],
+            Merge::Moments(T_STDVAR),
+        )],
+    ),
+    // Computed in the proxy; their per-series parts pushed.
+    (
+        "quantile(0.9, rate(x[5m]))",
+        false,
+        &[("rate(x[5m])", &["rate(x[5m])"], C)],
+    ),
+    ("count_values(\"v\", x)", false, &[("x", &["x"], C)]),
+    (
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+        false,
+        &[(
+            "sum by (le) (rate(h_bucket[5m]))",
+            &["sum by (le) (rate(h_bucket[5m]))"],
+            Merge::Again(T_SUM),
+        )],
+    ),
+    (
+        "rate(x[5m]) / rate(y[5m])",
+        false,
+        &[
+            ("rate(x[5m])", &["rate(x[5m])"], C),
+            ("rate(y[5m])", &["rate(y[5m])"], C),
+        ],
+    ),
+    ("x and y", false, &[("x", &["x"], C), ("y", &["y"], C)]),
+    (
+        "sum(x) / sum(y)",
+        false,
+        &[
+            ("sum(x)", &["sum(x)"], Merge::Again(T_SUM)),
+            ("sum(y)", &["sum(y)"], Merge::Again(T_SUM)),
+        ],
+    ),
+    (
+        "count(count by (job) (x))",
+        false,
+        &[(
+            "count by (job) (x)",
+            &["count by (job) (x)"],
+            Merge::Again(T_COUNT),
+        )],
+    ),
+    ("absent(x)", false, &[("x", &["x"], C)]),
+    ("absent_over_time(x[5m])", false, &[]),
+    (
+        "sort_desc(rate(x[5m]))",
+        false,
+        &[("rate(x[5m])", &["rate(x[5m])"], C)],
+    ),
+    ("vector(1)", false, &[]),
+    // An external label written or read: the endpoint does not store it.
+    (
+        "label_replace(x, \"cluster\", \"$1\", \"src\", \"(.*)\")",
+        false,
+        &[("x", &["x"], C)],
+    ),
+    (
+        "label_join(x, \"dst\", \",\", \"cluster\", \"instance\")",
+        false,
+        &[("x", &["x"], C)],
+    ),
+    // A computed scalar argument.
+    (
+        "clamp(x, 0, scalar(y))",
+        false,
+        &[("x", &["x"], C), ("y", &["y"], C)],
+    ),
+    ("topk(scalar(z), x)", false, &[("z", &["z"], C), ("x", &["x"], C)]),
+    // The proxy's own functions, only to endpoints that know them.
+    ("entropy_over_time(x[1h])", false, &[]),
+    (
+        "entropy_over_time(x[1h])",
+        true,
+        &[("entropy_over_time(x[1h])", &["entropy_over_time(x[1h])"], C)],
+    ),
+    (
+        "sum(distinct_over_time(x[1h]))",
+        true,
+        &[(
+            "sum(distinct_over_time(x[1h]))",
+            &["sum(distinct_over_time(x[1h]))"],
+            Merge::Again(T_SUM),
+        )],
+    ),
+];
+
+#[test]
+fn pushed_subtrees_of_representative_queries() {
+    for (query, proxy_functions, want) in CASES {
+        let topology = Topology {
+            external_labels: vec!["cluster".into(), "replica".into()],
+            proxy_functions: *proxy_functions,
+        };
+        let expr = crate::promql::parse(query).unwrap();
+        let got: Vec<(String, Vec<String>, Merge)> = plan(&expr, &topology)
+            .into_iter()
+            .map(|p| (p.subtree, p.queries, p.merge))
+            .collect();
+        let want: Vec<(String, Vec<String>, Merge)> = want
+            .iter()
+            .map(|(s, q, m)| (s.to_string(), q.iter().map(|q| q.to_string()).collect(), *m))
+            .collect();
+        assert_eq!(got, want, "{query}");
+        // What is sent parses, and is what an endpoint can answer alone.
+        for (_, queries, _) in &got {
+            for q in queries {
+                crate::promql::parse(q).unwrap_or_else(|e| panic!("{query}: {q} does not parse: {e}"));
+            }
+        }
+    }
+}
+
+/// A subtree inside a subquery is asked at the subquery's steps.
+#[test]
+fn pushed_subtrees_inside_a_subquery_say_so() {
+    let expr = crate::promql::parse("quantile_over_time(0.9, sum(rate(x[5m]))[1h:]) + sum(y)").unwrap();
+    let inside: Vec<(String, bool)> = plan(&expr, &Topology::default())
+        .into_iter()
+        .map(|p| (p.subtree, p.in_subquery))
+        .collect();
+    assert_eq!(
+        inside,
+        [
+            ("sum(rate(x[5m]))".to_owned(), true),
+            ("sum(y)".to_owned(), false)
+        ]
+    );
+}
