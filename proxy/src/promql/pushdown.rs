@@ -29,7 +29,9 @@ use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_POW, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenId,
     TokenType,
 };
-use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, NumberLiteral, ParenExpr};
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, LabelModifier, NumberLiteral, ParenExpr};
+
+pub use merge::{Answers, merge};
 
 /// What the endpoints are.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +70,19 @@ pub struct Pushed {
     pub merge: Merge,
     /// Inside a subquery: asked at the subquery's steps, not the query's.
     pub in_subquery: bool,
+    /// An aggregation's grouping (`None`: not an aggregation).
+    pub grouping: Option<Grouping>,
+    /// `topk`/`bottomk`'s k.
+    pub k: Option<usize>,
+}
+
+/// An aggregation's grouping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouping {
+    /// `by (…)`, or none given (`by ()`).
+    By(Vec<String>),
+    /// `without (…)`.
+    Without(Vec<String>),
 }
 
 /// The largest subtrees of `expr` the endpoints can answer, in order of appearance.
@@ -89,6 +104,8 @@ fn walk(expr: &Expr, topology: &Topology, in_subquery: bool, pushed: &mut Vec<Pu
             queries: vec![expr.to_string()],
             merge: Merge::Concat,
             in_subquery,
+            grouping: None,
+            k: None,
         });
         return;
     }
@@ -292,11 +309,25 @@ fn partial_aggregate(agg: &AggregateExpr, topology: &Topology, in_subquery: bool
         }
         _ => return None,
     };
+    let grouping = match &agg.modifier {
+        Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
+        Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
+        None => Grouping::By(Vec::new()),
+    };
+    let k = match agg.param.as_deref().map(unparen) {
+        Some(Expr::NumberLiteral(n)) if matches!(op, T_TOPK | T_BOTTOMK) => {
+            // As Prometheus: k is truncated, and below 1 selects nothing.
+            Some(if n.val >= 1.0 { n.val.min(1e9) as usize } else { 0 })
+        }
+        _ => None,
+    };
     Some(Pushed {
         subtree: whole,
         queries,
         merge,
         in_subquery,
+        grouping: Some(grouping),
+        k,
     })
 }
 
@@ -308,5 +339,6 @@ fn token_of(name: &str) -> Option<TokenId> {
     }
 }
 
+mod merge;
 #[cfg(test)]
 mod tests;

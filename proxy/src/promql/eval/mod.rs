@@ -723,4 +723,6 @@ impl Gather {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -7,66 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use super::value::{Labels, Point, Series};
-use super::{Answer, Data, EvalError, Interrupt, Limits, Range, STALE_NAN_BITS, evaluate, plan};
+use super::testing::{LOOKBACK_MS, data_for, run, series};
+use super::value::Series;
+use super::{Answer, EvalError, Interrupt, Limits, Range, evaluate, plan};
 use crate::promql;
-
-const LOOKBACK_MS: i64 = 300_000;
-
-/// `m` with `values` one every 10 s from t=0 (`None` is a stale marker).
-fn series(labels: &[(&str, &str)], values: &[Option<f64>]) -> Series {
-    Series {
-        labels: Labels::from_pairs(labels.iter().copied()),
-        points: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Point {
-                t: i as i64 * 10_000,
-                v: v.unwrap_or(f64::from_bits(STALE_NAN_BITS)),
-            })
-            .collect(),
-    }
-}
-
-/// What every selector of `expr` selects from `store`, as a source would answer.
-fn data_for(expr: &promql_parser::parser::Expr, range: &Range, store: &[Series]) -> Data {
-    plan::needs(expr, range, LOOKBACK_MS)
-        .into_iter()
-        .map(|need| {
-            let picked = store
-                .iter()
-                .filter(|s| promql::selects(&need.matchers, |name| s.labels.get(name)))
-                .map(|s| Series {
-                    labels: s.labels.clone(),
-                    points: s
-                        .points
-                        .iter()
-                        .filter(|p| p.t >= need.start_ms && p.t <= need.end_ms)
-                        .copied()
-                        .collect(),
-                })
-                .collect();
-            (need.id, picked)
-        })
-        .collect()
-}
-
-fn interrupt() -> Interrupt {
-    Interrupt {
-        deadline: Instant::now() + Duration::from_secs(60),
-        cancelled: Arc::new(AtomicBool::new(false)),
-    }
-}
-
-fn run(query: &str, range: Range, store: &[Series], max_samples: usize) -> Result<Answer, EvalError> {
-    let expr = promql::parse(query).unwrap();
-    let data = data_for(&expr, &range, store);
-    let limits = Limits {
-        max_samples,
-        lookback_ms: LOOKBACK_MS,
-    };
-    evaluate(&expr, range, &data, &limits, &interrupt())
-}
 
 /// The single value of an instant query's vector answer.
 fn instant_value(query: &str, t_ms: i64, store: &[Series]) -> Option<f64> {

@@ -276,3 +276,108 @@ fn pushed_subtrees_inside_a_subquery_say_so() {
         ]
     );
 }
+
+/// Pushed subtrees merged from two endpoints holding disjoint series (told apart by the
+/// external label `cluster`, which their series do not carry) equal the subtree
+/// evaluated over all the series, to 1e-9 relative (a mean or a variance from partial
+/// sums rounds differently from Prometheus' running mean).
+#[test]
+fn merged_answers_equal_the_subtree_over_all_the_data() {
+    use crate::promql::eval::testing::{run, series};
+    use crate::promql::eval::value::Series;
+    use crate::promql::eval::{Answer, Range};
+
+    let mut all = Vec::new();
+    for (c, cluster) in ["a", "b"].iter().enumerate() {
+        for (j, job) in ["j1", "j2"].iter().enumerate() {
+            for (i, instance) in ["i1", "i2", "i3"].iter().enumerate() {
+                let values: Vec<Option<f64>> = (0..40)
+                    .map(|n| {
+                        let seed = (c * 7 + j * 3 + i) as f64;
+                        Some((n as f64 * (1.0 + seed)).sin() * 10.0 + n as f64 * seed)
+                    })
+                    .collect();
+                let labels = [
+                    ("__name__", "x"),
+                    ("cluster", *cluster),
+                    ("job", *job),
+                    ("instance", *instance),
+                ];
+                all.push(series(&labels, &values));
+            }
+        }
+    }
+    // Each endpoint holds its cluster's series, without the external label.
+    let endpoint = |cluster: &str| -> Vec<Series> {
+        all.iter()
+            .filter(|s| s.labels.get("cluster") == cluster)
+            .map(|s| Series {
+                labels: s.labels.retain(|n| n != "cluster"),
+                points: s.points.clone(),
+            })
+            .collect()
+    };
+    let range = Range {
+        start_ms: 60_000,
+        end_ms: 390_000,
+        step_ms: 30_000,
+    };
+    let matrix = |query: &str, store: &[Series]| match run(query, range, store, 1_000_000).unwrap() {
+        Answer::Matrix(m) => m,
+        other => panic!("{query}: {other:?}"),
+    };
+    let topology = Topology {
+        external_labels: vec!["cluster".into()],
+        proxy_functions: false,
+    };
+    for query in [
+        "rate(x[1m])",
+        "x * 2 > 3",
+        "sum(x)",
+        "sum by (job) (rate(x[1m]))",
+        "sum by (cluster) (x)",
+        "sum without (instance) (x)",
+        "count by (job) (x)",
+        "count without (cluster, instance) (x)",
+        "min(x)",
+        "max without (instance) (x)",
+        "group by (job) (x)",
+        "topk(2, x)",
+        "bottomk by (job) (1, x)",
+        "topk by (cluster) (2, rate(x[1m]))",
+        "avg(x)",
+        "avg by (job) (x)",
+        "stddev(x)",
+        "stdvar by (job) (x)",
+    ] {
+        let expr = crate::promql::parse(query).unwrap();
+        let pushed = plan(&expr, &topology);
+        assert_eq!(pushed.len(), 1, "{query}: {pushed:?}");
+        let answers: Vec<Answers> = ["a", "b"]
+            .iter()
+            .map(|cluster| Answers {
+                external: [("cluster".to_owned(), cluster.to_string())].into(),
+                results: pushed[0]
+                    .queries
+                    .iter()
+                    .map(|q| matrix(q, &endpoint(cluster)))
+                    .collect(),
+            })
+            .collect();
+        let got = merge(&pushed[0], &answers);
+        let mut want = matrix(query, &all);
+        want.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
+        assert_eq!(
+            got.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+            want.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+            "{query}"
+        );
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.points.len(), w.points.len(), "{query} {:?}", w.labels);
+            for (p, q) in g.points.iter().zip(&w.points) {
+                let close = (p.v - q.v).abs() <= 1e-9 * q.v.abs().max(1.0);
+                assert!(p.t == q.t && close, "{query} {:?}: {p:?} vs {q:?}", w.labels);
+            }
+        }
+    }
+}
