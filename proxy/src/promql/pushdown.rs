@@ -60,7 +60,9 @@ pub enum Merge {
 
 /// One subtree the endpoints answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pushed {
+pub struct Pushed<'e> {
+    /// The subtree's node (what [`crate::promql::eval::Precomputed`] is keyed by).
+    pub node: &'e Expr,
     /// The subtree as the query has it.
     pub subtree: String,
     /// What is sent to each endpoint: the subtree, or the partial aggregates it is
@@ -86,13 +88,13 @@ pub enum Grouping {
 }
 
 /// The largest subtrees of `expr` the endpoints can answer, in order of appearance.
-pub fn plan(expr: &Expr, topology: &Topology) -> Vec<Pushed> {
+pub fn plan<'e>(expr: &'e Expr, topology: &Topology) -> Vec<Pushed<'e>> {
     let mut pushed = Vec::new();
     walk(expr, topology, false, &mut pushed);
     pushed
 }
 
-fn walk(expr: &Expr, topology: &Topology, in_subquery: bool, pushed: &mut Vec<Pushed>) {
+fn walk<'e>(expr: &'e Expr, topology: &Topology, in_subquery: bool, pushed: &mut Vec<Pushed<'e>>) {
     if matches!(expr, Expr::NumberLiteral(_) | Expr::StringLiteral(_)) {
         return;
     }
@@ -100,6 +102,7 @@ fn walk(expr: &Expr, topology: &Topology, in_subquery: bool, pushed: &mut Vec<Pu
     let instant = !matches!(expr, Expr::MatrixSelector(_) | Expr::Subquery(_));
     if instant && per_series(expr, topology) {
         pushed.push(Pushed {
+            node: expr,
             subtree: expr.to_string(),
             queries: vec![expr.to_string()],
             merge: Merge::Concat,
@@ -110,7 +113,7 @@ fn walk(expr: &Expr, topology: &Topology, in_subquery: bool, pushed: &mut Vec<Pu
         return;
     }
     if let Expr::Aggregate(agg) = expr
-        && let Some(p) = partial_aggregate(agg, topology, in_subquery)
+        && let Some(p) = partial_aggregate(expr, agg, topology, in_subquery)
     {
         pushed.push(p);
         return;
@@ -270,7 +273,12 @@ fn unparen(expr: &Expr) -> &Expr {
 
 /// `agg` as partial aggregates, when its operator decomposes and its operand is
 /// per-series.
-fn partial_aggregate(agg: &AggregateExpr, topology: &Topology, in_subquery: bool) -> Option<Pushed> {
+fn partial_aggregate<'e>(
+    node: &'e Expr,
+    agg: &AggregateExpr,
+    topology: &Topology,
+    in_subquery: bool,
+) -> Option<Pushed<'e>> {
     if !per_series(&agg.expr, topology) || agg.param.as_deref().is_some_and(|p| !literal(p)) {
         return None;
     }
@@ -322,6 +330,7 @@ fn partial_aggregate(agg: &AggregateExpr, topology: &Topology, in_subquery: bool
         _ => None,
     };
     Some(Pushed {
+        node,
         subtree: whole,
         queries,
         merge,

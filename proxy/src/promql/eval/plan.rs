@@ -4,7 +4,7 @@
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 
-use super::{Range, SelectorId, at_ms, offset_ms};
+use super::{Precomputed, Range, SelectorId, at_ms, offset_ms};
 
 /// One selector's data need.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Need {
 }
 
 /// Subqueries around a selector: summed offsets and ranges, reset by an `@`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Around {
     offset: i64,
     range: i64,
@@ -29,17 +29,45 @@ struct Around {
 
 /// The data needs of `expr` evaluated over `range` with `lookback_ms`.
 pub fn needs(expr: &Expr, range: &Range, lookback_ms: i64) -> Vec<Need> {
+    needs_except(expr, range, lookback_ms, &Precomputed::default())
+}
+
+/// [`needs`], but for the subtrees whose answers are `precomputed`.
+pub fn needs_except(expr: &Expr, range: &Range, lookback_ms: i64, precomputed: &Precomputed) -> Vec<Need> {
     let mut out = Vec::new();
-    walk(expr, range, lookback_ms, Around::default(), &mut out);
+    let mut walker = Walker {
+        range,
+        lookback: lookback_ms,
+        precomputed,
+        out: &mut out,
+    };
+    walker.walk(expr, Around::default());
     out
 }
 
-fn walk(expr: &Expr, range: &Range, lookback: i64, around: Around, out: &mut Vec<Need>) {
+struct Walker<'a> {
+    range: &'a Range,
+    lookback: i64,
+    precomputed: &'a Precomputed,
+    out: &'a mut Vec<Need>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, expr: &Expr, around: Around) {
+        // Outside subqueries, a precomputed node's selectors are not read.
+        if around == Around::default() && self.precomputed.get(expr).is_some() {
+            return;
+        }
+        walk(expr, self.range, self.lookback, around, self);
+    }
+}
+
+fn walk(expr: &Expr, range: &Range, lookback: i64, around: Around, out: &mut Walker<'_>) {
     match expr {
-        Expr::VectorSelector(vs) => out.push(need(vs, range, around, lookback, 0)),
+        Expr::VectorSelector(vs) => out.out.push(need(vs, range, around, lookback, 0)),
         Expr::MatrixSelector(ms) => {
             let window = i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX);
-            out.push(need(&ms.vs, range, around, lookback, window));
+            out.out.push(need(&ms.vs, range, around, lookback, window));
         }
         Expr::Subquery(sq) => {
             let offset = offset_ms(sq.offset.as_ref());
@@ -56,23 +84,23 @@ fn walk(expr: &Expr, range: &Range, lookback: i64, around: Around, out: &mut Vec
                     at: around.at,
                 },
             };
-            walk(&sq.expr, range, lookback, inner, out);
+            out.walk(&sq.expr, inner);
         }
         Expr::Aggregate(a) => {
             if let Some(p) = &a.param {
-                walk(p, range, lookback, around, out);
+                out.walk(p, around);
             }
-            walk(&a.expr, range, lookback, around, out);
+            out.walk(&a.expr, around);
         }
-        Expr::Unary(u) => walk(&u.expr, range, lookback, around, out),
+        Expr::Unary(u) => out.walk(&u.expr, around),
         Expr::Binary(b) => {
-            walk(&b.lhs, range, lookback, around, out);
-            walk(&b.rhs, range, lookback, around, out);
+            out.walk(&b.lhs, around);
+            out.walk(&b.rhs, around);
         }
-        Expr::Paren(p) => walk(&p.expr, range, lookback, around, out),
+        Expr::Paren(p) => out.walk(&p.expr, around),
         Expr::Call(c) => {
             for arg in &c.args.args {
-                walk(arg, range, lookback, around, out);
+                out.walk(arg, around);
             }
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}

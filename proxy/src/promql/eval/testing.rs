@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::value::{Labels, Point, Series};
-use super::{Answer, Data, EvalError, Interrupt, Limits, Range, STALE_NAN_BITS, evaluate, plan};
+use super::{Answer, Data, EvalError, Interrupt, Limits, Precomputed, Range, STALE_NAN_BITS, evaluate, plan};
 use crate::promql;
 
 pub(crate) const LOOKBACK_MS: i64 = 300_000;
@@ -28,7 +28,17 @@ pub(crate) fn series(labels: &[(&str, &str)], values: &[Option<f64>]) -> Series 
 
 /// What every selector of `expr` selects from `store`, as a source would answer.
 pub(crate) fn data_for(expr: &promql_parser::parser::Expr, range: &Range, store: &[Series]) -> Data {
-    plan::needs(expr, range, LOOKBACK_MS)
+    data_for_except(expr, range, store, &Precomputed::default())
+}
+
+/// [`data_for`], but for the `precomputed` subtrees.
+pub(crate) fn data_for_except(
+    expr: &promql_parser::parser::Expr,
+    range: &Range,
+    store: &[Series],
+    precomputed: &Precomputed,
+) -> Data {
+    plan::needs_except(expr, range, LOOKBACK_MS, precomputed)
         .into_iter()
         .map(|need| {
             let picked = store

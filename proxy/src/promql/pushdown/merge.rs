@@ -25,7 +25,7 @@ pub struct Answers {
 }
 
 /// The subtree's answer from every endpoint's, series sorted by labels.
-pub fn merge(pushed: &Pushed, answers: &[Answers]) -> Matrix {
+pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Matrix {
     let keeps = |name: &str| match (&pushed.merge, &pushed.grouping) {
         (Merge::Concat | Merge::Rank(_), _) | (_, None) => true,
         (_, Some(Grouping::By(kept))) => kept.iter().any(|k| k == name),

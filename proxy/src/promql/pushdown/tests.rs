@@ -277,16 +277,8 @@ fn pushed_subtrees_inside_a_subquery_say_so() {
     );
 }
 
-/// Pushed subtrees merged from two endpoints holding disjoint series (told apart by the
-/// external label `cluster`, which their series do not carry) equal the subtree
-/// evaluated over all the series, to 1e-9 relative (a mean or a variance from partial
-/// sums rounds differently from Prometheus' running mean).
-#[test]
-fn merged_answers_equal_the_subtree_over_all_the_data() {
-    use crate::promql::eval::testing::{run, series};
-    use crate::promql::eval::value::Series;
-    use crate::promql::eval::{Answer, Range};
-
+/// Two clusters' series of `x`: three instances of two jobs each.
+fn two_clusters() -> Vec<crate::promql::eval::value::Series> {
     let mut all = Vec::new();
     for (c, cluster) in ["a", "b"].iter().enumerate() {
         for (j, job) in ["j1", "j2"].iter().enumerate() {
@@ -303,29 +295,134 @@ fn merged_answers_equal_the_subtree_over_all_the_data() {
                     ("job", *job),
                     ("instance", *instance),
                 ];
-                all.push(series(&labels, &values));
+                all.push(crate::promql::eval::testing::series(&labels, &values));
             }
         }
     }
-    // Each endpoint holds its cluster's series, without the external label.
-    let endpoint = |cluster: &str| -> Vec<Series> {
-        all.iter()
-            .filter(|s| s.labels.get("cluster") == cluster)
-            .map(|s| Series {
-                labels: s.labels.retain(|n| n != "cluster"),
-                points: s.points.clone(),
-            })
-            .collect()
-    };
-    let range = Range {
-        start_ms: 60_000,
-        end_ms: 390_000,
-        step_ms: 30_000,
-    };
-    let matrix = |query: &str, store: &[Series]| match run(query, range, store, 1_000_000).unwrap() {
-        Answer::Matrix(m) => m,
+    all
+}
+
+/// The series of one cluster as its endpoint holds them: without the external label.
+fn endpoint_of(
+    all: &[crate::promql::eval::value::Series],
+    cluster: &str,
+) -> Vec<crate::promql::eval::value::Series> {
+    all.iter()
+        .filter(|s| s.labels.get("cluster") == cluster)
+        .map(|s| crate::promql::eval::value::Series {
+            labels: s.labels.retain(|n| n != "cluster"),
+            points: s.points.clone(),
+        })
+        .collect()
+}
+
+const RANGE: crate::promql::eval::Range = crate::promql::eval::Range {
+    start_ms: 60_000,
+    end_ms: 390_000,
+    step_ms: 30_000,
+};
+
+fn matrix(query: &str, store: &[crate::promql::eval::value::Series]) -> crate::promql::eval::value::Matrix {
+    match crate::promql::eval::testing::run(query, RANGE, store, 1_000_000).unwrap() {
+        crate::promql::eval::Answer::Matrix(m) => m,
         other => panic!("{query}: {other:?}"),
+    }
+}
+
+/// Every endpoint's answers to `pushed`'s queries.
+fn answers(pushed: &Pushed<'_>, all: &[crate::promql::eval::value::Series]) -> Vec<Answers> {
+    ["a", "b"]
+        .iter()
+        .map(|cluster| Answers {
+            external: [("cluster".to_owned(), cluster.to_string())].into(),
+            results: pushed
+                .queries
+                .iter()
+                .map(|q| matrix(q, &endpoint_of(all, cluster)))
+                .collect(),
+        })
+        .collect()
+}
+
+fn assert_same(
+    query: &str,
+    got: &[crate::promql::eval::value::Series],
+    want: &[crate::promql::eval::value::Series],
+) {
+    assert_eq!(
+        got.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+        want.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+        "{query}"
+    );
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.points.len(), w.points.len(), "{query} {:?}", w.labels);
+        for (p, q) in g.points.iter().zip(&w.points) {
+            let close = (p.v - q.v).abs() <= 1e-9 * q.v.abs().max(1.0);
+            assert!(p.t == q.t && close, "{query} {:?}: {p:?} vs {q:?}", w.labels);
+        }
+    }
+}
+
+/// Whole queries evaluated in the proxy over their pushed subtrees' merged answers
+/// (their selectors not read at all) equal the queries over all the data.
+#[test]
+fn queries_over_pushed_subtrees_equal_the_queries_over_all_the_data() {
+    use crate::promql::eval::testing::{LOOKBACK_MS, data_for_except, interrupt};
+    use crate::promql::eval::{Answer, Limits, Precomputed, evaluate_pushed};
+
+    let all = two_clusters();
+    let topology = Topology {
+        external_labels: vec!["cluster".into()],
+        proxy_functions: false,
     };
+    // (query, subtrees pushed)
+    let cases = [
+        ("quantile(0.5, rate(x[1m]))", 1),
+        ("sum by (job) (rate(x[1m])) / on (job) count by (job) (x)", 2),
+        ("max(sum by (job) (x))", 1),
+        ("abs(x) + x", 2),
+        ("count_values(\"v\", round(x))", 1),
+        ("sort_desc(avg by (cluster) (x))", 1),
+        // Inside a subquery: planned, but asked at other steps, so evaluated here.
+        ("quantile_over_time(0.5, sum(x)[2m:30s])", 0),
+    ];
+    for (query, expected) in cases {
+        let expr = crate::promql::parse(query).unwrap();
+        let mut precomputed = Precomputed::default();
+        for pushed in plan(&expr, &topology).iter().filter(|p| !p.in_subquery) {
+            precomputed.insert(pushed.node, merge(pushed, &answers(pushed, &all)));
+        }
+        assert_eq!(
+            plan(&expr, &topology).iter().filter(|p| !p.in_subquery).count(),
+            expected,
+            "{query}"
+        );
+        let data = data_for_except(&expr, &RANGE, &all, &precomputed);
+        let limits = Limits {
+            max_samples: 1_000_000,
+            lookback_ms: LOOKBACK_MS,
+        };
+        let got = match evaluate_pushed(&expr, RANGE, &data, &limits, &interrupt(), None, &precomputed)
+            .unwrap()
+            .0
+        {
+            Answer::Matrix(m) => m,
+            other => panic!("{query}: {other:?}"),
+        };
+        let mut want = matrix(query, &all);
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
+        assert!(!want.is_empty(), "{query}");
+        assert_same(query, &got, &want);
+    }
+}
+
+/// Pushed subtrees merged from two endpoints holding disjoint series (told apart by the
+/// external label `cluster`, which their series do not carry) equal the subtree
+/// evaluated over all the series, to 1e-9 relative (a mean or a variance from partial
+/// sums rounds differently from Prometheus' running mean).
+#[test]
+fn merged_answers_equal_the_subtree_over_all_the_data() {
+    let all = two_clusters();
     let topology = Topology {
         external_labels: vec!["cluster".into()],
         proxy_functions: false,
@@ -353,31 +450,9 @@ fn merged_answers_equal_the_subtree_over_all_the_data() {
         let expr = crate::promql::parse(query).unwrap();
         let pushed = plan(&expr, &topology);
         assert_eq!(pushed.len(), 1, "{query}: {pushed:?}");
-        let answers: Vec<Answers> = ["a", "b"]
-            .iter()
-            .map(|cluster| Answers {
-                external: [("cluster".to_owned(), cluster.to_string())].into(),
-                results: pushed[0]
-                    .queries
-                    .iter()
-                    .map(|q| matrix(q, &endpoint(cluster)))
-                    .collect(),
-            })
-            .collect();
-        let got = merge(&pushed[0], &answers);
+        let got = merge(&pushed[0], &answers(&pushed[0], &all));
         let mut want = matrix(query, &all);
         want.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
-        assert_eq!(
-            got.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
-            want.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
-            "{query}"
-        );
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.points.len(), w.points.len(), "{query} {:?}", w.labels);
-            for (p, q) in g.points.iter().zip(&w.points) {
-                let close = (p.v - q.v).abs() <= 1e-9 * q.v.abs().max(1.0);
-                assert!(p.t == q.t && close, "{query} {:?}: {p:?} vs {q:?}", w.labels);
-            }
-        }
+        assert_same(query, &got, &want);
     }
 }
