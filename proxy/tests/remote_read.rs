@@ -181,3 +181,105 @@ fn limits_and_failures_are_typed_errors() {
     let down = select(&client(&format!("http://127.0.0.1:{port}"), 10), &[selection]).unwrap_err();
     assert!(matches!(down, SourceError::Unreachable { .. }), "{down}");
 }
+
+/// A query pushed down to an endpoint through the query API (issue 20): the series
+/// and points the endpoint answers, from `query_range` over a range and `query` at an
+/// instant; an answer that is no vector, and one over the sample limit, are errors.
+#[test]
+fn a_pushed_query_returns_what_the_endpoint_answers() {
+    let prometheus = support::demo_prometheus();
+    let end = TEST_END * 1000;
+    let api = |max_samples| {
+        QueryApi::new(
+            &prometheus.url().parse().unwrap(),
+            &plain(),
+            Duration::from_secs(30),
+            max_samples,
+            64 << 20,
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let evaluate = |api: &QueryApi, query: &str, range: (i64, i64, i64)| {
+        runtime.block_on(api.evaluate(query, range, &[])).map(|series| {
+            series
+                .into_iter()
+                .map(|s| {
+                    let labels: Vec<(String, String)> =
+                        s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+                    let points: Vec<(i64, f64)> =
+                        s.samples.into_iter().map(|x| (x.timestamp, x.value)).collect();
+                    (labels, points)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+    };
+    // What Prometheus answers, read here from its JSON.
+    let answered = |path: &str| -> Stored {
+        let body = sketch_proxy_testkit::http_agent()
+            .get(&format!("{}{path}", prometheus.url()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect();
+                let values = s["values"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| vec![s["value"].clone()]);
+                let points = values
+                    .iter()
+                    .map(|p| {
+                        let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                        (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
+                    })
+                    .collect();
+                (labels, points)
+            })
+            .collect()
+    };
+    let query = "sum by (code) (rate(demo_http_requests_total[5m]))";
+    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let (start, step) = (end - 3_600_000, 60_000);
+    let got = evaluate(&api(1_000_000), query, (start, end, step)).unwrap();
+    assert!(!got.is_empty());
+    assert_eq!(
+        got,
+        answered(&format!(
+            "/api/v1/query_range?query={encoded}&start={}&end={}&step=60",
+            start / 1000,
+            end / 1000
+        ))
+    );
+    let instant = "topk(2, demo_http_requests_total)";
+    let encoded: String = form_urlencoded::byte_serialize(instant.as_bytes()).collect();
+    let got = evaluate(&api(1_000_000), instant, (end, end, 1)).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got,
+        answered(&format!("/api/v1/query?query={encoded}&time={}", end / 1000))
+    );
+    let scalar = evaluate(&api(1_000_000), "time()", (end, end, 1)).unwrap_err();
+    assert!(
+        scalar
+            .to_string()
+            .contains("a scalar instead of a matrix or vector"),
+        "{scalar}"
+    );
+    let over = evaluate(&api(5), query, (start, end, step)).unwrap_err();
+    assert!(over.to_string().contains("over the limit of 5"), "{over}");
+}

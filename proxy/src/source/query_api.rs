@@ -23,6 +23,8 @@ use crate::prompb::{Label, Sample};
 #[derive(Debug, Clone)]
 pub struct QueryApi {
     http: Http,
+    /// Downstream's `/api/v1/query_range`, for queries pushed down.
+    range: Http,
     /// Downstream's `/api/v1/series`.
     series: Http,
     max_samples: u64,
@@ -41,7 +43,8 @@ struct Answer {
 struct Data {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: Vec<MatrixSeries>,
+    /// Read once its type is known: a scalar's is no list of series.
+    result: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,9 @@ struct MatrixSeries {
     metric: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     values: Vec<(f64, String)>,
+    /// An instant vector's one value.
+    #[serde(default)]
+    value: Option<(f64, String)>,
 }
 
 impl QueryApi {
@@ -58,6 +64,12 @@ impl QueryApi {
         let base = base.trim_end_matches('/');
         Self {
             http: Http::new(format!("{base}/api/v1/query"), client.clone(), timeout, max_bytes),
+            range: Http::new(
+                format!("{base}/api/v1/query_range"),
+                client.clone(),
+                timeout,
+                max_bytes,
+            ),
             series: Http::new(
                 format!("{base}/api/v1/series"),
                 client.clone(),
@@ -107,47 +119,97 @@ impl QueryApi {
             }
             form.finish()
         };
-        let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-        let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
-            if status.is_success() {
-                http.malformed(format!("JSON: {e}"))
-            } else {
-                http.refused(status, String::from_utf8_lossy(&bytes).trim().to_owned())
-            }
-        })?;
-        if answer.status != "success" || !status.is_success() {
-            return Err(http.refused(status, answer.error.unwrap_or_default()));
-        }
-        let data = answer.data.ok_or_else(|| http.malformed("no data".to_owned()))?;
-        if data.result_type != "matrix" {
-            return Err(http.malformed(format!("a {} instead of a matrix", data.result_type)));
-        }
-        data.result
-            .into_iter()
-            .map(|s| {
-                let samples = s
-                    .values
-                    .into_iter()
-                    .map(|(t, v)| {
-                        let value = parse_value(&v).ok_or_else(|| http.malformed(format!("value {v:?}")))?;
-                        Ok(Sample {
-                            value,
-                            timestamp: (t * 1000.0).round() as i64,
-                        })
-                    })
-                    .collect::<Result<Vec<Sample>, SourceError>>()?;
-                Ok(RawSeries {
-                    labels: s
-                        .metric
-                        .into_iter()
-                        .map(|(name, value)| Label { name, value })
-                        .collect(),
-                    samples,
-                })
-            })
-            .collect()
+        let series = answered(http, body, &["matrix"]).await?;
+        Ok(series)
     }
+
+    /// `query` evaluated by the downstream itself (a subtree pushed down): at every
+    /// step of `[start_ms, end_ms]` (`/api/v1/query_range`), or at `end_ms` when they
+    /// are equal (`/api/v1/query`). Its series with their points, as raw series; more
+    /// than the sample limit is an error.
+    pub async fn evaluate(
+        &self,
+        query: &str,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        passed_on: &[(String, String)],
+    ) -> Result<Vec<RawSeries>, SourceError> {
+        let seconds = |ms: i64| (ms as f64 / 1000.0).to_string();
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("query", query);
+        let http = if start_ms == end_ms {
+            form.append_pair("time", &seconds(end_ms));
+            &self.http
+        } else {
+            form.append_pair("start", &seconds(start_ms))
+                .append_pair("end", &seconds(end_ms))
+                .append_pair("step", &seconds(step_ms));
+            &self.range
+        };
+        for (name, value) in passed_on {
+            form.append_pair(name, value);
+        }
+        let series = answered(http, form.finish(), &["matrix", "vector"]).await?;
+        let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+        if samples as u64 > self.max_samples {
+            return Err(http.malformed(format!(
+                "{samples} samples answer the pushed query, over the limit of {}",
+                self.max_samples
+            )));
+        }
+        Ok(series)
+    }
+}
+
+/// The series of a query API answer to the form `body`, whose result must be one of
+/// `types`.
+async fn answered(http: &Http, body: String, types: &[&str]) -> Result<Vec<RawSeries>, SourceError> {
+    let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
+    let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+        if status.is_success() {
+            http.malformed(format!("JSON: {e}"))
+        } else {
+            http.refused(status, String::from_utf8_lossy(&bytes).trim().to_owned())
+        }
+    })?;
+    if answer.status != "success" || !status.is_success() {
+        return Err(http.refused(status, answer.error.unwrap_or_default()));
+    }
+    let data = answer.data.ok_or_else(|| http.malformed("no data".to_owned()))?;
+    if !types.contains(&data.result_type.as_str()) {
+        return Err(http.malformed(format!(
+            "a {} instead of a {}",
+            data.result_type,
+            types.join(" or ")
+        )));
+    }
+    let result: Vec<MatrixSeries> =
+        serde_json::from_str(data.result.get()).map_err(|e| http.malformed(format!("JSON: {e}")))?;
+    result
+        .into_iter()
+        .map(|s| {
+            let samples = s
+                .values
+                .into_iter()
+                .chain(s.value)
+                .map(|(t, v)| {
+                    let value = parse_value(&v).ok_or_else(|| http.malformed(format!("value {v:?}")))?;
+                    Ok(Sample {
+                        value,
+                        timestamp: (t * 1000.0).round() as i64,
+                    })
+                })
+                .collect::<Result<Vec<Sample>, SourceError>>()?;
+            Ok(RawSeries {
+                labels: s
+                    .metric
+                    .into_iter()
+                    .map(|(name, value)| Label { name, value })
+                    .collect(),
+                samples,
+            })
+        })
+        .collect()
 }
 
 impl Source for QueryApi {
