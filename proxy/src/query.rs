@@ -14,8 +14,10 @@ use tracing::Instrument as _;
 use crate::promql::eval::SelectorId;
 use crate::promql::eval::value::{Labels, Point, Series};
 use crate::promql::eval::{
-    self, Answer, Data, EvalError, Interrupt, Limits, Range, Served, SketchUse, Sketches, Stats, plan,
+    self, Answer, Data, EvalError, Interrupt, Limits, Precomputed, Range, Served, SketchUse, Sketches, Stats,
+    plan,
 };
+use crate::promql::pushdown;
 use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
 use crate::source::{ReadScope, Selection, Source, SourceError};
 
@@ -30,6 +32,8 @@ pub struct QueryLimits {
     pub lookback: Duration,
     /// The longest a query may run.
     pub timeout: Duration,
+    /// Whether parts of the query go to the endpoints (`query.push_down`).
+    pub push_down: bool,
 }
 
 /// Why a local evaluation gave no answer.
@@ -97,8 +101,20 @@ pub async fn evaluate(
     held: Option<Held>,
 ) -> Result<(Answer, Served), QueryError> {
     let deadline = Instant::now() + timeout;
+    let mut stats = Stats::default();
     let lookback_ms = i64::try_from(limits.lookback.as_millis()).unwrap_or(i64::MAX);
-    let needs = plan::needs(&expr, &range, lookback_ms);
+    let mut pushed = Vec::new();
+    let precomputed = if limits.push_down {
+        let started = Instant::now();
+        let precomputed = push_down(reader, &expr, range, deadline, &mut pushed)
+            .instrument(tracing::info_span!("push_down"))
+            .await?;
+        stats.fetch_seconds += started.elapsed().as_secs_f64();
+        precomputed
+    } else {
+        Precomputed::default()
+    };
+    let needs = plan::needs_except(&expr, &range, lookback_ms, &precomputed);
     let selections: Vec<Selection> = needs
         .iter()
         .map(|n| Selection {
@@ -108,7 +124,6 @@ pub async fn evaluate(
         })
         .collect();
     let mut data: Data = HashMap::with_capacity(needs.len());
-    let mut stats = Stats::default();
     if let Some(sketches) = &sketches {
         let started = Instant::now();
         let covered = sketch_covered(reader, &expr, range, &needs, &selections, sketches, deadline)
@@ -146,6 +161,7 @@ pub async fn evaluate(
         },
         sketches,
         canceled,
+        precomputed: Arc::new(precomputed),
         _held: held,
     };
     let started = Instant::now();
@@ -177,6 +193,7 @@ pub async fn evaluate(
     };
     let result = result.map(|(answer, mut served)| {
         served.stats = stats;
+        served.pushed = pushed;
         (answer, served)
     });
     guard.1 = false;
@@ -191,6 +208,8 @@ struct Run {
     limits: Limits,
     sketches: Option<Arc<dyn Sketches>>,
     canceled: Counter,
+    /// The answers of subtrees the endpoints computed.
+    precomputed: Arc<Precomputed>,
     /// Kept (not read) until the evaluation ends, even after its caller went away.
     _held: Option<Held>,
 }
@@ -210,13 +229,14 @@ impl Run {
                 min_window_ms: MIN_WINDOW_MS,
                 unfetched: &unfetched,
             });
-            let result = eval::evaluate_with(
+            let result = eval::evaluate_pushed(
                 &self.expr,
                 self.range,
                 &data,
                 &self.limits,
                 &self.interrupt,
                 using,
+                &self.precomputed,
             );
             if matches!(result, Err(EvalError::Canceled)) {
                 self.canceled.inc();
@@ -225,6 +245,43 @@ impl Run {
         });
         task.await.map_err(|e| QueryError::Internal(e.to_string()))
     }
+}
+
+/// Sends the endpoints the parts of `expr` they can answer alone (`promql::pushdown`),
+/// when the source reads several that allow it, and merges their answers; `described`
+/// gets each part with the endpoints asked. Parts inside subqueries are left to the
+/// engine (their steps are the subquery's).
+async fn push_down(
+    reader: Reader<'_>,
+    expr: &Expr,
+    range: Range,
+    deadline: Instant,
+    described: &mut Vec<String>,
+) -> Result<Precomputed, QueryError> {
+    let mut precomputed = Precomputed::default();
+    let Some(fanout) = reader.source.fanout() else {
+        return Ok(precomputed);
+    };
+    let Some(topology) = fanout.push_down_topology(reader.partial) else {
+        return Ok(precomputed);
+    };
+    let steps = (range.start_ms, range.end_ms, range.step_ms);
+    for part in pushdown::plan(expr, &topology)
+        .into_iter()
+        .filter(|p| !p.in_subquery)
+    {
+        let asking = fanout.evaluate_pushed(&part.queries, steps, reader.partial);
+        let (answers, asked) = match tokio::time::timeout_at(deadline.into(), asking).await {
+            Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
+                return Err(EvalError::TooManySamples.into());
+            }
+            Ok(result) => result?,
+            Err(_) => return Err(EvalError::Timeout.into()),
+        };
+        precomputed.insert(part.node, pushdown::merge(&part, &answers));
+        described.push(format!("{} @ {}", part.subtree, asked.join(" ")));
+    }
+    Ok(precomputed)
 }
 
 /// Reads the raw data of the needs at `which` into `data`, within the deadline.

@@ -490,21 +490,26 @@ fn sketch_served_queries_answer_the_same_over_two_shards() {
             sketched.body
         );
         assert_eq!(exact.path.as_deref(), Some("engine"), "{query}");
-        let (got, want) = (sketched.range_values(), exact.range_values());
-        assert!(!want.is_empty(), "{query}");
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{query}"
+        // 30-minute windows hold 181 samples: the plugins answer exactly.
+        assert_same_points(query, &sketched, &exact);
+    }
+}
+
+/// Both range answers hold the same series and steps, values within 1e-9 relative.
+fn assert_same_points(query: &str, got: &support::Answer, want: &support::Answer) {
+    let (got, want) = (got.range_values(), want.range_values());
+    assert!(!want.is_empty(), "{query}");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{query}"
+    );
+    for (key, w) in &want {
+        let g = got[key];
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+            "{query} {key:?}: {g} vs {w}"
         );
-        for (key, w) in &want {
-            // 30-minute windows hold 181 samples: the plugins answer exactly.
-            assert!(
-                (got[key] - w).abs() <= 1e-9 * w.abs(),
-                "{query} {key:?}: {} vs {w}",
-                got[key]
-            );
-        }
     }
 }
 
@@ -554,4 +559,73 @@ fn one_endpoint_with_external_labels_is_read_as_a_thanos_store() {
         "{}",
         series.body
     );
+}
+
+/// Push-down (issue 20): over two shards holding disjoint series, with
+/// `query.push_down`, the parts of a query each endpoint can answer alone are sent to
+/// it and merged; the answers equal those computed from all the raw data in the
+/// proxy, and `X-Pushed-Down` says what went where.
+#[test]
+fn pushed_down_parts_answer_as_the_raw_data_does() {
+    let shards = servers(2);
+    let end = write::now_ms() / 1000 * 1000 - 60_000;
+    let mut all = Stored::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let data: Stored = (0..4)
+            .map(|j| {
+                let labels = vec![
+                    ("__name__".to_owned(), "pd_m".to_owned()),
+                    ("job".to_owned(), format!("job-{}", j % 2)),
+                    ("instance".to_owned(), format!("host-{i}-{j}")),
+                ];
+                let points = (0..60)
+                    .map(|n| {
+                        let t = end - (59 - n) * 15_000;
+                        let v = (n as f64 * (1.0 + (i * 4 + j) as f64)).sin() * 10.0
+                            + (n * (j as i64 + 1)) as f64;
+                        (t, v)
+                    })
+                    .collect();
+                (labels, points)
+            })
+            .collect();
+        assert_eq!(write::post(&shard.url(), &data).status, 204);
+        all.extend(data);
+    }
+    wait_for_shards_to_hold(&shards, "pd_m", end, &all);
+    let yaml = |push: bool| {
+        format!(
+            "downstream:\n  endpoints:\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: a}}\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: b}}\nquery:\n  push_down: {push}\ncache:\n  enabled: false\n",
+            shards[0].url(),
+            shards[1].url()
+        )
+    };
+    let pushing = TestProxy::start(&yaml(true), &shards[0].url());
+    let reading = TestProxy::start(&yaml(false), &shards[0].url());
+    let window = (end - 600_000, end, 30_000);
+    // (query, what is pushed, to both shards)
+    let cases = [
+        (
+            "sum by (job) (rate(pd_m[2m]))",
+            Some("sum by (job) (rate(pd_m[2m]))"),
+        ),
+        ("avg(pd_m)", Some("avg(pd_m)")),
+        ("stddev by (job) (pd_m)", Some("stddev by (job) (pd_m)")),
+        ("topk(3, pd_m)", Some("topk(3, pd_m)")),
+        ("max by (shard) (pd_m)", Some("max by (shard) (pd_m)")),
+        ("count(pd_m > 5)", Some("count(pd_m > 5)")),
+        ("quantile(0.5, pd_m)", Some("pd_m")),
+        ("pd_m * 2", Some("pd_m * 2")),
+        // A matcher on an external label: read as raw data.
+        ("sum(pd_m{shard=\"a\"})", None),
+    ];
+    for (query, part) in cases {
+        let pushed = support::range_query(&pushing.url(), query, window, "");
+        let read = support::range_query(&reading.url(), query, window, "");
+        assert_eq!(pushed.status, 200, "{query}: {}", pushed.body);
+        assert_same_points(query, &pushed, &read);
+        let expected = part.map(|p| format!("{p} @ {} {}", shards[0].url(), shards[1].url()));
+        assert_eq!(pushed.pushed, expected, "{query}");
+        assert_eq!(read.pushed, None, "{query}");
+    }
 }

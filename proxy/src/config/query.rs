@@ -78,6 +78,11 @@ pub struct QueryConfig {
     /// `query_log_file`: the query, its parameters, the path that answered, seconds per
     /// stage, samples read, the client and the trace id. Unset (default): no query log.
     pub log_file: Option<PathBuf>,
+    /// Over several endpoints that all have a query API and hold disjoint series
+    /// (told apart by external labels, no replicas): send each endpoint the parts of a
+    /// query it can answer alone (per-series subtrees, partial aggregates) and merge
+    /// the answers, instead of reading all raw data into the proxy (default false).
+    pub push_down: bool,
 }
 
 impl Default for QueryConfig {
@@ -95,6 +100,7 @@ impl Default for QueryConfig {
             endpoint_timeout: Duration::from_secs(30),
             endpoint_concurrency: 16,
             log_file: None,
+            push_down: false,
         }
     }
 }

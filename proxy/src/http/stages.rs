@@ -319,6 +319,10 @@ impl Path {
 /// The response header naming the path that answered a query.
 pub const PATH_HEADER: &str = "x-answered-by";
 
+/// The response header naming what endpoints answered of a query (push-down): each
+/// subtree with the endpoints asked, `; `-separated.
+pub const PUSHED_HEADER: &str = "x-pushed-down";
+
 /// Adds the path header to a query's response.
 pub fn mark_path(response: Response, path: Path) -> Response {
     mark_paths(response, &[path])
@@ -397,6 +401,7 @@ pub async fn evaluate(
         max_series: q.max_series,
         lookback: request.thanos.lookback_delta.unwrap_or(q.lookback_delta),
         timeout: q.timeout,
+        push_down: q.push_down,
     };
     let timeout = request.timeout.map_or(q.timeout, |t| t.min(q.timeout));
     let at_ms = request.range.start_ms;
@@ -471,6 +476,11 @@ pub async fn evaluate(
         (false, _) => &[Path::Sketch, Path::Engine],
     };
     let mut response = mark_paths(json(StatusCode::OK, body), paths);
+    if !served.pushed.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&served.pushed.join("; "))
+    {
+        response.headers_mut().insert(PUSHED_HEADER, value);
+    }
     response.extensions_mut().insert(served.stats);
     if !missing.is_empty() {
         // As Thanos: a partial answer must not be cached by anyone.

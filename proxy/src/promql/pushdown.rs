@@ -20,9 +20,9 @@
 //!   binary operations between two vectors, which may match series of different
 //!   endpoints) is evaluated in the proxy, and its per-series parts are pushed.
 //!
-//! Not per-series, whatever the function: a `label_replace`/`label_join` that writes or
-//! reads an external label (the endpoint stores none), and a call with a computed
-//! scalar argument. The proxy's own functions are pushed only to endpoints that know
+//! Not per-series, whatever the function: a selector matching on an external label, a
+//! `label_replace`/`label_join` that writes or reads one (the endpoint stores none),
+//! and a call with a computed scalar argument. The proxy's own functions are pushed only to endpoints that know
 //! them (other sketch-proxies).
 
 use promql_parser::parser::token::{
@@ -207,7 +207,8 @@ const PER_SERIES_FUNCTIONS: &[&str] = &[
 /// Whether every output series of `expr` is computed from one series of one selector.
 fn per_series(expr: &Expr, topology: &Topology) -> bool {
     match expr {
-        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
+        Expr::VectorSelector(vs) => !on_external(vs, topology),
+        Expr::MatrixSelector(ms) => !on_external(&ms.vs, topology),
         Expr::Paren(p) => per_series(&p.expr, topology),
         Expr::Unary(u) => per_series(&u.expr, topology),
         Expr::Subquery(s) => per_series(&s.expr, topology),
@@ -234,6 +235,16 @@ fn per_series(expr: &Expr, topology: &Topology) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a selector matches on an external label: the endpoints store none, so the
+/// proxy checks those matchers (as it does for raw reads) and the selector is read.
+fn on_external(vs: &promql_parser::parser::VectorSelector, topology: &Topology) -> bool {
+    vs.matchers
+        .matchers
+        .iter()
+        .chain(vs.matchers.or_matchers.iter().flatten())
+        .any(|m| topology.external_labels.contains(&m.name))
 }
 
 /// Whether a `label_replace`/`label_join` writes or reads an external label.

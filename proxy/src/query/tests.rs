@@ -180,6 +180,7 @@ async fn run(source: &Memory, sketches: Option<Arc<dyn Sketches>>) -> Answer {
         max_series: 1000,
         lookback: Duration::from_secs(300),
         timeout: Duration::from_secs(60),
+        push_down: false,
     };
     let scope = ReadScope::new(false);
     let reader = Reader {

@@ -225,6 +225,106 @@ impl Fanout {
     }
 }
 
+/// Push-down (issue 20): queries the endpoints answer themselves.
+impl Fanout {
+    /// What push-down may assume of these endpoints for a read in `scope`, or `None`
+    /// when it may not be used: an endpoint without a query API (remote read only), or
+    /// endpoints that are replicas of one shard (their answers would count twice).
+    pub fn push_down_topology(&self, scope: &ReadScope) -> Option<crate::promql::pushdown::Topology> {
+        let replicas = self.replicas(scope);
+        let keys: Vec<_> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.endpoint.shard_key(i, replicas))
+            .collect();
+        let shared = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+        let probe = (0, 0, 1);
+        let all_query = self
+            .members
+            .iter()
+            .all(|m| m.source.evaluate_query("", probe, scope).is_some());
+        if shared || !all_query {
+            return None;
+        }
+        let mut external_labels: Vec<String> = self
+            .members
+            .iter()
+            .flat_map(|m| m.endpoint.external.keys().cloned())
+            .collect();
+        external_labels.sort();
+        external_labels.dedup();
+        Some(crate::promql::pushdown::Topology {
+            external_labels,
+            proxy_functions: false,
+        })
+    }
+
+    /// Every endpoint's answers to `queries` at the steps of `range`, for those whose
+    /// time range and `storeMatch[]` let them be asked; failures settle as reads do.
+    /// Also the names of the endpoints asked.
+    pub async fn evaluate_pushed(
+        &self,
+        queries: &[String],
+        range: (i64, i64, i64),
+        scope: &ReadScope,
+    ) -> Result<(Vec<crate::promql::pushdown::Answers>, Vec<String>), SourceError> {
+        let lookback = range.0;
+        let asks: Vec<_> = self
+            .members
+            .iter()
+            .map(|member| async move {
+                let endpoint = &member.endpoint;
+                if !endpoint.holds(lookback, range.1) || !endpoint.selected(scope.store_match()) {
+                    return None;
+                }
+                let all = async {
+                    let mut results = Vec::with_capacity(queries.len());
+                    for query in queries {
+                        let asked = member.source.evaluate_query(query, range, scope).ok_or_else(|| {
+                            SourceError::Unreachable {
+                                url: endpoint.name.clone(),
+                                reason: "no query API".to_owned(),
+                            }
+                        })?;
+                        results.push(asked.await?.into_iter().map(to_series).collect());
+                    }
+                    Ok(results)
+                };
+                Some(self.ask(member, all).await)
+            })
+            .collect();
+        let outcomes = self.settle(bounded(asks, self.concurrency).await, scope)?;
+        let mut answers = Vec::new();
+        let mut asked = Vec::new();
+        for (member, results) in self.members.iter().zip(outcomes) {
+            if let Some(results) = results {
+                asked.push(member.endpoint.name.clone());
+                answers.push(crate::promql::pushdown::Answers {
+                    external: member.endpoint.external.clone(),
+                    results,
+                });
+            }
+        }
+        Ok((answers, asked))
+    }
+}
+
+/// A raw series as the engine holds it (the query API lists labels sorted by name).
+fn to_series(raw: RawSeries) -> crate::promql::eval::value::Series {
+    crate::promql::eval::value::Series {
+        labels: crate::promql::eval::value::Labels::from_sorted(raw.labels),
+        points: raw
+            .samples
+            .into_iter()
+            .map(|s| crate::promql::eval::value::Point {
+                t: s.timestamp,
+                v: s.value,
+            })
+            .collect(),
+    }
+}
+
 impl Source for Fanout {
     fn select<'a>(&'a self, selections: &'a [Selection], partial: &'a ReadScope) -> Fetch<'a> {
         Box::pin(self.fetch(selections, partial))
@@ -232,6 +332,10 @@ impl Source for Fanout {
 
     fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a> {
         Box::pin(self.label_sets(selection, partial))
+    }
+
+    fn fanout(&self) -> Option<&Fanout> {
+        Some(self)
     }
 }
 

@@ -80,6 +80,9 @@ pub enum SourceError {
 /// A boxed future, so sources can be trait objects.
 pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, SourceError>> + Send + 'a>>;
 
+/// A query evaluated by a downstream: its series with their points.
+pub type EvalFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<RawSeries>, SourceError>> + Send + 'a>>;
+
 /// The label sets of the series a selection selects.
 pub type SeriesFetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<Label>>, SourceError>> + Send + 'a>>;
 
@@ -167,6 +170,23 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// The label sets of the series `selection` selects in its range, sorted, without
     /// samples: for selections whose series sketches answer.
     fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a>;
+
+    /// `query` evaluated by the downstream itself at the steps of `range` (start, end,
+    /// step, ms), when it has a query API; `None` when it has none.
+    fn evaluate_query<'a>(
+        &'a self,
+        query: &'a str,
+        range: (i64, i64, i64),
+        scope: &'a ReadScope,
+    ) -> Option<EvalFetch<'a>> {
+        let _ = (query, range, scope);
+        None
+    }
+
+    /// The endpoints it reads as one, if it does.
+    fn fanout(&self) -> Option<&Fanout> {
+        None
+    }
 }
 
 /// Decodes a streamed remote-read answer (for the fuzz targets): the series of each
@@ -247,5 +267,14 @@ impl Source for ReadOrQuery {
 
     fn series<'a>(&'a self, selection: &'a Selection, partial: &'a ReadScope) -> SeriesFetch<'a> {
         self.query.series(selection, partial)
+    }
+
+    fn evaluate_query<'a>(
+        &'a self,
+        query: &'a str,
+        range: (i64, i64, i64),
+        scope: &'a ReadScope,
+    ) -> Option<EvalFetch<'a>> {
+        self.query.evaluate_query(query, range, scope)
     }
 }

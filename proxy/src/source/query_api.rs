@@ -16,7 +16,7 @@ use promql_parser::label::Matcher;
 use serde::Deserialize;
 
 use super::client::{Gathered, Http, or_groups, selector};
-use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError, client};
+use super::{EvalFetch, Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError, client};
 use crate::prompb::{Label, Sample};
 
 /// A downstream read through `/api/v1/query`.
@@ -134,21 +134,24 @@ impl QueryApi {
         passed_on: &[(String, String)],
     ) -> Result<Vec<RawSeries>, SourceError> {
         let seconds = |ms: i64| (ms as f64 / 1000.0).to_string();
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("query", query);
-        let http = if start_ms == end_ms {
-            form.append_pair("time", &seconds(end_ms));
-            &self.http
-        } else {
-            form.append_pair("start", &seconds(start_ms))
-                .append_pair("end", &seconds(end_ms))
-                .append_pair("step", &seconds(step_ms));
-            &self.range
+        let instant = start_ms == end_ms;
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("query", query);
+            if instant {
+                form.append_pair("time", &seconds(end_ms));
+            } else {
+                form.append_pair("start", &seconds(start_ms))
+                    .append_pair("end", &seconds(end_ms))
+                    .append_pair("step", &seconds(step_ms));
+            }
+            for (name, value) in passed_on {
+                form.append_pair(name, value);
+            }
+            form.finish()
         };
-        for (name, value) in passed_on {
-            form.append_pair(name, value);
-        }
-        let series = answered(http, form.finish(), &["matrix", "vector"]).await?;
+        let http = if instant { &self.http } else { &self.range };
+        let series = answered(http, body, &["matrix", "vector"]).await?;
         let samples: usize = series.iter().map(|s| s.samples.len()).sum();
         if samples as u64 > self.max_samples {
             return Err(http.malformed(format!(
@@ -219,6 +222,15 @@ impl Source for QueryApi {
 
     fn series<'a>(&'a self, selection: &'a Selection, _: &'a ReadScope) -> SeriesFetch<'a> {
         Box::pin(client::series(&self.series, selection))
+    }
+
+    fn evaluate_query<'a>(
+        &'a self,
+        query: &'a str,
+        range: (i64, i64, i64),
+        scope: &'a ReadScope,
+    ) -> Option<EvalFetch<'a>> {
+        Some(Box::pin(self.evaluate(query, range, scope.passed_on())))
     }
 }
 

@@ -159,6 +159,8 @@ pub struct Answer {
     pub cache: Option<String>,
     /// The `Cache-Control` header.
     pub cache_control: Option<String>,
+    /// The `X-Pushed-Down` header: what endpoints answered of a query.
+    pub pushed: Option<String>,
 }
 
 impl PartialEq for Answer {
@@ -263,10 +265,11 @@ pub fn send_with(
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let (path, cache, cache_control) = (
+    let (path, cache, cache_control, pushed) = (
         header("x-answered-by"),
         header("x-cache"),
         header("cache-control"),
+        header("x-pushed-down"),
     );
     let gzipped = response
         .headers()
@@ -288,6 +291,7 @@ pub fn send_with(
         path,
         cache,
         cache_control,
+        pushed,
     }
 }
 

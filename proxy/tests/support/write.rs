@@ -107,6 +107,7 @@ pub fn post_with(base: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer 
         path: None,
         cache: None,
         cache_control: None,
+        pushed: None,
     }
 }
 

@@ -301,6 +301,8 @@ pub struct Served {
     /// Functions only a plugin knows, computed from raw samples by a fresh sketch
     /// (no sketch covered), with the largest bound seen.
     pub computed: std::collections::BTreeMap<String, f64>,
+    /// Subtrees endpoints answered (push-down), each with the endpoints asked.
+    pub pushed: Vec<String>,
 }
 
 /// Answers of subtrees computed elsewhere (pushed to endpoints), by the node they

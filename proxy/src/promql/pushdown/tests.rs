@@ -209,6 +209,13 @@ const CASES: &[Case] = &[
         false,
         &[("x", &["x"], C)],
     ),
+    // A matcher on an external label: the selector is read, checked in the proxy.
+    ("sum(rate(x{cluster=\"a\"}[5m]))", false, &[]),
+    (
+        "rate(x{job=\"j\"}[5m]) + on () group_left sum(y{cluster!=\"b\"})",
+        false,
+        &[("rate(x{job=\"j\"}[5m])", &["rate(x{job=\"j\"}[5m])"], C)],
+    ),
     // A computed scalar argument.
     (
         "clamp(x, 0, scalar(y))",
