@@ -129,7 +129,7 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
     let prometheus = demo_prometheus();
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n  rules:\n    - match: 'busy'\n      functions: [quantile_over_time, distinct_over_time]\n      retain: 1h\n",
+        "ingest:\n  enabled: true\n  queue_dir: {}\nsketches:\n  rules:\n    - match: 'busy'\n      functions: [quantile_over_time, distinct_over_time]\n      retain: 1h\n      complete: true\n",
         dir.path().join("queue").display()
     );
     let proxy = TestProxy::start(&yaml, &prometheus.url());
@@ -141,7 +141,8 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
     ] {
         send(&proxy.url(), "POST", "/api/v1/query", query, form);
     }
-    // A sketched series, written and then queried: plugin calls to time.
+    // A sketched series, written and then queried: plugin calls to time. Its rule is
+    // `complete`, so the sketches list it (downstream may not hold it yet).
     let now = support::write::now_ms();
     let data = support::write::generate("busy", 1, 100, now - 1_000_000, 10_000, 3);
     assert_eq!(support::write::post(&proxy.url(), &data).status, 204);
