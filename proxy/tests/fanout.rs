@@ -629,3 +629,67 @@ fn pushed_down_parts_answer_as_the_raw_data_does() {
         assert_eq!(read.pushed, None, "{query}");
     }
 }
+
+/// Push-down over a replica pair and a shard: one replica per shard is asked (so the
+/// pair's series count once), the next when one fails (here the first listed is down),
+/// and the answer is whole, equal to the raw data's.
+#[test]
+fn pushed_down_parts_ask_one_replica_per_shard() {
+    let servers = servers(3);
+    let end = write::now_ms() / 1000 * 1000 - 60_000;
+    let data = |shard: usize| -> Stored {
+        (0..3)
+            .map(|j| {
+                let labels = vec![
+                    ("__name__".to_owned(), "pr_m".to_owned()),
+                    ("instance".to_owned(), format!("host-{shard}-{j}")),
+                ];
+                let points = (0..40)
+                    .map(|n| {
+                        (
+                            end - (39 - n) * 15_000,
+                            (n * (j as i64 + 1) + shard as i64 * 100) as f64,
+                        )
+                    })
+                    .collect();
+                (labels, points)
+            })
+            .collect()
+    };
+    // Servers 0 and 1 are replicas of shard a; server 2 is shard b.
+    for (server, shard) in servers.iter().zip([0, 0, 1]) {
+        assert_eq!(write::post(&server.url(), &data(shard)).status, 204);
+    }
+    for (server, shard) in servers.iter().zip([0, 0, 1]) {
+        sketch_proxy_testkit::wait_until(
+            std::time::Duration::from_secs(60),
+            "each server to hold its data",
+            || held(server, "pr_m", end) == write::samples(&data(shard)),
+        )
+        .unwrap();
+    }
+    let yaml = |push: bool| {
+        format!(
+            "downstream:\n  endpoints:\n    - url: http://127.0.0.1:1\n      kind: query_api\n      external_labels: {{shard: a, replica: r9}}\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: a, replica: r0}}\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: a, replica: r1}}\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: b}}\nquery:\n  push_down: {push}\n  replica_labels: [replica]\ncache:\n  enabled: false\n",
+            servers[0].url(),
+            servers[1].url(),
+            servers[2].url()
+        )
+    };
+    let pushing = TestProxy::start(&yaml(true), &servers[0].url());
+    let reading = TestProxy::start(&yaml(false), &servers[0].url());
+    let window = (end - 300_000, end, 30_000);
+    for query in ["sum by (shard) (pr_m)", "count(pr_m)", "pr_m * 2"] {
+        let pushed = support::range_query(&pushing.url(), query, window, "");
+        let read = support::range_query(&reading.url(), query, window, "");
+        assert_eq!(pushed.status, 200, "{query}: {}", pushed.body);
+        assert_eq!(
+            pushed.json()["warnings"],
+            serde_json::Value::Null,
+            "{query}: whole"
+        );
+        assert_same_points(query, &pushed, &read);
+        let expected = format!("{query} @ {} {}", servers[0].url(), servers[2].url());
+        assert_eq!(pushed.pushed.as_deref(), Some(expected.as_str()), "{query}");
+    }
+}

@@ -22,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError};
-use crate::endpoints::{Endpoint, bounded, uncovered};
+use crate::endpoints::{Endpoint, ShardKey, bounded, uncovered};
 use crate::metrics::EndpointLabels;
 use crate::prompb::{Label, Sample};
 
@@ -228,23 +228,14 @@ impl Fanout {
 /// Push-down (issue 20): queries the endpoints answer themselves.
 impl Fanout {
     /// What push-down may assume of these endpoints for a read in `scope`, or `None`
-    /// when it may not be used: an endpoint without a query API (remote read only), or
-    /// endpoints that are replicas of one shard (their answers would count twice).
+    /// when it may not be used: an endpoint without a query API (remote read only).
     pub fn push_down_topology(&self, scope: &ReadScope) -> Option<crate::promql::pushdown::Topology> {
-        let replicas = self.replicas(scope);
-        let keys: Vec<_> = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| m.endpoint.shard_key(i, replicas))
-            .collect();
-        let shared = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
         let probe = (0, 0, 1);
         let all_query = self
             .members
             .iter()
             .all(|m| m.source.evaluate_query("", probe, scope).is_some());
-        if shared || !all_query {
+        if !all_query {
             return None;
         }
         let mut external_labels: Vec<String> = self
@@ -260,53 +251,88 @@ impl Fanout {
         })
     }
 
-    /// Every endpoint's answers to `queries` at the steps of `range`, for those whose
-    /// time range and `storeMatch[]` let them be asked; failures settle as reads do.
-    /// Also the names of the endpoints asked.
+    /// Each shard's answers to `queries` at the steps of `range`: one endpoint asked
+    /// per shard (the first of its replicas whose time range and `storeMatch[]` allow,
+    /// the next when it fails), so replicas' series count once. A shard none of whose
+    /// replicas answered is left out of a partial answer when the scope allows it
+    /// (another shard answered), else its error is the answer. Also the names of the
+    /// endpoints that answered.
     pub async fn evaluate_pushed(
         &self,
         queries: &[String],
         range: (i64, i64, i64),
         scope: &ReadScope,
     ) -> Result<(Vec<crate::promql::pushdown::Answers>, Vec<String>), SourceError> {
-        let lookback = range.0;
-        let asks: Vec<_> = self
-            .members
+        let replicas = self.replicas(scope);
+        let mut shards: Vec<(ShardKey, Vec<&Member>)> = Vec::new();
+        for (i, member) in self.members.iter().enumerate() {
+            let endpoint = &member.endpoint;
+            if !endpoint.holds(range.0, range.1) || !endpoint.selected(scope.store_match()) {
+                continue;
+            }
+            let key = endpoint.shard_key(i, replicas);
+            match shards.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(member),
+                None => shards.push((key, vec![member])),
+            }
+        }
+        let asks: Vec<_> = shards
             .iter()
-            .map(|member| async move {
-                let endpoint = &member.endpoint;
-                if !endpoint.holds(lookback, range.1) || !endpoint.selected(scope.store_match()) {
-                    return None;
-                }
-                let all = async {
-                    let mut results = Vec::with_capacity(queries.len());
-                    for query in queries {
-                        let asked = member.source.evaluate_query(query, range, scope).ok_or_else(|| {
-                            SourceError::Unreachable {
-                                url: endpoint.name.clone(),
-                                reason: "no query API".to_owned(),
-                            }
-                        })?;
-                        results.push(asked.await?.into_iter().map(to_series).collect());
+            .map(|(_, members)| async move {
+                let mut failed = None;
+                for member in members {
+                    match self.ask(member, self.evaluate_all(member, queries, range, scope)).await {
+                        Ok(results) => return Ok((*member, results)),
+                        Err(error) => {
+                            tracing::warn!(endpoint = %member.endpoint.name, %error, "endpoint failed a pushed query");
+                            failed = Some((*member, error));
+                        }
                     }
-                    Ok(results)
-                };
-                Some(self.ask(member, all).await)
+                }
+                Err(failed)
             })
             .collect();
-        let outcomes = self.settle(bounded(asks, self.concurrency).await, scope)?;
+        let outcomes = bounded(asks, self.concurrency).await;
+        let answered = outcomes.iter().filter(|o| o.is_ok()).count();
         let mut answers = Vec::new();
         let mut asked = Vec::new();
-        for (member, results) in self.members.iter().zip(outcomes) {
-            if let Some(results) = results {
-                asked.push(member.endpoint.name.clone());
-                answers.push(crate::promql::pushdown::Answers {
-                    external: member.endpoint.external.clone(),
-                    results,
-                });
+        for outcome in outcomes {
+            match outcome {
+                Ok((member, results)) => {
+                    asked.push(member.endpoint.name.clone());
+                    let mut external = member.endpoint.external.clone();
+                    external.retain(|name, _| !replicas.contains(name));
+                    answers.push(crate::promql::pushdown::Answers { external, results });
+                }
+                Err(Some((member, error))) if scope.allowed() && answered > 0 => {
+                    scope.leave_out(&member.endpoint.name, &error.to_string());
+                }
+                Err(Some((_, error))) => return Err(error),
+                Err(None) => {}
             }
         }
         Ok((answers, asked))
+    }
+
+    /// `member`'s answers to every one of `queries`.
+    async fn evaluate_all(
+        &self,
+        member: &Member,
+        queries: &[String],
+        range: (i64, i64, i64),
+        scope: &ReadScope,
+    ) -> Result<Vec<crate::promql::eval::value::Matrix>, SourceError> {
+        let mut results = Vec::with_capacity(queries.len());
+        for query in queries {
+            let asked = member.source.evaluate_query(query, range, scope).ok_or_else(|| {
+                SourceError::Unreachable {
+                    url: member.endpoint.name.clone(),
+                    reason: "no query API".to_owned(),
+                }
+            })?;
+            results.push(asked.await?.into_iter().map(to_series).collect());
+        }
+        Ok(results)
     }
 }
 
