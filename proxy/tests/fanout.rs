@@ -693,3 +693,74 @@ fn pushed_down_parts_ask_one_replica_per_shard() {
         assert_eq!(pushed.pushed.as_deref(), Some(expected.as_str()), "{query}");
     }
 }
+
+/// Push-down with a shard down: the answer is partial, with the warning and
+/// `Cache-Control: no-store` that reading raw data gives; with `partial_response=false`
+/// it fails as reading raw data does.
+#[test]
+fn a_pushed_down_query_with_a_shard_down_is_partial_or_fails() {
+    let servers = servers(1);
+    let end = write::now_ms() / 1000 * 1000 - 60_000;
+    let data: Stored = (0..3)
+        .map(|j| {
+            let labels = vec![
+                ("__name__".to_owned(), "pp_m".to_owned()),
+                ("instance".to_owned(), format!("host-{j}")),
+            ];
+            (
+                labels,
+                (0..20)
+                    .map(|n| (end - (19 - n) * 15_000, (n + j) as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(write::post(&servers[0].url(), &data).status, 204);
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(60),
+        "the shard to hold its data",
+        || held(&servers[0], "pp_m", end) == write::samples(&data),
+    )
+    .unwrap();
+    let yaml = |push: bool| {
+        format!(
+            "downstream:\n  endpoints:\n    - url: {}\n      kind: query_api\n      external_labels: {{shard: a}}\n    - url: http://127.0.0.1:1\n      kind: query_api\n      external_labels: {{shard: b}}\nquery:\n  push_down: {push}\ncache:\n  enabled: false\n",
+            servers[0].url()
+        )
+    };
+    let pushing = TestProxy::start(&yaml(true), &servers[0].url());
+    let reading = TestProxy::start(&yaml(false), &servers[0].url());
+    let window = (end - 120_000, end, 30_000);
+    let query = "sum(pp_m)";
+    let pushed = support::range_query(&pushing.url(), query, window, "");
+    let read = support::range_query(&reading.url(), query, window, "");
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    assert_same_points(query, &pushed, &read);
+    // The same warning, but for the path asked (query_range rather than query).
+    let warnings = |a: &support::Answer| {
+        a.json()["warnings"]
+            .to_string()
+            .replace("/api/v1/query_range:", "/api/v1/query:")
+    };
+    assert_eq!(warnings(&pushed), warnings(&read));
+    assert!(
+        warnings(&pushed).contains("endpoint http://127.0.0.1:1 ("),
+        "{}",
+        pushed.body
+    );
+    assert_eq!(pushed.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(pushed.pushed, Some(format!("{query} @ {}", servers[0].url())));
+    let strict = "&partial_response=false";
+    let (pushed, read) = (
+        support::range_query(&pushing.url(), query, window, strict),
+        support::range_query(&reading.url(), query, window, strict),
+    );
+    assert_ne!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        (pushed.status, pushed.json()["errorType"].clone()),
+        (read.status, read.json()["errorType"].clone()),
+        "{} vs {}",
+        pushed.body,
+        read.body
+    );
+}
