@@ -262,7 +262,7 @@ async fn push_down(
     let Some(fanout) = reader.source.fanout() else {
         return Ok(precomputed);
     };
-    let Some(topology) = fanout.push_down_topology(reader.partial) else {
+    let Some(topology) = fanout.push_down_topology() else {
         return Ok(precomputed);
     };
     let steps = (range.start_ms, range.end_ms, range.step_ms);

@@ -227,15 +227,10 @@ impl Fanout {
 
 /// Push-down (issue 20): queries the endpoints answer themselves.
 impl Fanout {
-    /// What push-down may assume of these endpoints for a read in `scope`, or `None`
+    /// What push-down may assume of these endpoints, or `None`
     /// when it may not be used: an endpoint without a query API (remote read only).
-    pub fn push_down_topology(&self, scope: &ReadScope) -> Option<crate::promql::pushdown::Topology> {
-        let probe = (0, 0, 1);
-        let all_query = self
-            .members
-            .iter()
-            .all(|m| m.source.evaluate_query("", probe, scope).is_some());
-        if !all_query {
+    pub fn push_down_topology(&self) -> Option<crate::promql::pushdown::Topology> {
+        if !self.members.iter().all(|m| m.source.answers_queries()) {
             return None;
         }
         let mut external_labels: Vec<String> = self

@@ -183,6 +183,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether it has a query API, so [`Source::evaluate_query`] answers.
+    fn answers_queries(&self) -> bool {
+        false
+    }
+
     /// The endpoints it reads as one, if it does.
     fn fanout(&self) -> Option<&Fanout> {
         None
@@ -276,5 +281,9 @@ impl Source for ReadOrQuery {
         scope: &'a ReadScope,
     ) -> Option<EvalFetch<'a>> {
         self.query.evaluate_query(query, range, scope)
+    }
+
+    fn answers_queries(&self) -> bool {
+        true
     }
 }

@@ -232,6 +232,10 @@ impl Source for QueryApi {
     ) -> Option<EvalFetch<'a>> {
         Some(Box::pin(self.evaluate(query, range, scope.passed_on())))
     }
+
+    fn answers_queries(&self) -> bool {
+        true
+    }
 }
 
 /// A sample value as Prometheus writes it.

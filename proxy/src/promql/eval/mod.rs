@@ -469,7 +469,8 @@ impl<'v> Arg<'v> {
 impl Evaluator<'_> {
     fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
         self.interrupt.check()?;
-        if self.range == self.query
+        if !self.precomputed.is_empty()
+            && self.range == self.query
             && let Some(answer) = self.precomputed.get(expr)
         {
             self.take(answer.iter().map(|s| s.points.len()).sum())?;
