@@ -34,6 +34,9 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// Whether parts of the query go to the endpoints (`query.push_down`).
     pub push_down: bool,
+    /// The proxy's own functions (built-in and custom), pushed to sketch-proxy
+    /// endpoints; filled only with `push_down`.
+    pub own_functions: Vec<String>,
 }
 
 /// Why a local evaluation gave no answer.
@@ -106,7 +109,7 @@ pub async fn evaluate(
     let mut pushed = Vec::new();
     let precomputed = if limits.push_down {
         let started = Instant::now();
-        let precomputed = push_down(reader, &expr, range, deadline, &mut pushed)
+        let precomputed = push_down(reader, &expr, range, &limits.own_functions, deadline, &mut pushed)
             .instrument(tracing::info_span!("push_down"))
             .await?;
         stats.fetch_seconds += started.elapsed().as_secs_f64();
@@ -255,6 +258,7 @@ async fn push_down(
     reader: Reader<'_>,
     expr: &Expr,
     range: Range,
+    own_functions: &[String],
     deadline: Instant,
     described: &mut Vec<String>,
 ) -> Result<Precomputed, QueryError> {
@@ -262,7 +266,7 @@ async fn push_down(
     let Some(fanout) = reader.source.fanout() else {
         return Ok(precomputed);
     };
-    let Some(topology) = fanout.push_down_topology() else {
+    let Some(topology) = fanout.push_down_topology(own_functions) else {
         return Ok(precomputed);
     };
     let steps = (range.start_ms, range.end_ms, range.step_ms);
@@ -275,10 +279,16 @@ async fn push_down(
             Ok(Err(SourceError::TooMuch { what: "samples", .. })) => {
                 return Err(EvalError::TooManySamples.into());
             }
+            // An endpoint that cannot evaluate its part (duplicate label sets, too many
+            // samples there) fails the query as Prometheus fails it.
+            Ok(Err(error)) if error.refused_query().is_some() => {
+                let message = error.refused_query().unwrap_or_default().to_owned();
+                return Err(EvalError::Execution(message).into());
+            }
             Ok(result) => result?,
             Err(_) => return Err(EvalError::Timeout.into()),
         };
-        precomputed.insert(part.node, pushdown::merge(&part, &answers));
+        precomputed.insert(part.node, pushdown::merge(&part, &answers)?);
         described.push(format!("{} @ {}", part.subtree, asked.join(" ")));
     }
     Ok(precomputed)

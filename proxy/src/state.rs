@@ -76,11 +76,13 @@ impl Runtime {
             .endpoints
             .iter()
             .map(|e| {
-                Arc::new(Endpoint::new(
+                let mut endpoint = Endpoint::new(
                     &e.url.to_string(),
                     e.external_labels.clone(),
                     (e.min_time, e.max_time),
-                ))
+                );
+                endpoint.sketch_proxy = e.kind == RawSource::SketchProxy;
+                Arc::new(endpoint)
             })
             .collect();
         let source = raw_source(&config, metrics, &endpoints);
@@ -193,7 +195,7 @@ fn endpoint_source(
         Err(e) => return Arc::new(crate::source::Unavailable(e.to_string())),
     };
     match kind {
-        RawSource::Auto => Arc::new(ReadOrQuery::new(remote_read, query_api)),
+        RawSource::Auto | RawSource::SketchProxy => Arc::new(ReadOrQuery::new(remote_read, query_api)),
         RawSource::RemoteRead => Arc::new(remote_read),
         RawSource::QueryApi => Arc::new(query_api),
     }

@@ -6,7 +6,10 @@
 //! (passthrough, a check on the runner) and with the proxy evaluating every query itself
 //! over raw data it reads back by remote read (`query.mode: local`); then with the data
 //! split over two Prometheus shards by a hash of the series labels, and over a replica
-//! pair where each replica misses a different third of the samples (issue 8). Every
+//! pair where each replica misses a different third of the samples (issue 8); and with
+//! `query.push_down` (issue 20) over the two shards and over a replica pair of whole
+//! copies told apart by an external replica label, where most answers must say they
+//! were pushed down (`X-Pushed-Down`). Every
 //! `eval` is asked twice: the second answer must come from the results cache (unless
 //! the query is not cacheable, or failed) and pass too.
 
@@ -43,7 +46,7 @@ impl Server {
     fn start(mode: Mode) -> Self {
         let count = match mode {
             Mode::Passthrough | Mode::Local => 1,
-            Mode::Shards | Mode::Replicas => 2,
+            Mode::Shards | Mode::Replicas | Mode::PushedShards | Mode::PushedReplicas => 2,
         };
         let prometheus: Vec<Prometheus> = (0..count)
             .map(|_| Prometheus::start(&PrometheusOptions::default()).expect("start Prometheus"))
@@ -58,6 +61,24 @@ impl Server {
             Mode::Shards => format!("downstream:\n  endpoints:\n{endpoints}"),
             Mode::Replicas => {
                 format!("downstream:\n  endpoints:\n{endpoints}query:\n  replica_labels: [replica]\n")
+            }
+            Mode::PushedShards => {
+                format!("downstream:\n  endpoints:\n{endpoints}query:\n  push_down: true\n")
+            }
+            Mode::PushedReplicas => {
+                let endpoints: String = prometheus
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        format!(
+                            "    - url: {}\n      external_labels: {{replica: r{i}}}\n",
+                            p.url()
+                        )
+                    })
+                    .collect();
+                format!(
+                    "downstream:\n  endpoints:\n{endpoints}query:\n  push_down: true\n  replica_labels: [replica]\n"
+                )
             }
         };
         let proxy = TestProxy::start(&config, &prometheus[0].url());
@@ -118,8 +139,9 @@ impl Server {
             .max(points.iter().map(|p| p.0).max().unwrap_or(i64::MIN));
     }
 
-    /// `None` if the answer matches, else why not.
-    fn eval(&self, kind: EvalKind, at_ms: i64, query: &str, expected: &Expected) -> Option<String> {
+    /// `None` if the answer matches, else why not; and whether parts of it were pushed
+    /// down.
+    fn eval(&self, kind: EvalKind, at_ms: i64, query: &str, expected: &Expected) -> (Option<String>, bool) {
         let form = format!(
             "query={}&time={}",
             form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>(),
@@ -127,6 +149,7 @@ impl Server {
         );
         let ask = || support::send(&self.proxy.url(), "POST", "/api/v1/query", "", &form);
         let first = ask();
+        let pushed = first.pushed.is_some();
         let failed = self.check(kind, &first, expected);
         // Asked again, a cacheable answer comes from the results cache, and is as right.
         let second = ask();
@@ -135,12 +158,16 @@ impl Server {
             && first.status == 200
             && second.cache.as_deref() != Some("hit")
         {
-            return Some(format!("asked again: X-Cache {:?}, expected hit", second.cache));
+            return (
+                Some(format!("asked again: X-Cache {:?}, expected hit", second.cache)),
+                pushed,
+            );
         }
-        failed.or_else(|| {
+        let failed = failed.or_else(|| {
             self.check(kind, &second, expected)
                 .map(|why| format!("from the cache: {why}"))
-        })
+        });
+        (failed, pushed)
     }
 
     /// `None` if `answer` matches, else why not.
@@ -149,7 +176,7 @@ impl Server {
         let path = answer.path.clone();
         let want_path = match self.mode {
             Mode::Passthrough => "downstream",
-            Mode::Local | Mode::Shards | Mode::Replicas => "engine",
+            _ => "engine",
         };
         if json["status"] == "success" && path.as_deref() != Some(want_path) {
             return Some(format!("answered by {path:?}, expected {want_path}"));
@@ -240,6 +267,10 @@ enum Mode {
     Shards,
     /// The proxy evaluates them over a replica pair.
     Replicas,
+    /// Over two shards, pushing down what they can answer alone.
+    PushedShards,
+    /// Over a replica pair of whole copies, pushing down to one replica.
+    PushedReplicas,
 }
 
 impl Mode {
@@ -249,7 +280,9 @@ impl Mode {
     fn split(self, data: Stored) -> Vec<Stored> {
         match self {
             Mode::Passthrough | Mode::Local => vec![data],
-            Mode::Shards => {
+            // The replica is told by the endpoint's external label.
+            Mode::PushedReplicas => vec![data.clone(), data],
+            Mode::Shards | Mode::PushedShards => {
                 let mut parts = vec![Stored::new(), Stored::new()];
                 for (labels, points) in data {
                     let mut hasher = std::hash::DefaultHasher::new();
@@ -280,13 +313,13 @@ impl Mode {
     }
 }
 
-/// Runs one script; returns (passed, failures).
-fn run(path: &PathBuf, mode: Mode) -> (usize, Vec<String>) {
+/// Runs one script; returns (passed, failures, answers pushed down).
+fn run(path: &PathBuf, mode: Mode) -> (usize, Vec<String>, usize) {
     let script = std::fs::read_to_string(path).unwrap();
     let commands = promqltest::parse(&script).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let mut server = Server::start(mode);
-    let (mut passed, mut failures) = (0, Vec::new());
+    let (mut passed, mut failures, mut pushed) = (0, Vec::new(), 0);
     for command in commands {
         match command {
             Command::Clear => server = Server::start(mode),
@@ -297,20 +330,24 @@ fn run(path: &PathBuf, mode: Mode) -> (usize, Vec<String>) {
                 query,
                 expected,
                 line,
-            } => match server.eval(kind, at_ms, &query, &expected) {
-                None => passed += 1,
-                Some(why) => failures.push(format!("{name}:{line}: {query}: {why}")),
-            },
+            } => {
+                let (failed, was_pushed) = server.eval(kind, at_ms, &query, &expected);
+                pushed += usize::from(was_pushed);
+                match failed {
+                    None => passed += 1,
+                    Some(why) => failures.push(format!("{name}:{line}: {query}: {why}")),
+                }
+            }
         }
     }
-    (passed, failures)
+    (passed, failures, pushed)
 }
 
 /// Runs every script, two at a time (each has its own Prometheus and proxy), and
 /// checks that all 566 cases pass.
 fn run_all(mode: Mode) {
     let files = promqltest::script_files();
-    let results: Vec<(usize, Vec<String>)> = files
+    let results: Vec<(usize, Vec<String>, usize)> = files
         .chunks(files.len().div_ceil(2))
         .map(|half| {
             let half = half.to_vec();
@@ -328,6 +365,14 @@ fn run_all(mode: Mode) {
         failures.len()
     );
     assert_eq!(passed, 566);
+    let pushed: usize = results.iter().map(|r| r.2).sum();
+    if matches!(mode, Mode::PushedShards | Mode::PushedReplicas) {
+        // Most cases select series with per-series parts; the rest are literals, or
+        // read raw data by design (`count_values`, binary operations of two vectors).
+        assert!(pushed > 300, "{mode:?}: only {pushed} of 566 answers pushed down");
+    } else {
+        assert_eq!(pushed, 0, "{mode:?}");
+    }
 }
 
 #[test]
@@ -348,4 +393,14 @@ fn prometheus_test_scripts_pass_over_two_shards() {
 #[test]
 fn prometheus_test_scripts_pass_over_a_replica_pair() {
     run_all(Mode::Replicas);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_over_two_shards_with_push_down() {
+    run_all(Mode::PushedShards);
+}
+
+#[test]
+fn prometheus_test_scripts_pass_over_a_replica_pair_with_push_down() {
+    run_all(Mode::PushedReplicas);
 }

@@ -123,8 +123,10 @@ pub struct EndpointConfig {
     #[serde(flatten)]
     pub http: HttpClientConfig,
     /// How raw data is read from it: `auto` (remote read, the query API once it
-    /// answers 404/405/501), `remote_read` (a Prometheus) or `query_api` (any other
-    /// Prometheus-API server, e.g. a Thanos Querier). Default `auto`.
+    /// answers 404/405/501), `remote_read` (a Prometheus), `query_api` (any other
+    /// Prometheus-API server, e.g. a Thanos Querier) or `sketch_proxy` (another
+    /// sketch-proxy, a leaf of a tier: read as `auto`, and sent the proxy's own
+    /// functions with `query.push_down`). Default `auto`.
     #[serde(default)]
     pub kind: RawSource,
     /// Labels every series of this endpoint carries, as Thanos' external labels: added

@@ -32,6 +32,11 @@ pub enum RawSource {
     /// `/api/v1/query` with range-vector selectors only, as promxy reads. Stale markers
     /// are invisible this way.
     QueryApi,
+    /// Another sketch-proxy (an entry of `downstream.endpoints` only): read as `auto`,
+    /// and with `query.push_down` the proxy's own functions (the sketch functions and
+    /// those of custom plugins, which it must load too) are pushed to it, so a tier of
+    /// leaf proxies answers them from their sketches.
+    SketchProxy,
 }
 
 /// `query:` section. Reloadable.
@@ -41,7 +46,7 @@ pub struct QueryConfig {
     /// `auto` (default) or `local`; the flag `--query.mode` overrides it.
     pub mode: QueryMode,
     /// Where local evaluation reads raw data: `auto` (default), `remote_read` or
-    /// `query_api`.
+    /// `query_api` (not `sketch_proxy`, which only endpoints are).
     pub source: RawSource,
     /// How far back an instant vector looks for a sample, like Prometheus'
     /// `--query.lookback-delta` (default 5m). Must match downstream's for answers to agree.
@@ -127,6 +132,12 @@ impl QueryConfig {
         }
         if self.max_read_bytes == 0 {
             errors.push(error("query.max_read_bytes", "must be greater than 0"));
+        }
+        if self.source == RawSource::SketchProxy {
+            errors.push(error(
+                "query.source",
+                "sketch_proxy is a kind of downstream.endpoints entry; downstream.url is read as auto, remote_read or query_api",
+            ));
         }
         if let Some(file) = &self.log_file {
             let dir = file

@@ -59,6 +59,8 @@ limits:
   max_concurrent_queries: 0
 log:
   level: \"sketch_proxy=loud\"
+query:
+  source: sketch_proxy
 shards: 2
 ";
     let errors = errors_of(yaml);
@@ -71,6 +73,7 @@ shards: 2
         "web.route_prefix: \"proxy\" must be a path",
         "limits.max_concurrent_queries: must be greater than 0",
         "log.level: \"sketch_proxy=loud\" is not a level or filter",
+        "query.source: sketch_proxy is a kind of downstream.endpoints entry",
     ];
     assert_eq!(errors.len(), want_prefixes.len(), "{errors:#?}");
     for (got, want) in errors.iter().zip(want_prefixes) {

@@ -24,6 +24,8 @@ pub struct Endpoint {
     pub external: BTreeMap<String, String>,
     /// The oldest and newest data it holds, if bounded.
     pub time_range: TimeRange,
+    /// Whether it is another sketch-proxy, knowing the proxy's own functions.
+    pub sketch_proxy: bool,
 }
 
 impl Endpoint {
@@ -34,6 +36,7 @@ impl Endpoint {
             address: address_of(url),
             external,
             time_range,
+            sketch_proxy: false,
         }
     }
 

@@ -402,6 +402,15 @@ pub async fn evaluate(
         lookback: request.thanos.lookback_delta.unwrap_or(q.lookback_delta),
         timeout: q.timeout,
         push_down: q.push_down,
+        own_functions: if q.push_down {
+            crate::promql::PROXY_FUNCTIONS
+                .iter()
+                .map(ToString::to_string)
+                .chain(runtime.grammar.custom().map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let timeout = request.timeout.map_or(q.timeout, |t| t.min(q.timeout));
     let at_ms = request.range.start_ms;
@@ -468,6 +477,7 @@ pub async fn evaluate(
         format!("{function} computed from raw samples by its plugin (no sketch covers it): {accuracy}")
     }));
     warnings.extend(missing.iter().map(|m| partial_warning(m)));
+    warnings.extend(partial.passed_on_warnings());
     let body =
         tracing::info_span!("encode").in_scope(|| crate::api::wire::query_success(&answer, at_ms, &warnings));
     let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {

@@ -14,8 +14,13 @@
 //! - an **aggregation** of a per-series subtree whose operator decomposes is pushed as
 //!   partial aggregates, merged with the same grouping: `sum`, `min`, `max`, `group`
 //!   by themselves, `count` as a sum of counts, `topk`/`bottomk` by re-ranking each
-//!   endpoint's k, `avg` as a sum and a count, `stddev`/`stdvar` as count, sum and sum
-//!   of squares;
+//!   endpoint's k, `avg` as each endpoint's mean weighted by its count (a sum could
+//!   overflow where Prometheus' running mean does not), `stddev`/`stdvar` from each
+//!   endpoint's count, mean and variance (Chan's parallel form of the Welford update
+//!   Prometheus runs; a sum of squares would cancel catastrophically). An aggregation
+//!   is pushed only when its operand cannot hold two series that differ in the metric
+//!   name alone once it is dropped (a bare selector, or every selector naming one
+//!   metric): Prometheus fails such a query, and the partial aggregates would hide it;
 //! - anything else (`quantile`, `count_values`, `histogram_quantile`, `absent`, `sort`,
 //!   binary operations between two vectors, which may match series of different
 //!   endpoints) is evaluated in the proxy, and its per-series parts are pushed.
@@ -26,10 +31,9 @@
 //! them (other sketch-proxies).
 
 use promql_parser::parser::token::{
-    T_AVG, T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_POW, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenId,
-    TokenType,
+    T_AVG, T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenId, TokenType,
 };
-use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, LabelModifier, NumberLiteral, ParenExpr};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 pub use merge::{Answers, merge};
 
@@ -38,8 +42,9 @@ pub use merge::{Answers, merge};
 pub struct Topology {
     /// The names of every endpoint's external labels.
     pub external_labels: Vec<String>,
-    /// Whether every endpoint knows the proxy's own functions (is a sketch-proxy).
-    pub proxy_functions: bool,
+    /// The proxy's own functions (the sketch functions and custom plugins') every
+    /// endpoint knows: none, unless every endpoint is a sketch-proxy.
+    pub proxy_functions: Vec<String>,
 }
 
 /// How the endpoints' answers to a pushed subquery become the subtree's answer.
@@ -219,8 +224,8 @@ fn per_series(expr: &Expr, topology: &Topology) -> bool {
         },
         Expr::Call(call) => {
             let name = call.func.name;
-            let known = PER_SERIES_FUNCTIONS.contains(&name)
-                || (topology.proxy_functions && super::PROXY_FUNCTIONS.contains(&name));
+            let known =
+                PER_SERIES_FUNCTIONS.contains(&name) || topology.proxy_functions.iter().any(|f| f == name);
             let mut vectors = 0;
             for arg in &call.args.args {
                 if literal(arg) {
@@ -290,7 +295,10 @@ fn partial_aggregate<'e>(
     topology: &Topology,
     in_subquery: bool,
 ) -> Option<Pushed<'e>> {
-    if !per_series(&agg.expr, topology) || agg.param.as_deref().is_some_and(|p| !literal(p)) {
+    if !per_series(&agg.expr, topology)
+        || agg.param.as_deref().is_some_and(|p| !literal(p))
+        || !names_kept_apart(&agg.expr)
+    {
         return None;
     }
     let op = agg.op.id();
@@ -305,27 +313,17 @@ fn partial_aggregate<'e>(
         T_SUM | T_MIN | T_MAX | T_GROUP | T_COUNT => (vec![whole.clone()], Merge::Again(op)),
         T_TOPK | T_BOTTOMK => (vec![whole.clone()], Merge::Rank(op)),
         T_AVG => (
-            vec![with_op("sum", &agg.expr)?, with_op("count", &agg.expr)?],
+            vec![with_op("avg", &agg.expr)?, with_op("count", &agg.expr)?],
             Merge::Avg,
         ),
-        T_STDDEV | T_STDVAR => {
-            let squared = Expr::Binary(BinaryExpr {
-                op: TokenType::new(T_POW),
-                lhs: Box::new(Expr::Paren(ParenExpr {
-                    expr: agg.expr.clone(),
-                })),
-                rhs: Box::new(Expr::NumberLiteral(NumberLiteral { val: 2.0 })),
-                modifier: None,
-            });
-            (
-                vec![
-                    with_op("count", &agg.expr)?,
-                    with_op("sum", &agg.expr)?,
-                    with_op("sum", &squared)?,
-                ],
-                Merge::Moments(op),
-            )
-        }
+        T_STDDEV | T_STDVAR => (
+            vec![
+                with_op("count", &agg.expr)?,
+                with_op("avg", &agg.expr)?,
+                with_op("stdvar", &agg.expr)?,
+            ],
+            Merge::Moments(op),
+        ),
         _ => return None,
     };
     let grouping = match &agg.modifier {
@@ -353,10 +351,25 @@ fn partial_aggregate<'e>(
 
 fn token_of(name: &str) -> Option<TokenId> {
     match name {
-        "sum" => Some(T_SUM),
+        "avg" => Some(T_AVG),
         "count" => Some(T_COUNT),
+        "stdvar" => Some(T_STDVAR),
         _ => None,
     }
+}
+
+/// Whether no two series of `expr` can differ in the metric name alone once a
+/// function or an operator drops it: `expr` is a bare selector (which keeps the
+/// name), or each of its selectors names one metric.
+fn names_kept_apart(expr: &Expr) -> bool {
+    if let Expr::VectorSelector(_) = unparen(expr) {
+        return true;
+    }
+    super::selector_matchers(expr).iter().all(|m| {
+        m.matchers
+            .iter()
+            .any(|m| m.name == "__name__" && m.op == promql_parser::label::MatchOp::Equal)
+    })
 }
 
 mod merge;

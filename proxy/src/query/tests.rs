@@ -181,6 +181,7 @@ async fn run(source: &Memory, sketches: Option<Arc<dyn Sketches>>) -> Answer {
         lookback: Duration::from_secs(300),
         timeout: Duration::from_secs(60),
         push_down: false,
+        own_functions: Vec::new(),
     };
     let scope = ReadScope::new(false);
     let reader = Reader {

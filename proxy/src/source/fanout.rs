@@ -227,9 +227,10 @@ impl Fanout {
 
 /// Push-down (issue 20): queries the endpoints answer themselves.
 impl Fanout {
-    /// What push-down may assume of these endpoints, or `None`
-    /// when it may not be used: an endpoint without a query API (remote read only).
-    pub fn push_down_topology(&self) -> Option<crate::promql::pushdown::Topology> {
+    /// What push-down may assume of these endpoints, or `None` when it may not be
+    /// used: an endpoint without a query API (remote read only). `own_functions` (the
+    /// proxy's own) are pushed when every endpoint is a sketch-proxy.
+    pub fn push_down_topology(&self, own_functions: &[String]) -> Option<crate::promql::pushdown::Topology> {
         if !self.members.iter().all(|m| m.source.answers_queries()) {
             return None;
         }
@@ -242,7 +243,11 @@ impl Fanout {
         external_labels.dedup();
         Some(crate::promql::pushdown::Topology {
             external_labels,
-            proxy_functions: false,
+            proxy_functions: if self.members.iter().all(|m| m.endpoint.sketch_proxy) {
+                own_functions.to_vec()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -278,6 +283,8 @@ impl Fanout {
                 for member in members {
                     match self.ask(member, self.evaluate_all(member, queries, range, scope)).await {
                         Ok(results) => return Ok((*member, results)),
+                        // The query itself fails: no replica answers it either.
+                        Err(error) if error.refused_query().is_some() => return Err(Some((*member, error))),
                         Err(error) => {
                             tracing::warn!(endpoint = %member.endpoint.name, %error, "endpoint failed a pushed query");
                             failed = Some((*member, error));
@@ -287,7 +294,14 @@ impl Fanout {
                 Err(failed)
             })
             .collect();
-        let outcomes = bounded(asks, self.concurrency).await;
+        let mut outcomes = bounded(asks, self.concurrency).await;
+        if let Some(at) = outcomes
+            .iter()
+            .position(|o| matches!(o, Err(Some((_, e))) if e.refused_query().is_some()))
+            && let Err(Some((_, error))) = outcomes.swap_remove(at)
+        {
+            return Err(error);
+        }
         let answered = outcomes.iter().filter(|o| o.is_ok()).count();
         let mut answers = Vec::new();
         let mut asked = Vec::new();

@@ -77,6 +77,22 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The message of a query the source refused as such (400 or 422: it cannot be
+    /// evaluated, as opposed to the source failing), which fails the query wherever
+    /// it was sent.
+    pub fn refused_query(&self) -> Option<&str> {
+        match self {
+            SourceError::Refused {
+                status: 400 | 422,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
+        }
+    }
+}
+
 /// A boxed future, so sources can be trait objects.
 pub type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<RawSeries>>, SourceError>> + Send + 'a>>;
 
@@ -96,6 +112,7 @@ pub struct ReadScope {
     store_match: Vec<Matchers>,
     passed_on: Vec<(String, String)>,
     missing: parking_lot::Mutex<Vec<String>>,
+    warnings: parking_lot::Mutex<Vec<String>>,
 }
 
 impl ReadScope {
@@ -158,6 +175,20 @@ impl ReadScope {
     /// The endpoints left out, with why.
     pub fn missing(&self) -> Vec<String> {
         self.missing.lock().clone()
+    }
+
+    /// Records a warning an endpoint's answer to a pushed query carried, for the
+    /// answer (once, however many endpoints gave it).
+    pub fn pass_on_warning(&self, warning: String) {
+        let mut warnings = self.warnings.lock();
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+
+    /// The warnings endpoints' answers carried.
+    pub fn passed_on_warnings(&self) -> Vec<String> {
+        self.warnings.lock().clone()
     }
 }
 

@@ -37,6 +37,8 @@ struct Answer {
     data: Option<Data>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +121,7 @@ impl QueryApi {
             }
             form.finish()
         };
-        let series = answered(http, body, &["matrix"]).await?;
+        let (series, _) = answered(http, body, &["matrix"]).await?;
         Ok(series)
     }
 
@@ -130,9 +132,20 @@ impl QueryApi {
     pub async fn evaluate(
         &self,
         query: &str,
-        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        range: (i64, i64, i64),
         passed_on: &[(String, String)],
     ) -> Result<Vec<RawSeries>, SourceError> {
+        Ok(self.evaluate_warned(query, range, passed_on).await?.0)
+    }
+
+    /// [`QueryApi::evaluate`], with the warnings the answer carried (a sketch-proxy's
+    /// bound, another's partial answer).
+    pub async fn evaluate_warned(
+        &self,
+        query: &str,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        passed_on: &[(String, String)],
+    ) -> Result<(Vec<RawSeries>, Vec<String>), SourceError> {
         let seconds = |ms: i64| (ms as f64 / 1000.0).to_string();
         let instant = start_ms == end_ms;
         let body = {
@@ -151,7 +164,7 @@ impl QueryApi {
             form.finish()
         };
         let http = if instant { &self.http } else { &self.range };
-        let series = answered(http, body, &["matrix", "vector"]).await?;
+        let (series, warnings) = answered(http, body, &["matrix", "vector"]).await?;
         let samples: usize = series.iter().map(|s| s.samples.len()).sum();
         if samples as u64 > self.max_samples {
             return Err(http.malformed(format!(
@@ -159,13 +172,17 @@ impl QueryApi {
                 self.max_samples
             )));
         }
-        Ok(series)
+        Ok((series, warnings))
     }
 }
 
 /// The series of a query API answer to the form `body`, whose result must be one of
-/// `types`.
-async fn answered(http: &Http, body: String, types: &[&str]) -> Result<Vec<RawSeries>, SourceError> {
+/// `types`, and its warnings.
+async fn answered(
+    http: &Http,
+    body: String,
+    types: &[&str],
+) -> Result<(Vec<RawSeries>, Vec<String>), SourceError> {
     let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
     let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
     let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
@@ -188,7 +205,7 @@ async fn answered(http: &Http, body: String, types: &[&str]) -> Result<Vec<RawSe
     }
     let result: Vec<MatrixSeries> =
         serde_json::from_str(data.result.get()).map_err(|e| http.malformed(format!("JSON: {e}")))?;
-    result
+    let series = result
         .into_iter()
         .map(|s| {
             let samples = s
@@ -212,7 +229,8 @@ async fn answered(http: &Http, body: String, types: &[&str]) -> Result<Vec<RawSe
                 samples,
             })
         })
-        .collect()
+        .collect::<Result<Vec<RawSeries>, SourceError>>()?;
+    Ok((series, answer.warnings))
 }
 
 impl Source for QueryApi {
@@ -230,7 +248,13 @@ impl Source for QueryApi {
         range: (i64, i64, i64),
         scope: &'a ReadScope,
     ) -> Option<EvalFetch<'a>> {
-        Some(Box::pin(self.evaluate(query, range, scope.passed_on())))
+        Some(Box::pin(async move {
+            let (series, warnings) = self.evaluate_warned(query, range, scope.passed_on()).await?;
+            for warning in warnings {
+                scope.pass_on_warning(warning);
+            }
+            Ok(series)
+        }))
     }
 
     fn answers_queries(&self) -> bool {

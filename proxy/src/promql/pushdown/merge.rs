@@ -13,6 +13,7 @@ use promql_parser::parser::token::{T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_
 
 use super::{Grouping, Merge, Pushed};
 use crate::prompb::Label;
+use crate::promql::eval::EvalError;
 use crate::promql::eval::value::{Labels, Matrix, Point, Series};
 
 /// One endpoint's answers to a pushed subtree's queries, in order.
@@ -24,8 +25,11 @@ pub struct Answers {
     pub results: Vec<Matrix>,
 }
 
-/// The subtree's answer from every endpoint's, series sorted by labels.
-pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Matrix {
+/// The subtree's answer from every endpoint's, series sorted by labels (a
+/// `topk`/`bottomk`'s in rank order, as Prometheus answers it at one step). Two
+/// endpoints' series with equal labels at one step fail it, as Prometheus fails a
+/// vector holding them.
+pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalError> {
     let keeps = |name: &str| match (&pushed.merge, &pushed.grouping) {
         (Merge::Concat | Merge::Rank(_), _) | (_, None) => true,
         (_, Some(Grouping::By(kept))) => kept.iter().any(|k| k == name),
@@ -46,40 +50,127 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Matrix {
         })
         .collect();
     let mut merged = match pushed.merge {
-        Merge::Concat => labelled.into_iter().next().unwrap_or_default(),
+        Merge::Concat => concat(labelled.into_iter().next().unwrap_or_default())?,
         Merge::Again(op) => {
             let again = if op == T_COUNT { T_SUM } else { op };
             combine(labelled.first().map_or(&[][..], Vec::as_slice), again)
         }
         Merge::Avg => {
-            let sums = combine(part(&labelled, 0), T_SUM);
-            let counts = combine(part(&labelled, 1), T_SUM);
-            zip_steps(&sums, &[&counts], |v| v[0] / v[1])
+            // Per group and step: each endpoint's (mean, count).
+            let parts = gather::<2>(&labelled);
+            let mean = |v: &[[f64; 2]]| {
+                let n: f64 = v.iter().map(|p| p[1]).sum();
+                v.iter().map(|p| p[0] * (p[1] / n)).sum()
+            };
+            finish(parts, mean)
         }
         Merge::Moments(op) => {
-            let counts = combine(part(&labelled, 0), T_SUM);
-            let sums = combine(part(&labelled, 1), T_SUM);
-            let squares = combine(part(&labelled, 2), T_SUM);
-            zip_steps(&counts, &[&sums, &squares], |v| {
-                let (n, sum, squares) = (v[0], v[1], v[2]);
-                let mean = sum / n;
-                let variance = (squares / n - mean * mean).max(0.0);
+            let parts = gather::<3>(&labelled);
+            finish(parts, |v: &[[f64; 3]]| {
+                let n: f64 = v.iter().map(|p| p[0]).sum();
+                let mean: f64 = v.iter().map(|p| p[1] * (p[0] / n)).sum();
+                let variance: f64 = v
+                    .iter()
+                    .map(|p| (p[2] + (p[1] - mean) * (p[1] - mean)) * (p[0] / n))
+                    .sum();
                 if op == T_STDDEV { variance.sqrt() } else { variance }
             })
         }
-        Merge::Rank(op) => rank(
-            labelled.into_iter().next().unwrap_or_default(),
-            pushed.grouping.as_ref(),
-            pushed.k.unwrap_or(0),
-            op == T_BOTTOMK,
-        ),
+        Merge::Rank(op) => {
+            return Ok(rank(
+                labelled.into_iter().next().unwrap_or_default(),
+                pushed.grouping.as_ref(),
+                pushed.k.unwrap_or(0),
+                op == T_BOTTOMK,
+            ));
+        }
     };
     merged.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
-    merged
+    Ok(merged)
 }
 
-fn part(labelled: &[Vec<Series>], i: usize) -> &[Series] {
-    labelled.get(i).map_or(&[][..], Vec::as_slice)
+/// Every endpoint's series, those with equal labels made one; equal labels at one
+/// step are Prometheus' duplicate label set error.
+fn concat(series: Matrix) -> Result<Matrix, EvalError> {
+    let mut by_labels: HashMap<Labels, Vec<Point>> = HashMap::with_capacity(series.len());
+    let mut repeated = false;
+    for s in series {
+        match by_labels.entry(s.labels) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s.points);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                repeated = true;
+                e.get_mut().extend(s.points);
+            }
+        }
+    }
+    let mut merged: Matrix = by_labels
+        .into_iter()
+        .map(|(labels, mut points)| {
+            if repeated {
+                points.sort_by_key(|p| p.t);
+            }
+            Series { labels, points }
+        })
+        .collect();
+    if repeated
+        && merged
+            .iter()
+            .any(|s| s.points.windows(2).any(|w| w[0].t == w[1].t))
+    {
+        return Err(EvalError::Execution(
+            "vector cannot contain metrics with the same labelset".to_owned(),
+        ));
+    }
+    merged.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
+    Ok(merged)
+}
+
+/// Per series labels and step, every endpoint's values of the `N` partial aggregates
+/// (queries in order); an endpoint lacking one of them at a step is left out there.
+type Gathered<const N: usize> = BTreeMap<Labels, BTreeMap<i64, Vec<[f64; N]>>>;
+
+fn gather<const N: usize>(labelled: &[Vec<Series>]) -> Gathered<N> {
+    // Per query: (labels, step) -> values, one per endpoint series, in endpoint order.
+    let mut values: [HashMap<(&Labels, i64), Vec<f64>>; N] = std::array::from_fn(|_| HashMap::new());
+    for (q, series) in labelled.iter().enumerate().take(N) {
+        for s in series {
+            for p in &s.points {
+                values[q].entry((&s.labels, p.t)).or_default().push(p.v);
+            }
+        }
+    }
+    let mut gathered: Gathered<N> = BTreeMap::new();
+    for ((labels, t), first) in &values[0] {
+        let parts = (0..first.len())
+            .filter_map(|i| {
+                let mut part = [0.0; N];
+                for (q, slot) in part.iter_mut().enumerate() {
+                    *slot = *values[q].get(&(*labels, *t))?.get(i)?;
+                }
+                Some(part)
+            })
+            .collect();
+        gathered.entry((*labels).clone()).or_default().insert(*t, parts);
+    }
+    gathered
+}
+
+/// The gathered parts, each step's made one value by `f`.
+fn finish<const N: usize>(gathered: Gathered<N>, f: impl Fn(&[[f64; N]]) -> f64) -> Matrix {
+    gathered
+        .into_iter()
+        .map(|(labels, steps)| Series {
+            labels,
+            points: steps
+                .into_iter()
+                .filter(|(_, parts)| !parts.is_empty())
+                .map(|(t, parts)| Point { t, v: f(&parts) })
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect()
 }
 
 /// `labels` with the external labels `keeps` accepts added where missing.
@@ -142,45 +233,13 @@ fn combined(op: TokenId, group: f64, v: f64) -> f64 {
     }
 }
 
-/// `first`'s series, each step's value `f` of its value and those of the series with
-/// its labels in `others` at that step; steps any of them lacks are left out.
-fn zip_steps(first: &[Series], others: &[&Matrix], f: impl Fn(&[f64]) -> f64) -> Matrix {
-    let lookup: Vec<HashMap<&Labels, HashMap<i64, f64>>> = others
-        .iter()
-        .map(|m| {
-            m.iter()
-                .map(|s| (&s.labels, s.points.iter().map(|p| (p.t, p.v)).collect()))
-                .collect()
-        })
-        .collect();
-    first
-        .iter()
-        .map(|s| Series {
-            labels: s.labels.clone(),
-            points: s
-                .points
-                .iter()
-                .filter_map(|p| {
-                    let mut values = vec![p.v];
-                    for other in &lookup {
-                        values.push(*other.get(&s.labels)?.get(&p.t)?);
-                    }
-                    Some(Point {
-                        t: p.t,
-                        v: f(&values),
-                    })
-                })
-                .collect(),
-        })
-        .filter(|s| !s.points.is_empty())
-        .collect()
-}
-
 /// A group's labels, `(name, value)` sorted by name.
 type Group = Vec<(String, String)>;
 
 /// Each endpoint's `topk`/`bottomk` ranked again: at each step, per group, the `k`
-/// largest (smallest) values over all of them; NaN ranks last.
+/// largest (smallest) values over all of them; NaN ranks last. Series come in the
+/// order of their first step's ranking (groups by labels), Prometheus' order of an
+/// instant answer.
 fn rank(series: Matrix, grouping: Option<&Grouping>, k: usize, bottom: bool) -> Matrix {
     let group_of = |labels: &Labels| -> Group {
         labels
@@ -202,7 +261,9 @@ fn rank(series: Matrix, grouping: Option<&Grouping>, k: usize, bottom: bool) -> 
         }
     }
     let mut kept: Vec<Vec<Point>> = vec![Vec::new(); series.len()];
-    for ((t, _), mut values) in candidates {
+    // Each series' first (step, group, place) kept.
+    let mut first: Vec<Option<(i64, Group, usize)>> = vec![None; series.len()];
+    for ((t, group), mut values) in candidates {
         values.sort_by(|a, b| {
             let order = match (a.0.is_nan(), b.0.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
@@ -213,20 +274,26 @@ fn rank(series: Matrix, grouping: Option<&Grouping>, k: usize, bottom: bool) -> 
             };
             order.then(a.1.cmp(&b.1))
         });
-        for (v, i) in values.into_iter().take(k) {
+        for (place, (v, i)) in values.into_iter().take(k).enumerate() {
             kept[i].push(Point { t, v });
+            first[i].get_or_insert_with(|| (t, group.clone(), place));
         }
     }
-    series
+    let mut ranked: Vec<_> = series
         .into_iter()
         .zip(kept)
-        .filter(|(_, points)| !points.is_empty())
-        .map(|(s, mut points)| {
+        .zip(first)
+        .filter_map(|((s, mut points), first)| {
             points.sort_by_key(|p| p.t);
-            Series {
-                labels: s.labels,
-                points,
-            }
+            Some((
+                first?,
+                Series {
+                    labels: s.labels,
+                    points,
+                },
+            ))
         })
-        .collect()
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0));
+    ranked.into_iter().map(|(_, s)| s).collect()
 }
