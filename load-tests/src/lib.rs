@@ -1,6 +1,7 @@
 //! Shared by the load tests: the release `sketch-proxy` binary as a child process.
 
 pub mod dashboard;
+pub mod mixed;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

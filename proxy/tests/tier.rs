@@ -135,6 +135,29 @@ fn a_top_proxy_over_two_leaves_answers_as_one_proxy_holding_every_series() {
             tiered.body
         );
     }
+    // What the top asks of a leaf: a compact answer, gzipped; a JSON one otherwise.
+    let form = format!(
+        "query={}&start={}&end={}&step=20",
+        form_urlencoded::byte_serialize(b"quantile_over_time(0.9, tier_m[30m])").collect::<String>(),
+        window.0 as f64 / 1000.0,
+        window.1 as f64 / 1000.0
+    );
+    let media = sketch_proxy::api::wire::compact::MEDIA_TYPE;
+    for (accept, want) in [
+        (format!("{media}, application/json;q=0.5"), media),
+        ("application/json".to_owned(), "application/json"),
+    ] {
+        let answer = support::send_with(
+            &leaves[0].proxy.url(),
+            "POST",
+            "/api/v1/query_range",
+            "",
+            &form,
+            &[("Accept", accept.as_str()), ("Accept-Encoding", "gzip")],
+        );
+        assert_eq!(answer.status, 200, "{accept}");
+        assert_eq!(answer.content_type, want, "{accept}");
+    }
     // Without push-down the top reads the leaves' raw data and computes exactly: the
     // tier's answer is the sketches', which differs.
     let reading = TestProxy::start(&top_yaml(false), &leaves[0].proxy.url());

@@ -165,6 +165,9 @@ pub struct QueryRequest {
     pub sketch_off: bool,
     /// A `query_range` (an instant query answers a vector).
     pub is_range: bool,
+    /// The asker (a top sketch-proxy) takes a compact answer (`wire::compact`; set
+    /// after the checks, by the caller).
+    pub compact: bool,
     /// Thanos' parameters (set after the checks, by the caller).
     pub thanos: Thanos,
 }
@@ -192,6 +195,7 @@ pub fn check(
                 range: Range::instant(nanos_to_ms(time)),
                 timeout,
                 sketch_off: form.get("sketch") == "off",
+                compact: false,
                 is_range: false,
                 thanos: Thanos::default(),
             })));
@@ -235,6 +239,7 @@ pub fn check(
                 },
                 timeout,
                 sketch_off: form.get("sketch") == "off",
+                compact: false,
                 is_range: true,
                 thanos: Thanos::default(),
             })));

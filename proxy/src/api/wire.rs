@@ -2,6 +2,8 @@
 //! envelope field order, Go's HTML-safe string escaping, and the float and timestamp
 //! spellings of `util/jsonutil`.
 
+pub mod compact;
+
 use std::fmt::Write as _;
 use std::io;
 

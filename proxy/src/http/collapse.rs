@@ -31,7 +31,8 @@ pub const MAX_SHARED_BYTES: usize = 64 << 20;
 /// Request headers that can change an answer, so they are part of what "identical"
 /// means: the encoding asked for, credentials passed on to downstream, a tenant, and
 /// the proxy's own switches.
-pub const KEY_HEADERS: [&str; 6] = [
+pub const KEY_HEADERS: [&str; 7] = [
+    "accept",
     "accept-encoding",
     "authorization",
     "cookie",

@@ -224,6 +224,7 @@ async fn run(
             Checked::Formatted(text) => return Ok(stages::json(StatusCode::OK, api::wire::success(text))),
             Checked::Query(mut request) => {
                 request.thanos = asked.thanos.clone();
+                request.compact = api::wire::compact::accepted(&parts.headers);
                 collapse_key = Some(collapse::key(endpoint, form.pairs(), &parts.headers));
                 cache_plan = cached::plan(runtime.cache.as_ref(), &request, &parts.headers);
                 if cache_plan.is_some() {

@@ -416,6 +416,7 @@ pub async fn evaluate(
     let at_ms = request.range.start_ms;
     let range = request.range;
     let is_range = request.is_range;
+    let compact = request.compact;
     let partial = crate::source::ReadScope::new(
         request
             .thanos
@@ -478,14 +479,26 @@ pub async fn evaluate(
     }));
     warnings.extend(missing.iter().map(|m| partial_warning(m)));
     warnings.extend(partial.passed_on_warnings());
-    let body =
-        tracing::info_span!("encode").in_scope(|| crate::api::wire::query_success(&answer, at_ms, &warnings));
+    let encoding = tracing::info_span!("encode").entered();
+    let compact = compact
+        .then(|| crate::api::wire::compact::encode(&answer, at_ms, &warnings))
+        .flatten();
+    let is_compact = compact.is_some();
+    let body = compact.unwrap_or_else(|| crate::api::wire::query_success(&answer, at_ms, &warnings));
+    drop(encoding);
     let paths: &[Path] = match (served.sketched.is_empty(), served.exact_series) {
         (true, _) => &[Path::Engine],
         (false, 0) => &[Path::Sketch],
         (false, _) => &[Path::Sketch, Path::Engine],
     };
-    let mut response = mark_paths(json(StatusCode::OK, body), paths);
+    let mut response = json(StatusCode::OK, body);
+    if is_compact {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::api::wire::compact::MEDIA_TYPE),
+        );
+    }
+    let mut response = mark_paths(response, paths);
     if !served.pushed.is_empty()
         && let Ok(value) = HeaderValue::from_str(&served.pushed.join("; "))
     {

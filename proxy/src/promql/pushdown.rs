@@ -45,6 +45,13 @@ pub struct Topology {
     /// The proxy's own functions (the sketch functions and custom plugins') every
     /// endpoint knows: none, unless every endpoint is a sketch-proxy.
     pub proxy_functions: Vec<String>,
+    /// Whether a per-series subtree is pushed on its own, not only as the operand of
+    /// a pushed aggregation. Its answer holds about as many points as the steps asked,
+    /// which beats reading raw data as JSON (a query API) or computing it from raw
+    /// data (a sketch-proxy answers from sketches); but a Prometheus sends compressed
+    /// chunks by remote read faster than it evaluates and encodes the same points as
+    /// JSON (`rate` 2.4×, `quantile_over_time` 2.7× slower pushed: docs/benchmarks.md).
+    pub per_series_parts: bool,
 }
 
 /// How the endpoints' answers to a pushed subquery become the subtree's answer.
@@ -106,6 +113,10 @@ fn walk<'e>(expr: &'e Expr, topology: &Topology, in_subquery: bool, pushed: &mut
     // A range vector alone is no query an endpoint answers: it is read as raw data.
     let instant = !matches!(expr, Expr::MatrixSelector(_) | Expr::Subquery(_));
     if instant && per_series(expr, topology) {
+        if !topology.per_series_parts {
+            // Its parts are per-series too: nothing below is pushed either.
+            return;
+        }
         pushed.push(Pushed {
             node: expr,
             subtree: expr.to_string(),

@@ -70,6 +70,26 @@ impl Http {
             .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))?
     }
 
+    /// `body` decompressed when `headers` say it is gzip, within the byte limit.
+    pub(super) fn inflate(&self, headers: &HeaderMap, body: Bytes) -> Result<Bytes, SourceError> {
+        use std::io::Read as _;
+        let gzip = headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        if !gzip {
+            return Ok(body);
+        }
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+        flate2::read::GzDecoder::new(&body[..])
+            .take(self.max_bytes.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| self.malformed(format!("gzip: {e}")))?;
+        if out.len() as u64 > self.max_bytes {
+            return Err(self.too_many_bytes());
+        }
+        Ok(Bytes::from(out))
+    }
+
     pub(super) fn too_many_bytes(&self) -> SourceError {
         SourceError::TooMuch {
             what: "bytes",

@@ -248,6 +248,10 @@ impl Fanout {
             } else {
                 Vec::new()
             },
+            per_series_parts: self
+                .members
+                .iter()
+                .all(|m| m.endpoint.sketch_proxy || !m.source.reads_remotely()),
         })
     }
 

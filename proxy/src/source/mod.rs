@@ -219,6 +219,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether it sends raw data by remote read (compressed chunks, cheap to send and
+    /// decode) rather than as JSON through its query API.
+    fn reads_remotely(&self) -> bool {
+        true
+    }
+
     /// The endpoints it reads as one, if it does.
     fn fanout(&self) -> Option<&Fanout> {
         None
@@ -316,5 +322,9 @@ impl Source for ReadOrQuery {
 
     fn answers_queries(&self) -> bool {
         true
+    }
+
+    fn reads_remotely(&self) -> bool {
+        !self.no_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -10,13 +10,14 @@
 use crate::outbound::Outbound;
 use std::time::Duration;
 
-use http::header::CONTENT_TYPE;
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE};
 use http::{Request, Uri};
 use promql_parser::label::Matcher;
 use serde::Deserialize;
 
 use super::client::{Gathered, Http, or_groups, selector};
 use super::{EvalFetch, Fetch, RawSeries, ReadScope, Selection, SeriesFetch, Source, SourceError, client};
+use crate::api::wire::compact;
 use crate::prompb::{Label, Sample};
 
 /// A downstream read through `/api/v1/query`.
@@ -183,8 +184,20 @@ async fn answered(
     body: String,
     types: &[&str],
 ) -> Result<(Vec<RawSeries>, Vec<String>), SourceError> {
-    let builder = Request::post("/").header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-    let (status, _, bytes) = http.exchange(builder, body.into_bytes()).await?;
+    // Another sketch-proxy answers compactly, and anything may gzip its answer: a
+    // day's panel moves as a thirtieth of its JSON.
+    let builder = Request::post("/")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, format!("{}, application/json;q=0.5", compact::MEDIA_TYPE))
+        .header(ACCEPT_ENCODING, "gzip");
+    let (status, headers, bytes) = http.exchange(builder, body.into_bytes()).await?;
+    let bytes = http.inflate(&headers, bytes)?;
+    let compact = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(compact::MEDIA_TYPE.as_bytes()));
+    if compact && status.is_success() {
+        return compact::decode(&bytes).map_err(|e| http.malformed(format!("compact answer: {e}")));
+    }
     let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
         if status.is_success() {
             http.malformed(format!("JSON: {e}"))
@@ -259,6 +272,10 @@ impl Source for QueryApi {
 
     fn answers_queries(&self) -> bool {
         true
+    }
+
+    fn reads_remotely(&self) -> bool {
+        false
     }
 }
 

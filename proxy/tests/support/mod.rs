@@ -276,13 +276,13 @@ pub fn send_with(
         .get("content-encoding")
         .is_some_and(|v| v == "gzip");
     let bytes = response.body_mut().read_to_vec().unwrap();
+    // Lossy: a compact answer (wire::compact) is protobuf.
     let body = if gzipped {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut text)
-            .unwrap();
-        text
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut raw).unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
     } else {
-        String::from_utf8(bytes).unwrap()
+        String::from_utf8_lossy(&bytes).into_owned()
     };
     Answer {
         status: response.status().as_u16(),

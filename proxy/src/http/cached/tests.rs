@@ -47,6 +47,7 @@ fn request(query: &str, range: Range) -> QueryRequest {
         timeout: None,
         proxy_functions: Vec::new(),
         sketch_off: false,
+        compact: false,
         is_range: true,
         thanos: crate::api::Thanos::default(),
     }

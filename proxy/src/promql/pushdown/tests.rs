@@ -281,6 +281,7 @@ fn pushed_subtrees_of_representative_queries() {
             } else {
                 Vec::new()
             },
+            per_series_parts: true,
         };
         let expr = crate::promql::parse(query).unwrap();
         let got: Vec<(String, Vec<String>, Merge)> = plan(&expr, &topology)
@@ -404,6 +405,32 @@ fn assert_same(
     }
 }
 
+/// Over endpoints read by remote read, per-series parts are left to raw data: only
+/// aggregations of them are pushed.
+#[test]
+fn without_per_series_parts_only_aggregations_are_pushed() {
+    let topology = Topology {
+        external_labels: vec!["cluster".into()],
+        proxy_functions: Vec::new(),
+        per_series_parts: false,
+    };
+    for (query, want) in [
+        ("rate(x[5m])", &[][..]),
+        ("quantile(0.9, rate(x[5m]))", &[]),
+        ("rate(x[5m]) / rate(y[5m])", &[]),
+        ("sum by (job) (rate(x[5m]))", &["sum by (job) (rate(x[5m]))"]),
+        (
+            "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+            &["sum by (le) (rate(h_bucket[5m]))"],
+        ),
+        ("sum(x) / avg(y)", &["sum(x)", "avg(y)"]),
+    ] {
+        let expr = crate::promql::parse(query).unwrap();
+        let got: Vec<String> = plan(&expr, &topology).into_iter().map(|p| p.subtree).collect();
+        assert_eq!(got, want, "{query}");
+    }
+}
+
 /// Whole queries evaluated in the proxy over their pushed subtrees' merged answers
 /// (their selectors not read at all) equal the queries over all the data.
 #[test]
@@ -415,6 +442,7 @@ fn queries_over_pushed_subtrees_equal_the_queries_over_all_the_data() {
     let topology = Topology {
         external_labels: vec!["cluster".into()],
         proxy_functions: Vec::new(),
+        per_series_parts: true,
     };
     // (query, subtrees pushed)
     let cases = [
@@ -467,6 +495,7 @@ fn merged_answers_equal_the_subtree_over_all_the_data() {
     let topology = Topology {
         external_labels: vec!["cluster".into()],
         proxy_functions: Vec::new(),
+        per_series_parts: true,
     };
     for query in [
         "rate(x[1m])",

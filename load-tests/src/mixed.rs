@@ -1,0 +1,59 @@
+//! The mixed data set of the scale and tier load tests: series `m{series="s00042"}` at
+//! a 10 s scrape, half lognormal latencies and half Zipf-distributed integer ids.
+
+use prost::Message as _;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, LogNormal, Zipf};
+use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
+
+/// Milliseconds between samples.
+pub const SCRAPE_MS: i64 = 10_000;
+
+/// Values of one series over samples `from..to`: series with an even index are
+/// lognormal latencies, the others Zipf-distributed integer ids; seeded by series and
+/// position, so the same call gives the same values.
+pub fn values(series: usize, from: usize, to: usize) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64((series as u64) << 32 | from as u64);
+    if series.is_multiple_of(2) {
+        let lognormal = LogNormal::new(3.0, 1.0).unwrap_or_else(|_| unreachable!("valid parameters"));
+        (from..to).map(|_| lognormal.sample(&mut rng)).collect()
+    } else {
+        let zipf = Zipf::new(1000.0, 1.2).unwrap_or_else(|_| unreachable!("valid parameters"));
+        (from..to).map(|_| zipf.sample(&mut rng)).collect()
+    }
+}
+
+/// The snappy protobuf remote-write body of samples `from..to` of `series`, the first
+/// sample of each at `start` (ms).
+pub fn encode(start: i64, series: std::ops::Range<usize>, from: usize, to: usize) -> Vec<u8> {
+    let request = WriteRequest {
+        timeseries: series
+            .map(|s| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".to_owned(),
+                        value: "m".to_owned(),
+                    },
+                    Label {
+                        name: "series".to_owned(),
+                        value: format!("s{s:05}"),
+                    },
+                ],
+                samples: values(s, from, to)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, value)| Sample {
+                        value,
+                        timestamp: start + (from + i) as i64 * SCRAPE_MS,
+                    })
+                    .collect(),
+                ..TimeSeries::default()
+            })
+            .collect(),
+        metadata: Vec::new(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
+}
