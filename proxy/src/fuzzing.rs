@@ -7,7 +7,14 @@ use crate::api::{self, Endpoint};
 use crate::promql::{self, Grammar};
 
 /// The inputs the fuzz targets feed, by target name.
-pub const TARGETS: [&str; 5] = ["remote_write", "form_checks", "promql", "remote_read", "config"];
+pub const TARGETS: [&str; 6] = [
+    "remote_write",
+    "form_checks",
+    "promql",
+    "remote_read",
+    "config",
+    "compact_answer",
+];
 
 /// Runs target `name` on `data`; unknown names do nothing.
 pub fn run(name: &str, data: &[u8]) {
@@ -17,6 +24,7 @@ pub fn run(name: &str, data: &[u8]) {
         "promql" => promql(data),
         "remote_read" => remote_read(data),
         "config" => config(data),
+        "compact_answer" => compact_answer(data),
         _ => {}
     }
 }
@@ -75,4 +83,9 @@ pub fn config(data: &[u8]) {
         return;
     };
     let _ = crate::config::load_str(text, &crate::config::Overrides::default());
+}
+
+/// A leaf proxy's compact answer (`api::wire::compact`), as a top proxy decodes it.
+pub fn compact_answer(data: &[u8]) {
+    let _ = api::wire::compact::decode(data);
 }

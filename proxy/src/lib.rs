@@ -41,6 +41,7 @@ pub mod query;
 pub mod sketches;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 
 /// The stack of every thread the proxy runs requests, evaluations and plugin calls on.

@@ -218,6 +218,8 @@ pub struct Proxy {
     pub door: crate::http::door::Door,
     /// Identical queries in flight, answered once.
     pub collapser: crate::http::collapse::Collapser,
+    /// The last hour of answered queries, for the status page.
+    pub history: crate::status::History,
     /// The tokio runtime background work runs on, once started.
     background: OnceLock<tokio::runtime::Handle>,
     /// Backfills planned before the background work started.
@@ -250,6 +252,7 @@ impl Proxy {
         let runtime = Runtime::new(config, host, &metrics, &observer);
         let unstarted = Mutex::new(plan_backfills(&sketches, &runtime));
         Ok(Arc::new(Self {
+            history: crate::status::History::default(),
             collapser: crate::http::collapse::Collapser::new(
                 metrics.collapsed_requests.clone(),
                 metrics.collapsible_in_flight.clone(),
@@ -276,10 +279,40 @@ impl Proxy {
         if let Some(ingest) = &self.ingest {
             ingest.start();
             self.start_snapshots();
+            self.start_send_rates();
         }
         for job in std::mem::take(&mut *self.unstarted.lock()) {
             self.spawn_backfill(job);
         }
+    }
+
+    /// Counts every destination's sent samples each history slot, for the status page's
+    /// send rates.
+    fn start_send_rates(self: &Arc<Self>) {
+        let proxy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let slot = std::time::Duration::from_secs(crate::status::history::SLOT_SECONDS as u64);
+            loop {
+                {
+                    let Some(proxy) = proxy.upgrade() else { return };
+                    let config = &proxy.runtime().config;
+                    let now = crate::clock::now_ms() / 1000;
+                    for destination in config.ingest.named_destinations(&config.downstream) {
+                        let labels = crate::metrics::DestinationLabels {
+                            destination: destination.name.clone(),
+                        };
+                        let sent = proxy
+                            .metrics
+                            .ingest
+                            .samples_sent
+                            .get(&labels)
+                            .map_or(0, |c| c.get());
+                        proxy.history.count_sent(&destination.name, now, sent);
+                    }
+                }
+                tokio::time::sleep(slot).await;
+            }
+        });
     }
 
     /// Restores the sketches from the snapshot, then every `sketches.snapshot_interval`

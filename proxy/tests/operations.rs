@@ -219,28 +219,6 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
     assert!(answer.into_body().read_to_string().unwrap().ends_with("# EOF\n"));
 }
 
-/// Client libraries check a connection with `GET /`, which Prometheus redirects.
-#[test]
-fn the_root_redirects_to_the_sketch_status() {
-    let prometheus = demo_prometheus();
-    let proxy = TestProxy::start("", &prometheus.url());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let answer = agent.get(format!("{}/", proxy.url())).call().unwrap();
-    assert_eq!(answer.status(), 302);
-    assert_eq!(
-        answer.headers().get("location").unwrap(),
-        "/api/v1/status/sketches"
-    );
-    assert_eq!(
-        send(&proxy.url(), "GET", "/api/v1/status/sketches", "", "").status,
-        200
-    );
-}
-
 #[test]
 fn prometheus_scrapes_the_proxy_metrics() {
     let proxy = TestProxy::start("", &format!("http://127.0.0.1:{}", free_port().unwrap()));

@@ -35,9 +35,17 @@ use crate::promql;
 use crate::state::Proxy;
 pub use rescue::rescue;
 pub use server::serve;
+pub use stages::PATH_HEADER;
 
-/// Builds the service: every route below `web.route_prefix`, wrapped in `observe`.
+/// Builds the service: every route below `web.route_prefix`, wrapped in `observe`,
+/// behind the door (`web.config_file`).
 pub fn router(proxy: Arc<Proxy>) -> Router {
+    inside(proxy.clone()).layer(axum::middleware::from_fn_with_state(proxy, door::door))
+}
+
+/// [`router`] past its door: for requests the proxy makes of itself on behalf of one
+/// that came through it (the status page's Compare).
+pub fn inside(proxy: Arc<Proxy>) -> Router {
     let prefix = proxy.runtime().config.web.route_prefix.clone();
     let base = prefix.trim_end_matches('/');
     let mut app = Router::new();
@@ -73,7 +81,12 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
     .route(&format!("{base}/-/ready"), get(ops::ready))
     .route(&format!("{base}/-/reload"), any(ops::reload))
     .route(&format!("{base}/metrics"), get(ops::metrics))
-    .route(&format!("{base}/"), get(ops::root))
+    .route(&format!("{base}/"), get(crate::status::page))
+    .route(&format!("{base}/ui/{{file}}"), get(crate::status::asset))
+    .route(
+        &format!("{base}/api/v1/status/compare"),
+        get(crate::status::compare),
+    )
     .fallback(not_found)
     .layer(axum::middleware::from_fn_with_state(
         proxy.clone(),
@@ -88,7 +101,6 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             .no_zstd()
             .quality(tower_http::CompressionLevel::Fastest),
     )
-    .layer(axum::middleware::from_fn_with_state(proxy.clone(), door::door))
     .with_state(proxy)
 }
 
@@ -133,10 +145,7 @@ async fn api_request(
         Err(error) => rescue(error),
     };
     if let (Some(log), Some(params)) = (&proxy.runtime().query_log, &trail.params) {
-        let header = response
-            .headers()
-            .get(stages::PATH_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let header = response.headers().get(PATH_HEADER).and_then(|v| v.to_str().ok());
         log.write(&query_log::Entry {
             http_request: query_log::HttpRequest {
                 client_ip: query_log::client_ip(peer),

@@ -132,17 +132,6 @@ pub async fn metrics(State(proxy): State<Arc<Proxy>>, req: Request) -> Response 
     response
 }
 
-/// `GET /`: to the sketch status, as Prometheus sends `/` to its UI.
-pub async fn root(State(proxy): State<Arc<Proxy>>) -> Response {
-    let prefix = proxy.runtime().config.web.route_prefix.clone();
-    let target = format!("{}/api/v1/status/sketches", prefix.trim_end_matches('/'));
-    // 302, as Prometheus answers `/`.
-    match HeaderValue::from_str(&target) {
-        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-        Err(_) => text(StatusCode::OK, "Sketch Proxy\n".to_owned()),
-    }
-}
-
 /// A plain-text success answer; failures go through `rescue::lifecycle`.
 fn text(status: StatusCode, body: String) -> Response {
     (status, body).into_response()

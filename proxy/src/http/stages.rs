@@ -46,16 +46,34 @@ pub async fn observe(State(proxy): State<Arc<Proxy>>, req: Request, next: Next) 
         .request_duration
         .get_or_create(&HandlerLabels { handler })
         .observe(elapsed.as_secs_f64());
-    count_answer(&proxy, &response);
+    count_answer(&proxy, &response, elapsed.as_secs_f64());
     tracing::debug!(handler, %method, status = status.as_u16(), duration_ms = elapsed.as_secs_f64() * 1e3, "served");
     response
 }
 
 /// Counts which paths answered a query (one count per path named in the answer's
-/// path header).
-fn count_answer(proxy: &Proxy, response: &Response) {
+/// path header), and records it in the status page's history.
+fn count_answer(proxy: &Proxy, response: &Response, seconds: f64) {
+    use crate::status::history::{Answered, CacheOutcome};
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(paths) = header(PATH_HEADER) {
+        let named = |path: Path| paths.split(',').any(|p| p == path.name());
+        let answered = if named(Path::Sketch) {
+            Answered::Sketch
+        } else if named(Path::Engine) {
+            Answered::Engine
+        } else {
+            Answered::Downstream
+        };
+        let cache = match header(super::cached::CACHE_HEADER) {
+            Some("hit") => Some(CacheOutcome::Hit),
+            Some("partial") => Some(CacheOutcome::Partial),
+            Some("miss") => Some(CacheOutcome::Miss),
+            _ => None,
+        };
+        proxy
+            .history
+            .record(crate::clock::now_ms() / 1000, answered, seconds, cache);
         for path in [Path::Downstream, Path::Engine, Path::Sketch] {
             if paths.split(',').any(|p| p == path.name()) {
                 proxy

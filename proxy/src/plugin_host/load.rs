@@ -207,6 +207,7 @@ impl Host {
             pre,
             slots: (0..settings.instances.max(1)).map(|_| Mutex::default()).collect(),
             quarantined: AtomicBool::new(false),
+            quarantine_reason: Mutex::default(),
             memory_limit: settings.memory_limit_bytes,
             deadline_ticks: ticks(settings.call_timeout),
             grants,

@@ -83,6 +83,8 @@ pub struct Plugin {
     pre: SketchPluginPre<HostState>,
     slots: Vec<Mutex<Slot>>,
     quarantined: AtomicBool,
+    /// Why it was quarantined: the trap's kind and detail.
+    quarantine_reason: Mutex<Option<String>>,
     memory_limit: usize,
     deadline_ticks: u64,
     grants: Vec<Grant>,
@@ -146,6 +148,16 @@ impl Plugin {
     /// Whether a trap took it out of service.
     pub fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Acquire)
+    }
+
+    /// Why it was taken out of service, if it was.
+    pub fn quarantine_reason(&self) -> Option<String> {
+        self.quarantine_reason.lock().clone()
+    }
+
+    /// How many instances it runs (each holding a share of its sketches).
+    pub fn instances(&self) -> usize {
+        self.slots.len()
     }
 
     /// Creates a sketch in the instance chosen by `key` (e.g. a series hash).
@@ -288,6 +300,7 @@ impl Plugin {
         if !self.quarantined.swap(true, Ordering::AcqRel) {
             tracing::error!(plugin = %self.info.name, source = %self.source, %kind, %detail,
                 "plugin quarantined; its sketches are dropped until the next reload");
+            *self.quarantine_reason.lock() = Some(format!("{kind}: {detail}"));
             self.observer.quarantined(&self.info.name, kind);
         }
         for slot in &self.slots {

@@ -14,7 +14,7 @@ mod lifecycle;
 mod persist;
 mod rules;
 mod serve;
-mod status;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,45 @@
+use super::*;
+
+#[test]
+fn credentials_in_urls_are_redacted() {
+    for (text, want) in [
+        (
+            "url: http://user:pw@host:9090/x",
+            "url: http://<secret>@host:9090/x",
+        ),
+        (
+            "a http://host:1 b https://u@h/p",
+            "a http://host:1 b https://<secret>@h/p",
+        ),
+        ("\"http://a:b@c\", x", "\"http://<secret>@c\", x"),
+        ("no url here", "no url here"),
+    ] {
+        assert_eq!(redact(text), want, "{text}");
+    }
+}
+
+#[test]
+fn durations_read_as_people_write_them() {
+    for (seconds, want) in [
+        (0.0, "0s"),
+        (45.9, "45s"),
+        (600.0, "10m"),
+        (7200.0, "2h"),
+        (11_520.0, "3h12m"),
+    ] {
+        assert_eq!(ago(seconds), want);
+    }
+}
+
+#[test]
+fn sizes_read_as_people_write_them() {
+    for (n, want) in [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1_572_864, "1.5 MiB"),
+        (3 << 30, "3.0 GiB"),
+    ] {
+        assert_eq!(bytes(n), want);
+    }
+}
