@@ -1,5 +1,5 @@
 //! Compiles the guest crates to `wasm32-wasip2` components and leaves them in `OUT_DIR`:
-//! the two built-in plugins (embedded in the binary by `plugin_host::load`), the example
+//! the three built-in plugins (embedded in the binary by `plugin_host::load`), the example
 //! plugin and the test guests (read by the tests).
 //!
 //! The nested cargo gets its own target directory: sharing the outer build's would wait
@@ -11,9 +11,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// (package, file name in OUT_DIR)
-const GUESTS: [(&str, &str); 7] = [
+const GUESTS: [(&str, &str); 8] = [
     ("sketch-plugin-quantile", "quantile"),
     ("sketch-plugin-frequency", "frequency"),
+    ("sketch-plugin-stats", "stats"),
     ("spread-plugin", "spread"),
     ("hostile-guest", "hostile"),
     ("wrong-version-guest", "wrong-version"),

@@ -82,9 +82,15 @@ pub fn sketch_memory_bytes(proxy_url: &str) -> anyhow::Result<u64> {
 /// Samples a server (Prometheus, VictoriaMetrics) holds for `m` over the 26 h ending
 /// at `end` (ms).
 pub fn count_samples(server: &str, end: i64) -> anyhow::Result<usize> {
+    count_samples_over(server, end, "26h")
+}
+
+/// Samples a server holds for `m` over the `window` (a PromQL duration) ending at
+/// `end` (ms).
+pub fn count_samples_over(server: &str, end: i64, window: &str) -> anyhow::Result<usize> {
     let path = format!(
         "/api/v1/query?query={}&time={}",
-        encode_query("sum(count_over_time(m[26h]))"),
+        encode_query(&format!("sum(count_over_time(m[{window}]))")),
         end as f64 / 1000.0
     );
     let (body, _) = get(&format!("{server}{path}"))?;

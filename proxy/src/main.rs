@@ -147,8 +147,8 @@ fn plugins_table<'a>(rows: impl Iterator<Item = (&'a PluginInfo, String)>) -> St
                 "exact".to_owned()
             } else {
                 format!(
-                    "{}% (exact below {} samples)",
-                    f.bound.relative * 100.0,
+                    "{} (exact below {} samples)",
+                    plugin_host::percent(f.bound.relative),
                     f.bound.min_samples
                 )
             };

@@ -18,7 +18,7 @@ use crate::promql::eval::{
     plan,
 };
 use crate::promql::pushdown;
-use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
+use crate::promql::sketch_plan;
 use crate::source::{ReadScope, Selection, Source, SourceError};
 
 /// Limits on one local evaluation (the `query:` configuration section).
@@ -229,7 +229,7 @@ impl Run {
             let _entered = span.entered();
             let using = self.sketches.as_deref().map(|sketches| SketchUse {
                 sketches,
-                min_window_ms: MIN_WINDOW_MS,
+                min_window_ms: sketches.min_window_ms(),
                 unfetched: &unfetched,
             });
             let result = eval::evaluate_pushed(
@@ -369,7 +369,7 @@ async fn sketch_covered(
 ) -> Vec<(SelectorId, Vec<Series>)> {
     let Reader { source, partial } = reader;
     let served = |f: &str| sketches.serves(f);
-    let (calls, _) = sketch_plan::sketch_calls(expr, &served, MIN_WINDOW_MS);
+    let (calls, _) = sketch_plan::sketch_calls(expr, &served, sketches.min_window_ms());
     let mut covered = Vec::new();
     for call in calls.iter().filter(|c| !c.in_subquery) {
         let Some(at) = needs.iter().position(|n| n.id == call.id) else {

@@ -154,7 +154,7 @@ fn custom_plugins_are_validated_on_load() {
     let (set, _) = load(Some(dir.path().to_owned()));
 
     let names: Vec<&str> = set.plugins().iter().map(|p| p.info().name.as_str()).collect();
-    assert_eq!(names, ["quantile", "frequency", "spread"]);
+    assert_eq!(names, ["quantile", "frequency", "stats", "spread"]);
     assert_eq!(
         set.by_name("spread").unwrap().source(),
         &Source::File(dir.path().join("spread.wasm"))

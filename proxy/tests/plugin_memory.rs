@@ -45,7 +45,7 @@ fn reported_memory_agrees_with_linear_memory_growth() {
     let observer: Arc<dyn Observer> = Arc::new(guest_support::Recorder::default());
     let set = Host::global().unwrap().load(&settings, &observer);
     let timestamps: Vec<i64> = (0..DAY as i64).map(|i| i * STEP_MS).collect();
-    for name in ["quantile", "frequency"] {
+    for name in ["quantile", "frequency", "stats"] {
         let plugin = set.by_name(name).unwrap();
         let first = plugin
             .create(0, &guest_support::config(26 * 3_600_000, &[]))

@@ -38,7 +38,11 @@ fn plugins_list_shows_the_built_ins_and_the_custom_ones() {
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
-    assert_eq!(stdout.matches("built-in").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("built-in").count(), 12, "{stdout}");
+    assert!(
+        stdout.contains("avg_over_time(v[range])            1e-7% (exact below 256 samples)"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest_path("spread"), dir.path().join("spread.wasm")).unwrap();
@@ -104,7 +108,7 @@ fn reload_swaps_custom_plugins_and_reports_bad_files() {
     let proxy = TestProxy::start(&format!("plugins:\n  dir: {}\n", plugins.path().display()), &dead);
     let metrics = || send(&proxy.url(), "GET", "/metrics", "", "").body;
     assert!(
-        metrics().contains("sketch_proxy_plugins_loaded 2\n"),
+        metrics().contains("sketch_proxy_plugins_loaded 3\n"),
         "{}",
         metrics()
     );
@@ -113,7 +117,7 @@ fn reload_swaps_custom_plugins_and_reports_bad_files() {
     assert_eq!(send(&proxy.url(), "POST", "/-/reload", "", "").status, 200);
     let text = metrics();
     assert!(
-        text.contains("sketch_proxy_plugins_loaded 3\n")
+        text.contains("sketch_proxy_plugins_loaded 4\n")
             && text.contains("sketch_proxy_plugins_rejected 0\n"),
         "{text}"
     );
@@ -124,7 +128,7 @@ fn reload_swaps_custom_plugins_and_reports_bad_files() {
     assert_eq!(send(&proxy.url(), "POST", "/-/reload", "", "").status, 200);
     let text = metrics();
     assert!(
-        text.contains("sketch_proxy_plugins_loaded 2\n")
+        text.contains("sketch_proxy_plugins_loaded 3\n")
             && text.contains("sketch_proxy_plugins_rejected 2\n"),
         "{text}"
     );

@@ -48,6 +48,11 @@ pub struct SketchesConfig {
     /// No longer used, and ignored with a warning: the results cache (`cache:`) keeps
     /// the steps of rule queries' answers along with every other query's.
     pub kept_points: Option<u64>,
+    /// The cost rule: a call whose window is shorter than this is answered from raw
+    /// data (default 10m: forty samples at a 15 s scrape cost the exact path about
+    /// one plugin call). Lower it to have sketches answer short windows too.
+    #[serde(with = "duration::prometheus_or_zero")]
+    pub min_window: Duration,
 }
 
 impl Default for SketchesConfig {
@@ -58,6 +63,7 @@ impl Default for SketchesConfig {
             rules: Vec::new(),
             queries: Vec::new(),
             query_retain: Duration::from_secs(24 * 3600),
+            min_window: Duration::from_millis(promql::sketch_plan::MIN_WINDOW_MS as u64),
             backfill: true,
             data_dir: None,
             snapshot_interval: Duration::from_secs(300),

@@ -19,7 +19,7 @@ use crate::config::QueryMode;
 use crate::metrics::{AnsweredByLabels, DownstreamErrorLabels, HandlerLabels, Metrics, RequestLabels};
 use crate::promql::eval::value::{Labels, Matrix, Point, Series};
 use crate::promql::eval::{Answer, Range, Sketches};
-use crate::promql::sketch_plan::{self, MIN_WINDOW_MS};
+use crate::promql::sketch_plan;
 use crate::query::{self, QueryLimits};
 use crate::sketches::StoreSketches;
 use crate::state::{Proxy, Runtime};
@@ -373,10 +373,11 @@ pub fn sketches_for(
         .iter()
         .any(|f| runtime.grammar.is_custom(f));
     let use_store = !off && proxy.sketches.series_count() > 0;
+    let min_window_ms = i64::try_from(runtime.config.sketches.min_window.as_millis()).unwrap_or(i64::MAX);
     let plugins = runtime.plugins.clone();
     let served = |f: &str| plugins.for_function(f).is_some();
     let candidates = use_store && {
-        let (calls, _) = sketch_plan::sketch_calls(&request.expr, &served, MIN_WINDOW_MS);
+        let (calls, _) = sketch_plan::sketch_calls(&request.expr, &served, min_window_ms);
         !calls.is_empty()
     };
     (candidates || plugin_only).then(|| {
@@ -385,6 +386,7 @@ pub fn sketches_for(
             plugins,
             use_store,
             rules: runtime.sketch_rules.clone(),
+            min_window_ms,
         }) as Arc<dyn Sketches>
     })
 }
@@ -539,7 +541,7 @@ pub fn partial_warning(missing: &str) -> String {
 
 /// `0.01` as `1%`.
 fn format_bound(bound: f64) -> String {
-    format!("{}%", (bound * 1e6).round() / 1e4)
+    crate::plugin_host::percent(bound)
 }
 
 /// A range answer as series, sorted by labels: the engine answers a one-step range

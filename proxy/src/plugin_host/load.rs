@@ -18,7 +18,7 @@ use super::sandbox::{self, HostState};
 use super::{CONTRACT, Observer, Plugin, Settings, SharedEngine, ticks};
 
 /// The built-in plugins, compiled for wasm32-wasip2 by the build script.
-const BUILT_INS: [(&str, &[u8]); 2] = [
+const BUILT_INS: [(&str, &[u8]); 3] = [
     (
         "quantile",
         include_bytes!(concat!(env!("OUT_DIR"), "/quantile.wasm")),
@@ -27,6 +27,7 @@ const BUILT_INS: [(&str, &[u8]); 2] = [
         "frequency",
         include_bytes!(concat!(env!("OUT_DIR"), "/frequency.wasm")),
     ),
+    ("stats", include_bytes!(concat!(env!("OUT_DIR"), "/stats.wasm"))),
 ];
 
 /// Names of the built-in plugins.

@@ -562,3 +562,14 @@ fn ticks(timeout: Duration) -> u64 {
 
 /// Shared by the loader: the engine plugins run on.
 pub(crate) type SharedEngine = Arc<Engine>;
+
+/// A relative error bound as people read it: `1%`, `0.25%`, `1e-7%`.
+pub fn percent(relative: f64) -> String {
+    let percent = relative * 100.0;
+    if percent >= 0.01 {
+        // Rounded to what the claim means, not to the float that holds it.
+        format!("{}%", (percent * 1e4).round() / 1e4)
+    } else {
+        format!("{:e}%", (percent * 1e12).round() / 1e12)
+    }
+}

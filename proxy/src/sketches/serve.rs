@@ -30,6 +30,8 @@ pub struct StoreSketches {
     pub use_store: bool,
     /// The rules, for which selectors the store knows every series of.
     pub rules: Arc<super::Rules>,
+    /// `sketches.min_window`, ms.
+    pub min_window_ms: i64,
 }
 
 /// Samples per `insert` call when a plugin computes from raw samples: one call's
@@ -37,6 +39,10 @@ pub struct StoreSketches {
 const COMPUTE_BATCH: usize = 4096;
 
 impl Sketches for StoreSketches {
+    fn min_window_ms(&self) -> i64 {
+        self.min_window_ms
+    }
+
     fn serves(&self, function: &str) -> bool {
         self.plugins.for_function(function).is_some()
     }

@@ -219,7 +219,7 @@ pub async fn compare(proxy: &Arc<Proxy>, query: &str, asked: &HeaderMap) -> Resu
         bound: if bound_value == 0.0 {
             "exact".to_owned()
         } else {
-            format!("{}%", bound_value * 100.0)
+            crate::plugin_host::percent(bound_value)
         },
         bound_value,
         sketch,

@@ -140,9 +140,9 @@ impl Page {
                                 format!("{}: exact", f.name)
                             } else {
                                 format!(
-                                    "{}: within {}% (exact below {} samples)",
+                                    "{}: within {} (exact below {} samples)",
                                     f.name,
-                                    f.bound.relative * 100.0,
+                                    crate::plugin_host::percent(f.bound.relative),
                                     f.bound.min_samples
                                 )
                             }

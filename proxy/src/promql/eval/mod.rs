@@ -191,6 +191,11 @@ pub trait Sketches: Send + Sync {
     /// Whether a loaded plugin serves `function`.
     fn serves(&self, function: &str) -> bool;
 
+    /// The cost rule: calls with shorter windows are answered from raw data.
+    fn min_window_ms(&self) -> i64 {
+        crate::promql::sketch_plan::MIN_WINDOW_MS
+    }
+
     /// Whether the sketch of `function` over the series with `labels` covers windows
     /// of `window_ms` ending at every step of `ends`.
     fn covers(&self, function: &str, labels: &Labels, ends: Range, window_ms: i64) -> bool;

@@ -43,3 +43,16 @@ fn sizes_read_as_people_write_them() {
         assert_eq!(bytes(n), want);
     }
 }
+
+#[test]
+fn bounds_read_as_claimed() {
+    for (relative, want) in [
+        (0.01, "1%"),
+        (0.02, "2%"),
+        (0.0025, "0.25%"),
+        (1e-9, "1e-7%"),
+        (0.008, "0.8%"),
+    ] {
+        assert_eq!(crate::plugin_host::percent(relative), want);
+    }
+}
