@@ -1,6 +1,7 @@
 //! Week-long windows from the stats plugin's summaries against Prometheus 2.42 and
 //! VictoriaMetrics 1.79, in one run (issue 22): 100 series × 7 days at a 10 s scrape
-//! (the `mixed` data set) are remote-written through the release proxy, which sketches
+//! (the `mixed` data set, and an hour before it so that the sketches cover every
+//! window) are remote-written through the release proxy, which sketches
 //! them for the stats functions and forwards them into Prometheus; the same requests
 //! go to VictoriaMetrics (rollup cache off). Then, repeated and interleaved, instant
 //! `avg_over_time(m[7d])` and `max_over_time(m[7d])` over all 100 series at the newest
@@ -61,8 +62,10 @@ fn main() -> anyhow::Result<()> {
         format!("--upstream={}", prometheus.url()),
     ])?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let samples = (DAYS * 86_400_000 / SCRAPE_MS) as usize;
-    let start = (now - DAYS * 86_400_000) / 60_000 * 60_000 + 60_000;
+    // A week and an hour: a window must lie within what the sketches cover.
+    let span_ms = DAYS * 86_400_000 + 3_600_000;
+    let samples = (span_ms / SCRAPE_MS) as usize;
+    let start = (now - span_ms) / 60_000 * 60_000 + 60_000;
     let end = start + (samples as i64 - 1) * SCRAPE_MS;
     println!("writing {SERIES} series × {samples} samples through the proxy and to VictoriaMetrics");
     let started = Instant::now();
