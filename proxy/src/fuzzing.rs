@@ -87,5 +87,5 @@ pub fn config(data: &[u8]) {
 
 /// A leaf proxy's compact answer (`api::wire::compact`), as a top proxy decodes it.
 pub fn compact_answer(data: &[u8]) {
-    let _ = api::wire::compact::decode(data);
+    let _ = api::wire::compact::decode(data, 64 << 20);
 }

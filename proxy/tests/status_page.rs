@@ -138,6 +138,7 @@ fn the_page_shows_rules_plugins_and_plots_in_a_browser_and_compares() {
     );
     assert!(bound > 0.0, "{}", answer.body);
     assert!(max <= bound, "error {max} past the bound {bound}");
+    assert_eq!(data["missingSeries"], 0, "{}", answer.body);
     let shown = data["exactValues"].as_array().unwrap();
     assert!(
         shown.iter().filter(|v| v.is_number()).count() >= 50,
@@ -160,7 +161,7 @@ fn the_page_answers_under_its_prefix_behind_basic_auth() {
     // (path, credentials, status, content type)
     let q: String = form_urlencoded::byte_serialize(RULE_QUERY.as_bytes()).collect();
     let compare = format!("/api/v1/status/compare?query={q}");
-    let cases: [(&str, bool, u16, &str); 6] = [
+    let cases: [(&str, bool, u16, &str); 7] = [
         ("/", false, 401, ""),
         ("/", true, 200, "text/html; charset=utf-8"),
         (
@@ -172,6 +173,7 @@ fn the_page_answers_under_its_prefix_behind_basic_auth() {
         ("/ui/uPlot.min.css", true, 200, "text/css; charset=utf-8"),
         ("/ui/other.js", true, 404, ""),
         (&compare, true, 200, "application/json"),
+        (&compare, false, 401, ""),
     ];
     for (path, authorised, status, content_type) in cases {
         let headers: &[(&str, &str)] = if authorised { &with_auth } else { &[] };

@@ -121,6 +121,9 @@ fn a_top_proxy_over_two_leaves_answers_as_one_proxy_holding_every_series() {
         assert_eq!(tiered.status, 200, "{query}: {}", tiered.body);
         assert_eq!(tiered.pushed, Some(format!("{part} @ {urls}")), "{query}");
         assert_eq!(points(&tiered), points(&one), "{query}");
+        // Each series once: none came from both leaves.
+        let series = |a: &support::Answer| a.json()["data"]["result"].as_array().unwrap().len();
+        assert_eq!(series(&tiered), series(&one), "{query}");
         // The leaves' word that sketches answered reaches the client.
         let function = ["quantile", "entropy", "l2", "distinct"]
             .into_iter()
@@ -191,8 +194,19 @@ fn a_top_proxy_over_two_leaves_answers_as_one_proxy_holding_every_series() {
             })
         })
         .collect();
+    assert!(!whole_leaf_a.is_empty());
     assert_eq!(points(&partial), whole_leaf_a, "leaf a's series, as before");
     let strict = support::range_query(&top.url(), query, window, "&partial_response=false");
     assert_eq!(strict.status, 503, "{}", strict.body);
     assert_eq!(strict.json()["errorType"], "unavailable", "{}", strict.body);
+    // `sketch=off` reaches the leaves: the top's exact answer is exact.
+    let exact_at_top = support::range_query(&top.url(), query, window, "&sketch=off");
+    let exact_at_leaf_a = support::range_query(&leaf_a.proxy.url(), query, window, "&sketch=off");
+    assert_eq!(exact_at_top.status, 200, "{}", exact_at_top.body);
+    assert!(
+        !exact_at_top.body.contains("answered from sketches"),
+        "{}",
+        exact_at_top.body
+    );
+    assert_eq!(points(&exact_at_top), points(&exact_at_leaf_a));
 }

@@ -89,9 +89,13 @@ fn wire_bytes(url: &str) -> anyhow::Result<usize> {
         .header("Accept-Encoding", "gzip")
         .call()?;
     let encoding = response.headers().get("content-encoding").cloned();
+    let compact = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes() == sketch_proxy::api::wire::compact::MEDIA_TYPE.as_bytes());
     let bytes = response.body_mut().with_config().limit(1 << 30).read_to_vec()?;
-    if encoding.is_none_or(|e| e != "gzip") {
-        bail!("{url}: the answer is not gzip-compressed");
+    if encoding.is_none_or(|e| e != "gzip") || !compact {
+        bail!("{url}: the answer is not a gzip-compressed compact one");
     }
     Ok(bytes.len())
 }

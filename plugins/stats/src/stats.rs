@@ -67,9 +67,18 @@ impl Stats {
                 (self.squares + self.squares_c) / self.finite as f64
             }
         };
+        // As Prometheus' Kahan sums: a sum that overflowed stays an infinity (its
+        // compensation would make it NaN).
+        let compensated = |value: f64, compensation: f64| {
+            if value.is_infinite() {
+                value
+            } else {
+                value + compensation
+            }
+        };
         match function {
-            0 => special.unwrap_or(self.mean + self.mean_c),
-            1 => special.unwrap_or(self.sum + self.compensation),
+            0 => special.unwrap_or(compensated(self.mean, self.mean_c)),
+            1 => special.unwrap_or(compensated(self.sum, self.compensation)),
             2 => self.count as f64,
             3 => self.extreme(self.min),
             4 => self.extreme(self.max),
@@ -116,8 +125,14 @@ impl Summary for Stats {
         } else {
             self.finite += 1;
             (self.sum, self.compensation) = neumaier(self.sum, self.compensation, value);
-            let delta = value - (self.mean + self.mean_c);
-            (self.mean, self.mean_c) = neumaier(self.mean, self.mean_c, delta / self.finite as f64);
+            // The mean moves by delta/n (Welford: exact for constant values), or by
+            // v/n − mean/n where delta overflows (values near the largest floats), as
+            // Prometheus' avg_over_time does.
+            let n = self.finite as f64;
+            let old = self.mean + self.mean_c;
+            let delta = value - old;
+            let moved = if delta.is_finite() { delta / n } else { value / n - old / n };
+            (self.mean, self.mean_c) = neumaier(self.mean, self.mean_c, moved);
             let step = delta * (value - (self.mean + self.mean_c));
             (self.squares, self.squares_c) = neumaier(self.squares, self.squares_c, step);
         }
@@ -157,7 +172,14 @@ impl Summary for Stats {
         let n = (self.finite + other.finite) as f64;
         let (a, b) = (self.finite as f64, other.finite as f64);
         let delta = (other.mean - self.mean) + (other.mean_c - self.mean_c);
-        (self.mean, self.mean_c) = neumaier(self.mean, self.mean_c, delta * (b / n));
+        if delta.is_finite() {
+            (self.mean, self.mean_c) = neumaier(self.mean, self.mean_c, delta * (b / n));
+        } else {
+            // The means' difference overflowed: weighted instead.
+            let (wa, wb) = (a / n, b / n);
+            (self.mean, self.mean_c) = neumaier(self.mean * wa, self.mean_c * wa, other.mean * wb);
+            self.mean_c += other.mean_c * wb;
+        }
         (self.squares, self.squares_c) =
             neumaier(self.squares, self.squares_c + other.squares_c, other.squares);
         (self.squares, self.squares_c) = neumaier(self.squares, self.squares_c, delta * delta * (a * b / n));

@@ -149,3 +149,24 @@ fn merged_blocks_equal_one_pass() {
         }
     }
 }
+
+/// Values near the largest float: Prometheus' sum overflows to +Inf (its compensation
+/// must not turn that into NaN) while its running mean stays finite.
+#[test]
+fn sums_that_overflow_stay_infinite_and_means_finite() {
+    let n = 2_000;
+    let vs: Vec<f64> = (0..n).map(|i| 1e307 + f64::from(i % 7) * 1e305).collect();
+    let ts: Vec<i64> = (0..n).map(|i| i64::from(i) * SCRAPE_MS).collect();
+    let mut series = Series::new(StatsPlugin, i64::from(n) * SCRAPE_MS).unwrap();
+    series.insert(&ts, &vs).unwrap();
+    let bound = |function: usize| StatsPlugin::info().functions[function].bound;
+    for (function, name) in FUNCTIONS.iter().enumerate().take(2) {
+        let call = Call { function, args: &[] };
+        let (got, _, _) = series
+            .query(call, bound(function), ts[0], ts[ts.len() - 1])
+            .unwrap();
+        let want = prometheus(function, &vs);
+        assert!(same(got, want, 1e-12), "{name}: {got} against Prometheus' {want}");
+    }
+    assert!(prometheus(1, &vs).is_infinite() && prometheus(0, &vs).is_finite());
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{ConfigError, error};
 
 /// How the proxy connects to one URL. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct HttpClientConfig {
     /// TLS settings for an `https://` URL.
     #[serde(default)]
@@ -33,6 +33,20 @@ pub struct HttpClientConfig {
     /// too), e.g. `http://proxy.example:3128`.
     #[serde(default, with = "super::duration::uri_opt")]
     pub proxy_url: Option<Uri>,
+}
+
+/// Header values may be credentials (`X-Api-Key`): shown by name only.
+impl fmt::Debug for HttpClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self.headers.keys().map(|k| (k.as_str(), "<secret>")).collect();
+        f.debug_struct("HttpClientConfig")
+            .field("tls_config", &self.tls_config)
+            .field("authorization", &self.authorization)
+            .field("basic_auth", &self.basic_auth)
+            .field("headers", &headers)
+            .field("proxy_url", &self.proxy_url.as_ref().map(redacted))
+            .finish()
+    }
 }
 
 /// `tls_config`, as in Prometheus.

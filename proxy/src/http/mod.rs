@@ -234,6 +234,11 @@ async fn run(
             Checked::Query(mut request) => {
                 request.thanos = asked.thanos.clone();
                 request.compact = api::wire::compact::accepted(&parts.headers);
+                // `X-Sketch: off` is `sketch=off`, for what is passed on too.
+                request.sketch_off |= parts
+                    .headers
+                    .get("x-sketch")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
                 collapse_key = Some(collapse::key(endpoint, form.pairs(), &parts.headers));
                 cache_plan = cached::plan(runtime.cache.as_ref(), &request, &parts.headers);
                 if cache_plan.is_some() {

@@ -437,15 +437,14 @@ pub async fn evaluate(
     let range = request.range;
     let is_range = request.is_range;
     let compact = request.compact;
-    let partial = crate::source::ReadScope::new(
-        request
-            .thanos
-            .partial_response
-            .unwrap_or(runtime.config.query.partial_response),
-    )
-    .with_replica_labels(request.thanos.replica_labels.clone())
-    .with_store_match(request.thanos.store_match.clone())
-    .with_passed_on(request.thanos.passed_on.clone());
+    let allowed = request
+        .thanos
+        .partial_response
+        .unwrap_or(runtime.config.query.partial_response);
+    let partial = crate::source::ReadScope::new(allowed)
+        .with_replica_labels(request.thanos.replica_labels.clone())
+        .with_store_match(request.thanos.store_match.clone())
+        .with_passed_on(passed_on(&request, limits.lookback, allowed));
     let expr = Arc::new(request.expr);
     let run = |range| {
         query::evaluate(
@@ -512,6 +511,10 @@ pub async fn evaluate(
         (false, _) => &[Path::Sketch, Path::Engine],
     };
     let mut response = json(StatusCode::OK, body);
+    // The answer's form follows Accept (wire::compact): caches must key on it.
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("accept"));
     if is_compact {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -525,13 +528,28 @@ pub async fn evaluate(
         response.headers_mut().insert(PUSHED_HEADER, value);
     }
     response.extensions_mut().insert(served.stats);
-    if !missing.is_empty() {
-        // As Thanos: a partial answer must not be cached by anyone.
+    if !missing.is_empty() || partial.passed_on_doubt() {
+        // As Thanos: a partial answer must not be cached by anyone; nor one built from
+        // an endpoint's partial answer.
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(response)
+}
+
+/// What endpoints asked through their query API get besides the query: the request's
+/// Thanos parameters, and what makes another proxy's (or a Thanos Querier's) answer
+/// the one this evaluation would give: `sketch=off`, the lookback, whether a partial
+/// answer is acceptable.
+fn passed_on(request: &QueryRequest, lookback: std::time::Duration, partial: bool) -> Vec<(String, String)> {
+    let mut pairs = request.thanos.passed_on.clone();
+    if request.sketch_off {
+        pairs.push(("sketch".to_owned(), "off".to_owned()));
+    }
+    pairs.push(("lookback_delta".to_owned(), format!("{}ms", lookback.as_millis())));
+    pairs.push(("partial_response".to_owned(), partial.to_string()));
+    pairs
 }
 
 /// The warning of an answer that lacks an endpoint's data.

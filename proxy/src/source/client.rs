@@ -79,7 +79,8 @@ impl Http {
         if !gzip {
             return Ok(body);
         }
-        let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+        let limit = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
         flate2::read::GzDecoder::new(&body[..])
             .take(self.max_bytes.saturating_add(1))
             .read_to_end(&mut out)

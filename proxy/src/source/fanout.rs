@@ -80,11 +80,16 @@ impl Fanout {
                 reason: format!("no answer within {:?}", self.endpoint_timeout),
             }),
         };
+        // An endpoint that refused a query (400/422) is up: the query was bad.
+        let up = match &answer {
+            Ok(_) => true,
+            Err(e) => e.refused_query().is_some(),
+        };
         self.up
             .get_or_create(&EndpointLabels {
                 endpoint: member.endpoint.name.clone(),
             })
-            .set(i64::from(answer.is_ok()));
+            .set(i64::from(up));
         answer
     }
 
@@ -231,7 +236,14 @@ impl Fanout {
     /// used: an endpoint without a query API (remote read only). `own_functions` (the
     /// proxy's own) are pushed when every endpoint is a sketch-proxy.
     pub fn push_down_topology(&self, own_functions: &[String]) -> Option<crate::promql::pushdown::Topology> {
-        if !self.members.iter().all(|m| m.source.answers_queries()) {
+        // A time-bounded endpoint holds part of its series' history: a pushed window
+        // could need another endpoint's part of the same series.
+        if !self.members.iter().all(|m| m.source.answers_queries())
+            || self
+                .members
+                .iter()
+                .any(|m| m.endpoint.time_range.0.is_some() || m.endpoint.time_range.1.is_some())
+        {
             return None;
         }
         let mut external_labels: Vec<String> = self

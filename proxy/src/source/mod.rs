@@ -186,6 +186,16 @@ impl ReadScope {
         }
     }
 
+    /// Whether an endpoint's answer carried a warning other than another proxy's word
+    /// on its sketches' bounds: a partial answer (another proxy's, a Thanos
+    /// Querier's), which must not be cached as whole.
+    pub fn passed_on_doubt(&self) -> bool {
+        self.warnings.lock().iter().any(|w| {
+            !w.contains(" answered from sketches: ")
+                && !w.contains(" computed from raw samples by its plugin ")
+        })
+    }
+
     /// The warnings endpoints' answers carried.
     pub fn passed_on_warnings(&self) -> Vec<String> {
         self.warnings.lock().clone()

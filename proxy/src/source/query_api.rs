@@ -196,7 +196,8 @@ async fn answered(
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(compact::MEDIA_TYPE.as_bytes()));
     if compact && status.is_success() {
-        return compact::decode(&bytes).map_err(|e| http.malformed(format!("compact answer: {e}")));
+        return compact::decode(&bytes, usize::try_from(http.max_bytes()).unwrap_or(usize::MAX))
+            .map_err(|e| http.malformed(format!("compact answer: {e}")));
     }
     let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
         if status.is_success() {

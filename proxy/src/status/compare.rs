@@ -16,8 +16,9 @@ use tower::ServiceExt as _;
 
 use crate::state::Proxy;
 
-/// The largest answer read back: an hour at a minute's step is 61 points a series.
-const ANSWER_LIMIT: usize = 256 << 20;
+/// The largest answer read back: an hour at a minute's step is 61 points a series, so
+/// this is some 100,000 series; a larger query is refused rather than held twice.
+const ANSWER_LIMIT: usize = 16 << 20;
 
 /// The comparison.
 #[derive(Debug, Serialize)]
@@ -35,8 +36,11 @@ pub struct Comparison {
     pub exact_values: Vec<Option<f64>>,
     /// Per step, the largest relative error over every series.
     pub relative_errors: Vec<Option<f64>>,
-    /// The largest relative error of all.
+    /// The largest relative error of all (an exact 0 answered otherwise counts as the
+    /// sketch's value against 1).
     pub max_relative_error: f64,
+    /// Series of the exact answer the sketch answer lacks, and the other way round.
+    pub missing_series: usize,
     /// The bound the plugins state for the query's functions, in words.
     pub bound: String,
     /// That bound as a number (0: exact).
@@ -158,18 +162,22 @@ pub async fn compare(proxy: &Arc<Proxy>, query: &str, asked: &HeaderMap) -> Resu
     let times: Vec<f64> = (0..=60).map(|i| (end - 3600 + i * 60) as f64).collect();
     let mut relative_errors = vec![None; times.len()];
     let mut max_relative_error: f64 = 0.0;
+    let missing_series = exactly.keys().filter(|k| !sketched.contains_key(*k)).count()
+        + sketched.keys().filter(|k| !exactly.contains_key(*k)).count();
     for (labels, want) in &exactly {
         let got = sketched.get(labels);
         for (i, t) in times.iter().enumerate() {
             let (Some(e), Some(s)) = (want.get(&key(*t)), got.and_then(|g| g.get(&key(*t)))) else {
                 continue;
             };
-            let error = if e == s {
+            let error = if e == s || (e.is_nan() && s.is_nan()) {
                 0.0
-            } else if *e == 0.0 {
-                f64::INFINITY
+            } else if e.is_nan() || s.is_nan() || e.is_infinite() || s.is_infinite() {
+                // One a number, the other not: as wrong as can be, and JSON has no Inf.
+                f64::MAX
             } else {
-                ((s - e) / e).abs()
+                // Relative, or against 1 where the exact answer is 0.
+                ((s - e) / if *e == 0.0 { 1.0 } else { e.abs() }).abs()
             };
             if error.is_finite() {
                 let slot = relative_errors[i].get_or_insert(0.0_f64);
@@ -216,6 +224,7 @@ pub async fn compare(proxy: &Arc<Proxy>, query: &str, asked: &HeaderMap) -> Resu
         times,
         relative_errors,
         max_relative_error,
+        missing_series,
         bound: if bound_value == 0.0 {
             "exact".to_owned()
         } else {

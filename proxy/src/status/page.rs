@@ -17,7 +17,7 @@ pub struct Page {
     pub version: &'static str,
     /// Every route's prefix, without a trailing `/`.
     pub base: String,
-    /// The same as a JavaScript string (`</` escaped for the script element).
+    /// The same as a JavaScript string (made [`script_safe`]).
     pub base_json: String,
     /// Read endpoints and their health.
     pub endpoints: Vec<EndpointRow>,
@@ -35,7 +35,7 @@ pub struct Page {
     pub rejected: Vec<String>,
     /// Remote-write destinations.
     pub queues: Vec<QueueRow>,
-    /// The last hour, as JSON for the plots (`</` escaped for the script element).
+    /// The last hour, as JSON for the plots (made [`script_safe`]).
     pub history_json: String,
     /// The effective configuration, secrets redacted.
     pub config: String,
@@ -195,9 +195,7 @@ impl Page {
         let base = config.web.route_prefix.trim_end_matches('/').to_owned();
         Ok(Self {
             version: env!("CARGO_PKG_VERSION"),
-            base_json: serde_json::to_string(&base)
-                .unwrap_or_else(|_| "\"\"".to_owned())
-                .replace("</", "<\\/"),
+            base_json: script_safe(&serde_json::to_string(&base).unwrap_or_else(|_| "\"\"".to_owned())),
             base,
             endpoints,
             rules: rule_rows,
@@ -207,9 +205,7 @@ impl Page {
             plugins,
             rejected,
             queues,
-            history_json: serde_json::to_string(&history)
-                .unwrap_or_else(|_| "{}".to_owned())
-                .replace("</", "<\\/"),
+            history_json: script_safe(&serde_json::to_string(&history).unwrap_or_else(|_| "{}".to_owned())),
             config: redact(&format!("{config:#?}")),
         })
     }
@@ -293,6 +289,14 @@ fn rule_row(rule: &crate::sketches::status::RuleStatus, now_s: f64) -> RuleRow {
     }
 }
 
+/// JSON safe inside a `<script>` element: `<`, `>` and `&` as JSON escapes, so no
+/// text in it can close the element or open a comment.
+fn script_safe(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// `n` bytes as `512 B`, `12.3 KiB`, `4.5 MiB`, `1.2 GiB`.
 fn bytes(n: u64) -> String {
     let units = ["KiB", "MiB", "GiB", "TiB"];
@@ -322,8 +326,8 @@ fn ago(seconds: f64) -> String {
     }
 }
 
-/// `text` with every `user:password@` of a URL replaced by `<secret>@` (the
-/// configuration's own secrets print as `<secret>` already).
+/// `text` with every URL's `user:password@` replaced by `<secret>@` and its query
+/// string by `?<secret>` (the configuration's own secrets print as `<secret>` already).
 fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -331,14 +335,24 @@ fn redact(text: &str) -> String {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == ',')
+            .find(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == ')')
             .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
+        let url = &tail[..end];
+        let authority_end = url.find(['/', '?']).unwrap_or(url.len());
+        match url[..authority_end].rfind('@') {
             Some(userinfo) => {
                 out.push_str("<secret>");
-                out.push_str(&tail[userinfo..end]);
+                out.push_str(&url[userinfo..authority_end]);
             }
-            None => out.push_str(&tail[..end]),
+            None => out.push_str(&url[..authority_end]),
+        }
+        let path = &url[authority_end..];
+        match path.find('?') {
+            Some(query) => {
+                out.push_str(&path[..query]);
+                out.push_str("?<secret>");
+            }
+            None => out.push_str(path),
         }
         rest = &tail[end..];
     }

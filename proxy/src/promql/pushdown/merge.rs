@@ -35,19 +35,28 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalErr
         (_, Some(Grouping::By(kept))) => kept.iter().any(|k| k == name),
         (_, Some(Grouping::Without(dropped))) => !dropped.iter().any(|d| d == name),
     };
-    // Per query, every endpoint's series with their external labels.
-    let labelled: Vec<Vec<Series>> = (0..pushed.queries.len())
-        .map(|q| {
-            answers
-                .iter()
-                .flat_map(|a| {
-                    a.results.get(q).into_iter().flatten().map(|s| Series {
-                        labels: with_external(&s.labels, &a.external, keeps),
-                        points: s.points.clone(),
-                    })
+    // Per endpoint and query, its series with its external labels.
+    let per_endpoint: Vec<Vec<Vec<Series>>> = answers
+        .iter()
+        .map(|a| {
+            (0..pushed.queries.len())
+                .map(|q| {
+                    a.results
+                        .get(q)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| Series {
+                            labels: with_external(&s.labels, &a.external, keeps),
+                            points: s.points.clone(),
+                        })
+                        .collect()
                 })
                 .collect()
         })
+        .collect();
+    // Per query, every endpoint's series.
+    let labelled: Vec<Vec<Series>> = (0..pushed.queries.len())
+        .map(|q| per_endpoint.iter().flat_map(|e| e[q].iter().cloned()).collect())
         .collect();
     let mut merged = match pushed.merge {
         Merge::Concat => concat(labelled.into_iter().next().unwrap_or_default())?,
@@ -57,7 +66,7 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalErr
         }
         Merge::Avg => {
             // Per group and step: each endpoint's (mean, count).
-            let parts = gather::<2>(&labelled);
+            let parts = gather::<2>(&per_endpoint);
             let mean = |v: &[[f64; 2]]| {
                 let n: f64 = v.iter().map(|p| p[1]).sum();
                 v.iter().map(|p| p[0] * (p[1] / n)).sum()
@@ -65,7 +74,7 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalErr
             finish(parts, mean)
         }
         Merge::Moments(op) => {
-            let parts = gather::<3>(&labelled);
+            let parts = gather::<3>(&per_endpoint);
             finish(parts, |v: &[[f64; 3]]| {
                 let n: f64 = v.iter().map(|p| p[0]).sum();
                 let mean: f64 = v.iter().map(|p| p[1] * (p[0] / n)).sum();
@@ -131,28 +140,44 @@ fn concat(series: Matrix) -> Result<Matrix, EvalError> {
 /// (queries in order); an endpoint lacking one of them at a step is left out there.
 type Gathered<const N: usize> = BTreeMap<Labels, BTreeMap<i64, Vec<[f64; N]>>>;
 
-fn gather<const N: usize>(labelled: &[Vec<Series>]) -> Gathered<N> {
-    // Per query: (labels, step) -> values, one per endpoint series, in endpoint order.
-    let mut values: [HashMap<(&Labels, i64), Vec<f64>>; N] = std::array::from_fn(|_| HashMap::new());
-    for (q, series) in labelled.iter().enumerate().take(N) {
-        for s in series {
-            for p in &s.points {
-                values[q].entry((&s.labels, p.t)).or_default().push(p.v);
-            }
-        }
-    }
+/// `per_endpoint[e][q]`: endpoint `e`'s series answering query `q`. Each endpoint's
+/// parts are paired by its own labels and steps, never with another endpoint's (the
+/// queries are asked one after another, and an answer may lack a step another has).
+fn gather<const N: usize>(per_endpoint: &[Vec<Vec<Series>>]) -> Gathered<N> {
     let mut gathered: Gathered<N> = BTreeMap::new();
-    for ((labels, t), first) in &values[0] {
-        let parts = (0..first.len())
-            .filter_map(|i| {
-                let mut part = [0.0; N];
-                for (q, slot) in part.iter_mut().enumerate() {
-                    *slot = *values[q].get(&(*labels, *t))?.get(i)?;
-                }
-                Some(part)
+    for parts in per_endpoint {
+        let values: Vec<HashMap<(&Labels, i64), f64>> = parts
+            .iter()
+            .take(N)
+            .map(|series| {
+                series
+                    .iter()
+                    .flat_map(|s| s.points.iter().map(move |p| ((&s.labels, p.t), p.v)))
+                    .collect()
             })
             .collect();
-        gathered.entry((*labels).clone()).or_default().insert(*t, parts);
+        if values.len() < N {
+            continue;
+        }
+        for ((labels, t), first) in &values[0] {
+            let mut part = [0.0; N];
+            part[0] = *first;
+            let complete = (1..N).all(|q| match values[q].get(&(*labels, *t)) {
+                Some(v) => {
+                    part[q] = *v;
+                    true
+                }
+                None => false,
+            });
+            if complete {
+                gathered
+                    .entry((*labels).clone())
+                    .or_default()
+                    .entry(*t)
+                    .or_default()
+                    .push(part);
+            }
+        }
     }
     gathered
 }

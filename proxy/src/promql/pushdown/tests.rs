@@ -531,3 +531,36 @@ fn merged_answers_equal_the_subtree_over_all_the_data() {
         assert_same(query, &got, &want);
     }
 }
+
+/// An endpoint whose `count` lacks a step its `avg` has (the parts are asked one after
+/// another) is left out at that step; it never lends its mean to another's count.
+#[test]
+fn partial_aggregates_pair_within_each_endpoint() {
+    use crate::promql::eval::value::{Labels, Point, Series};
+    let expr = crate::promql::parse("avg(x)").unwrap();
+    let topology = Topology {
+        external_labels: vec!["cluster".into()],
+        proxy_functions: Vec::new(),
+        per_series_parts: true,
+    };
+    let pushed = plan(&expr, &topology);
+    let series = |points: &[(i64, f64)]| {
+        vec![Series {
+            labels: Labels::from_pairs([]),
+            points: points.iter().map(|&(t, v)| Point { t, v }).collect(),
+        }]
+    };
+    let endpoint = |cluster: &str, means: &[(i64, f64)], counts: &[(i64, f64)]| Answers {
+        external: [("cluster".to_owned(), cluster.to_owned())].into(),
+        results: vec![series(means), series(counts)],
+    };
+    let answers = [
+        // a: mean 10 over 1 series at both steps, its count only at the first.
+        endpoint("a", &[(0, 10.0), (60, 10.0)], &[(0, 1.0)]),
+        // b: mean 40 over 3 series at both.
+        endpoint("b", &[(0, 40.0), (60, 40.0)], &[(0, 3.0), (60, 3.0)]),
+    ];
+    let merged = merge(&pushed[0], &answers).unwrap();
+    let points: Vec<(i64, f64)> = merged[0].points.iter().map(|p| (p.t, p.v)).collect();
+    assert_eq!(points, [(0, 32.5), (60, 40.0)]);
+}

@@ -12,6 +12,11 @@ fn credentials_in_urls_are_redacted() {
             "a http://host:1 b https://<secret>@h/p",
         ),
         ("\"http://a:b@c\", x", "\"http://<secret>@c\", x"),
+        (
+            "http://h:1/api?token=abc&x=1 next",
+            "http://h:1/api?<secret> next",
+        ),
+        ("https://u:p@h?k=v", "https://<secret>@h?<secret>"),
         ("no url here", "no url here"),
     ] {
         assert_eq!(redact(text), want, "{text}");
@@ -55,4 +60,12 @@ fn bounds_read_as_claimed() {
     ] {
         assert_eq!(crate::plugin_host::percent(relative), want);
     }
+}
+
+#[test]
+fn json_in_a_script_element_cannot_end_it() {
+    assert_eq!(
+        script_safe(r#""</script><!--<script>&""#),
+        r#""\u003c/script\u003e\u003c!--\u003cscript\u003e\u0026""#
+    );
 }

@@ -63,7 +63,7 @@ fn answers_decode_to_their_series_bit_for_bit() {
     for (case, answer, want) in cases {
         let warnings = vec![format!("warning of {case}")];
         let bytes = encode(&answer, 42_000, &warnings).expect("encodable");
-        let (series, got_warnings) = decode(&bytes).unwrap();
+        let (series, got_warnings) = decode(&bytes, 1 << 30).unwrap();
         let got: Vec<Decoded> = series
             .into_iter()
             .map(|s| {
@@ -98,9 +98,43 @@ fn damaged_answers_are_errors() {
         warnings: Vec::new(),
     }
     .encode_to_vec();
-    for (case, bytes) in [("uneven", uneven), ("not protobuf", vec![0xff; 7])] {
-        assert!(decode(&bytes).is_err(), "{case}");
+    let one = |labels: &[(&str, &str)], deltas: Vec<i64>| {
+        let values = vec![1.0; deltas.len()];
+        CompactAnswer {
+            series: vec![CompactSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: (*n).to_owned(),
+                        value: (*v).to_owned(),
+                    })
+                    .collect(),
+                time_deltas: deltas,
+                values,
+            }],
+            warnings: Vec::new(),
+        }
+        .encode_to_vec()
+    };
+    // A hundred thousand empty series: 200 KB sent, 20 MB to hold.
+    let many = CompactAnswer {
+        series: vec![CompactSeries::default(); 100_000],
+        warnings: Vec::new(),
     }
+    .encode_to_vec();
+    for (case, bytes) in [
+        ("uneven", uneven),
+        ("not protobuf", vec![0xff; 7]),
+        ("no samples", one(&[("a", "1")], Vec::new())),
+        ("labels out of order", one(&[("b", "1"), ("a", "1")], vec![5])),
+        ("a name twice", one(&[("a", "1"), ("a", "2")], vec![5])),
+        ("time going back", one(&[("a", "1")], vec![5, 10, -3])),
+        ("time standing still", one(&[("a", "1")], vec![5, 0])),
+        ("more than the limit decoded", many),
+    ] {
+        assert!(decode(&bytes, 1 << 20).is_err(), "{case}");
+    }
+    assert!(decode(&one(&[("a", "1"), ("b", "2")], vec![5, 1, 1]), 1 << 20).is_ok());
 }
 
 #[test]
@@ -109,6 +143,8 @@ fn the_type_is_accepted_only_when_named() {
         (Some(format!("{MEDIA_TYPE}, application/json;q=0.5")), true),
         (Some(format!("application/json, {MEDIA_TYPE};q=0.9")), true),
         (Some("application/json".to_owned()), false),
+        (Some(MEDIA_TYPE.to_uppercase()), true),
+        (Some(format!("{MEDIA_TYPE};q=0, application/json")), false),
         (None, false),
     ] {
         let mut headers = HeaderMap::new();
