@@ -164,24 +164,7 @@ impl Server {
             .max(points.iter().map(|p| p.0).max().unwrap_or(i64::MIN));
         if self.mode == Mode::Sketched {
             // The proxy forwards after its 204: wait until Prometheus has it all.
-            let proxy = self.proxy.url();
-            sketch_proxy_testkit::wait_until(
-                std::time::Duration::from_secs(60),
-                "the proxy to deliver what it queued",
-                || {
-                    let metrics = support::send(&proxy, "GET", "/metrics", "", "").body;
-                    let sum = |name: &str| -> f64 {
-                        metrics
-                            .lines()
-                            .filter(|l| l.starts_with(name))
-                            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                            .sum()
-                    };
-                    sum("sketch_proxy_remote_write_samples_sent_total")
-                        == sum("sketch_proxy_remote_write_samples_queued_total")
-                },
-            )
-            .unwrap();
+            support::wait_delivered(&self.proxy.url());
         }
     }
 

@@ -131,7 +131,11 @@ impl Summary for Stats {
             let n = self.finite as f64;
             let old = self.mean + self.mean_c;
             let delta = value - old;
-            let moved = if delta.is_finite() { delta / n } else { value / n - old / n };
+            let moved = if delta.is_finite() {
+                delta / n
+            } else {
+                value / n - old / n
+            };
             (self.mean, self.mean_c) = neumaier(self.mean, self.mean_c, moved);
             let step = delta * (value - (self.mean + self.mean_c));
             (self.squares, self.squares_c) = neumaier(self.squares, self.squares_c, step);

@@ -333,3 +333,27 @@ pub fn start_binary_on(port: u16, args: &[String]) -> (Binary, String) {
     .unwrap();
     (Binary(child), url)
 }
+
+/// Waits until the proxy at `base` has delivered every sample it queued for its
+/// destinations (its own count, which lags the destination's holding them by the
+/// acknowledgement: the results cache keeps no answer a late sample still in a queue
+/// could change).
+pub fn wait_delivered(base: &str) {
+    sketch_proxy_testkit::wait_until(
+        std::time::Duration::from_secs(60),
+        "the proxy to deliver what it queued",
+        || {
+            let metrics = send(base, "GET", "/metrics", "", "").body;
+            let sum = |name: &str| -> f64 {
+                metrics
+                    .lines()
+                    .filter(|l| l.starts_with(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            sum("sketch_proxy_remote_write_samples_sent_total")
+                == sum("sketch_proxy_remote_write_samples_queued_total")
+        },
+    )
+    .unwrap();
+}
