@@ -92,6 +92,14 @@ fn a_sketch_served_query_is_one_trace_under_the_clients_span() {
     let now = write::now_ms();
     let data = write::generate("traced", 2, 360, now - 3_600_000, 10_000, 5);
     assert_eq!(write::post(&url, &data).status, 204);
+    // Sketches serve once their rule's backfill is done.
+    wait_until(Duration::from_secs(60), "the backfill to end", || {
+        let status = support::send(&url, "GET", "/api/v1/status/sketches", "", "").json();
+        status["data"]["rules"]
+            .as_array()
+            .is_some_and(|rules| !rules.is_empty() && rules.iter().all(|r| r["backfill"]["state"] == "done"))
+    })
+    .unwrap();
 
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let at = (now - 60_000) as f64 / 1000.0;
