@@ -123,6 +123,11 @@ fn stats_functions_from_sketches_equal_prometheus() {
         answer.json()["data"]["result"][0]["value"][1].as_str() == Some((points - 1).to_string().as_str())
     })
     .unwrap();
+    // Sketches serve once their rule's backfill is done.
+    wait_until(Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
     // (window, step s): over the exact threshold, and many blocks.
     for (window, step) in [("1h", 120), ("2h", 300), ("30m", 60)] {
         for (function, tolerance) in FUNCTIONS {
