@@ -88,9 +88,14 @@ pub fn count_samples(server: &str, end: i64) -> anyhow::Result<usize> {
 /// Samples a server holds for `m` over the `window` (a PromQL duration) ending at
 /// `end` (ms).
 pub fn count_samples_over(server: &str, end: i64, window: &str) -> anyhow::Result<usize> {
+    count_metric_over(server, "m", end, window)
+}
+
+/// Samples a server holds for `metric` over the `window` ending at `end` (ms).
+pub fn count_metric_over(server: &str, metric: &str, end: i64, window: &str) -> anyhow::Result<usize> {
     let path = format!(
         "/api/v1/query?query={}&time={}",
-        encode_query(&format!("sum(count_over_time(m[{window}]))")),
+        encode_query(&format!("sum(count_over_time({metric}[{window}]))")),
         end as f64 / 1000.0
     );
     let (body, _) = get(&format!("{server}{path}"))?;

@@ -1,5 +1,6 @@
 //! The mixed data set of the scale and tier load tests: series `m{series="s00042"}` at
-//! a 10 s scrape, half lognormal latencies and half Zipf-distributed integer ids.
+//! a 10 s scrape, half lognormal latencies and half Zipf-distributed integer ids; and
+//! counters `c{series="s00042"}` that restart now and then.
 
 use prost::Message as _;
 use rand::SeedableRng;
@@ -24,16 +25,43 @@ pub fn values(series: usize, from: usize, to: usize) -> Vec<f64> {
     }
 }
 
+/// Samples between a counter's restarts.
+pub const COUNTER_CYCLE: usize = 30_000;
+
+/// Values of counter `series` over samples `from..to`: integers rising by 3 to 23 a
+/// sample, restarting near zero every [`COUNTER_CYCLE`] samples (each series at another
+/// phase, so that some restart within any day).
+pub fn counter_values(series: usize, from: usize, to: usize) -> Vec<f64> {
+    (from..to)
+        .map(|i| {
+            let at = (i + series * 997) % COUNTER_CYCLE;
+            (at * 13 + (i * 7919) % 11) as f64
+        })
+        .collect()
+}
+
 /// The snappy protobuf remote-write body of samples `from..to` of `series`, the first
-/// sample of each at `start` (ms).
+/// sample of each at `start` (ms): the mixed series `m`.
 pub fn encode(start: i64, series: std::ops::Range<usize>, from: usize, to: usize) -> Vec<u8> {
+    encode_named("m", values, start, series, from, to)
+}
+
+/// As [`encode`], of metric `name` with the values `values(series, from, to)`.
+pub fn encode_named(
+    name: &str,
+    values: fn(usize, usize, usize) -> Vec<f64>,
+    start: i64,
+    series: std::ops::Range<usize>,
+    from: usize,
+    to: usize,
+) -> Vec<u8> {
     let request = WriteRequest {
         timeseries: series
             .map(|s| TimeSeries {
                 labels: vec![
                     Label {
                         name: "__name__".to_owned(),
-                        value: "m".to_owned(),
+                        value: name.to_owned(),
                     },
                     Label {
                         name: "series".to_owned(),

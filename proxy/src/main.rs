@@ -143,15 +143,7 @@ fn plugins_table<'a>(rows: impl Iterator<Item = (&'a PluginInfo, String)>) -> St
         for f in &info.functions {
             let mut args = f.scalar_args.clone();
             args.push("v[range]".to_owned());
-            let bound = if f.bound.relative == 0.0 {
-                "exact".to_owned()
-            } else {
-                format!(
-                    "{} (exact below {} samples)",
-                    plugin_host::percent(f.bound.relative),
-                    f.bound.min_samples
-                )
-            };
+            let bound = plugin_host::bound_text(&f.bound);
             lines.push([
                 info.name.clone(),
                 info.version.clone(),

@@ -11,8 +11,9 @@
 //! copies told apart by an external replica label, where most answers must say they
 //! were pushed down (`X-Pushed-Down`); and with every sample written through the proxy,
 //! which sketches every series for the stats and quantile plugins with the cost rule off
-//! (`sketches.min_window: 0s`), so that every `*_over_time` the sketches cover is
-//! answered by the plugins (issue 22). Every
+//! (`sketches.min_window: 0s`), so that every `*_over_time`, `rate`, `increase`,
+//! `delta`, `changes` and `resets` the sketches cover is answered by the plugins
+//! (issue 22). Every
 //! `eval` is asked twice: the second answer must come from the results cache (unless
 //! the query is not cacheable, or failed) and pass too.
 
@@ -30,7 +31,7 @@ use support::TestProxy;
 use support::write::{self, Stored};
 
 /// The functions the sketched mode sketches: every plugin function Prometheus has.
-const SKETCHED: &str = "avg_over_time, sum_over_time, count_over_time, min_over_time, max_over_time, stddev_over_time, stdvar_over_time, present_over_time, quantile_over_time";
+const SKETCHED: &str = "avg_over_time, sum_over_time, count_over_time, min_over_time, max_over_time, stddev_over_time, stdvar_over_time, present_over_time, last_over_time, changes, resets, delta, increase, rate, quantile_over_time";
 
 /// Samples sent per request are this close in time: Prometheus refuses samples more than
 /// an hour behind the newest it has.
@@ -164,7 +165,7 @@ impl Server {
             .max(points.iter().map(|p| p.0).max().unwrap_or(i64::MIN));
         if self.mode == Mode::Sketched {
             // The proxy forwards after its 204: wait until Prometheus has it all.
-            support::wait_delivered(&self.proxy.url());
+            support::wait_delivered(&self.proxy);
         }
     }
 
@@ -410,10 +411,11 @@ fn run_all(mode: Mode) {
         // read raw data by design (`count_values`, binary operations of two vectors).
         assert!(pushed > 300, "{mode:?}: only {pushed} of 566 answers pushed down");
     } else if mode == Mode::Sketched {
-        // The scripts' `*_over_time` calls whose windows the sketches cover (30 when
-        // this was written; windows reaching before a series' first sample are not).
+        // The scripts' `*_over_time`, `rate`, `increase`, `delta`, `changes` and
+        // `resets` calls whose windows the sketches cover (83 when this was written;
+        // windows reaching before a series' first sample are not).
         assert!(
-            pushed >= 25,
+            pushed >= 75,
             "{mode:?}: only {pushed} of 566 answers from sketches"
         );
     } else if mode == Mode::PushedReplicas {

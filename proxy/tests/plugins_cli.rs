@@ -38,11 +38,14 @@ fn plugins_list_shows_the_built_ins_and_the_custom_ones() {
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
-    assert_eq!(stdout.matches("built-in").count(), 12, "{stdout}");
-    assert!(
-        stdout.contains("avg_over_time(v[range])            1e-7% (exact below 256 samples)"),
-        "{stdout}"
-    );
+    assert_eq!(stdout.matches("built-in").count(), 18, "{stdout}");
+    for want in [
+        "avg_over_time(v[range])            1e-7% (exact below 256 samples)",
+        "rate(v[range])                     1e-7% (exact below 4096 samples)",
+        "changes(v[range])                  exact",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest_path("spread"), dir.path().join("spread.wasm")).unwrap();

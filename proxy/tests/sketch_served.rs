@@ -46,7 +46,7 @@ fn setup_with(sketches: &str) -> (Prometheus, TestProxy, tempfile::TempDir, i64,
         write::samples(&write::stored(&prometheus.url(), "served_values", end, "3h")) == 3 * 720
     })
     .unwrap();
-    support::wait_delivered(&proxy.url());
+    support::wait_delivered(&proxy);
     // Sketches serve once their rule's backfill (which reads what was written, too)
     // is done.
     wait_until(Duration::from_secs(60), "the backfills to end", || {

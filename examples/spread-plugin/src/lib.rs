@@ -94,10 +94,10 @@ impl Plugin for Spread {
         SortedWindow::default()
     }
 
-    fn exact(&self, _call: Call<'_>, window: &SortedWindow, samples: u64) -> f64 {
+    fn exact(&self, _call: Call<'_>, window: &SortedWindow, samples: u64) -> Option<f64> {
         // NaNs sort first; the smallest number follows them.
         let first = (0..samples).find(|&i| !window.nth(i).is_nan());
-        first.map_or(f64::NAN, |i| window.nth(samples - 1) - window.nth(i))
+        Some(first.map_or(f64::NAN, |i| window.nth(samples - 1) - window.nth(i)))
     }
 
     fn estimate(&self, _call: Call<'_>, summary: &MinMax, _samples: u64) -> Option<f64> {

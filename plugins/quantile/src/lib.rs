@@ -54,8 +54,8 @@ impl Plugin for Quantile {
         SortedWindow::default()
     }
 
-    fn exact(&self, call: Call<'_>, window: &SortedWindow, _samples: u64) -> f64 {
-        window.quantile(call.args[0])
+    fn exact(&self, call: Call<'_>, window: &SortedWindow, _samples: u64) -> Option<f64> {
+        Some(window.quantile(call.args[0]))
     }
 
     fn estimate(&self, call: Call<'_>, summary: &LogHistogram, _samples: u64) -> Option<f64> {

@@ -73,13 +73,7 @@ fn call<'a, P: Plugin>(function: &str, args: &'a [f64]) -> Result<(Call<'a>, Bou
             args.len()
         )));
     }
-    Ok((
-        Call {
-            function: index,
-            args,
-        },
-        f.bound,
-    ))
+    Ok((Call::new(index, args), f.bound))
 }
 
 fn to_estimate((value, bound, samples): (f64, f64, u64)) -> wit::Estimate {

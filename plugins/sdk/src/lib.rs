@@ -54,7 +54,7 @@ pub use frequency::{
     LG_REGISTERS, Moments, SAMPLE_SIZE,
 };
 pub use histogram::{LogHistogram, SortedWindow, prometheus_quantile};
-pub use plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo, Summary, Window};
+pub use plugin::{Bound, Call, Error, FunctionInfo, Plugin, PluginInfo, Span, Summary, Window};
 pub use series::{BLOCK_SAMPLES, NODE_BYTES_PER_SAMPLE, Series};
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as the component's

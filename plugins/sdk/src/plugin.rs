@@ -56,10 +56,41 @@ pub struct Call<'a> {
     pub function: usize,
     /// The scalar arguments.
     pub args: &'a [f64],
+    /// Where the evaluated samples lie; set by the SDK for each evaluation.
+    pub span: Span,
+}
+
+impl<'a> Call<'a> {
+    /// A call of function `function` with `args`, its span not yet known.
+    pub fn new(function: usize, args: &'a [f64]) -> Self {
+        Self {
+            function,
+            args,
+            span: Span::default(),
+        }
+    }
+}
+
+/// The time range of one evaluation and where its samples lie in it, for functions that
+/// depend on time as well as on values (`rate` extrapolates to the range's ends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// The range asked, `[start_ms, end_ms]`, as the query gave it (retention does not
+    /// shorten it).
+    pub start_ms: i64,
+    /// See `start_ms`.
+    pub end_ms: i64,
+    /// Timestamp of the first sample in the range; 0 unless [`Plugin::SAMPLE_TIMES`].
+    pub first_ms: i64,
+    /// Timestamp of the last sample in the range; 0 unless [`Plugin::SAMPLE_TIMES`].
+    pub last_ms: i64,
 }
 
 /// A mergeable summary of a set of samples' values. Summaries of adjacent blocks are
-/// merged up a tree, so `merge` must not depend on order for the answer to be stable.
+/// merged up a tree and for each query always in time order: values are added oldest
+/// first, and `a.merge(b)` is called only when `b`'s samples all follow `a`'s. A
+/// summary may therefore depend on order (first and last values, changes between
+/// neighbours); one that does must not claim [`Summary::remove`].
 pub trait Summary: Clone + std::fmt::Debug + 'static {
     /// Adds one sample value.
     fn add(&mut self, value: f64);
@@ -123,6 +154,10 @@ pub trait Plugin: Sized + std::fmt::Debug + 'static {
     type Summary: Summary;
     /// Exact state for windows below `min_samples`.
     type Window: Window;
+    /// Whether each [`Call::span`] carries the timestamps of the window's first and last
+    /// samples. Off unless a function needs them: finding them costs two lookups per
+    /// evaluation.
+    const SAMPLE_TIMES: bool = false;
 
     /// Describes the plugin; called once per instance and checked by the host.
     fn info() -> PluginInfo;
@@ -132,8 +167,10 @@ pub trait Plugin: Sized + std::fmt::Debug + 'static {
     fn summary(&self) -> Self::Summary;
     /// An empty exact window.
     fn window(&self) -> Self::Window;
-    /// The exact answer over the samples in `window` (`samples` of them, at least one).
-    fn exact(&self, call: Call<'_>, window: &Self::Window, samples: u64) -> f64;
+    /// The exact answer over the samples in `window` (`samples` of them, at least one),
+    /// or `None` where the function has no value (as `rate` over a single sample): the
+    /// series then has no point at that evaluation, as in Prometheus.
+    fn exact(&self, call: Call<'_>, window: &Self::Window, samples: u64) -> Option<f64>;
     /// The estimate from `summary`, which covers `samples` samples, or `None` when the
     /// summary cannot answer within the bound; the SDK then answers exactly from the raw
     /// samples (cost linear in the window) and reports bound 0.

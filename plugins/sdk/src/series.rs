@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 
 use edges::{KeptStart, OpenSummary};
 
-use crate::plugin::{Bound, Call, Error, Plugin, Summary, Window};
+use crate::plugin::{Bound, Call, Error, Plugin, Span, Summary, Window};
 use crate::samples::Samples;
 
 /// Samples per leaf block. Also the most raw samples a query reads at each edge.
@@ -285,6 +285,7 @@ impl<P: Plugin> Series<P> {
     pub fn query(&mut self, call: Call<'_>, bound: Bound, t0: i64, t1: i64) -> Option<(f64, f64, u64)> {
         let (i0, i1) = self.range(t0, t1);
         self.scratch = None;
+        let call = self.spanned(call, (t0, t1), i0, i1);
         let answer = self.answer(call, bound, i0, i1);
         self.samples.end_query();
         answer
@@ -309,6 +310,7 @@ impl<P: Plugin> Series<P> {
         let mut t = start;
         while t <= end {
             let (i0, i1) = self.range(t.saturating_sub(window), t);
+            let call = self.spanned(call, (t.saturating_sub(window), t), i0, i1);
             let from_summary = if i1 - i0 >= bound.min_samples {
                 self.summarize(call, bound, i0, i1, steps == 1)
             } else {
@@ -322,7 +324,7 @@ impl<P: Plugin> Series<P> {
             } else {
                 // Small windows, and windows the summary declines, slide one exact window
                 // across the steps: each sample enters and leaves once.
-                out.push(Some(self.slide(call, &mut held, i0, i1)));
+                out.push(self.slide(call, &mut held, i0, i1));
             }
             match t.checked_add(step) {
                 Some(next) => t = next,
@@ -380,6 +382,21 @@ impl<P: Plugin> Series<P> {
         (i0, i1.max(i0))
     }
 
+    /// `call` with its span: the range `[t0, t1]` asked, and where samples `[i0, i1)`
+    /// lie when the plugin wants to know.
+    fn spanned<'a>(&mut self, call: Call<'a>, (t0, t1): (i64, i64), i0: u64, i1: u64) -> Call<'a> {
+        let mut span = Span {
+            start_ms: t0,
+            end_ms: t1,
+            ..Span::default()
+        };
+        if P::SAMPLE_TIMES && i1 > i0 {
+            span.first_ms = self.samples.timestamp_at(i0).unwrap_or_default();
+            span.last_ms = self.samples.timestamp_at(i1 - 1).unwrap_or_default();
+        }
+        Call { span, ..call }
+    }
+
     fn answer(&mut self, call: Call<'_>, bound: Bound, i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
         let n = i1.checked_sub(i0).filter(|&n| n > 0)?;
         if n >= bound.min_samples
@@ -387,7 +404,7 @@ impl<P: Plugin> Series<P> {
         {
             return Some(answer);
         }
-        Some((self.exact(call, i0, i1), 0.0, n))
+        Some((self.exact(call, i0, i1)?, 0.0, n))
     }
 
     /// The answer from merged summaries, or `None` when the plugin's estimate declines
@@ -433,14 +450,14 @@ impl<P: Plugin> Series<P> {
         Some((value, bound.relative, n))
     }
 
-    fn exact(&mut self, call: Call<'_>, i0: u64, i1: u64) -> f64 {
+    fn exact(&mut self, call: Call<'_>, i0: u64, i1: u64) -> Option<f64> {
         let mut window = self.plugin.window();
         window.fill(&self.samples.collect(i0, i1));
         self.plugin.exact(call, &window, i1 - i0)
     }
 
     /// Moves the exact scratch window to `[i0, i1)` and answers from it.
-    fn slide(&mut self, call: Call<'_>, held: &mut (u64, u64), i0: u64, i1: u64) -> (f64, f64, u64) {
+    fn slide(&mut self, call: Call<'_>, held: &mut (u64, u64), i0: u64, i1: u64) -> Option<(f64, f64, u64)> {
         let mut window = self.scratch.take().unwrap_or_else(|| {
             *held = (i0, i0);
             self.plugin.window()
@@ -468,7 +485,7 @@ impl<P: Plugin> Series<P> {
         }
         *held = (i0, i1);
         let n = i1 - i0;
-        let answer = (self.plugin.exact(call, &window, n), 0.0, n);
+        let answer = self.plugin.exact(call, &window, n).map(|value| (value, 0.0, n));
         self.scratch = Some(window);
         answer
     }
@@ -480,15 +497,19 @@ impl<P: Plugin> Series<P> {
     }
 }
 
-/// Merges the canonical tree cover of blocks `[lo, hi)` into `into`.
+/// Merges the canonical tree cover of blocks `[lo, hi)` into `into`, in time order: the
+/// nodes climbing from `lo`, then those descending to `hi` (found climbing, so merged
+/// after, newest last).
 fn merge_blocks<S: Summary>(tree: &Tree<S>, samples: &mut Samples, into: &mut S, mut lo: u64, mut hi: u64) {
+    let mut right = [(0, 0); MAX_LEVELS];
+    let mut found = 0;
     let mut level = 0;
     while lo < hi {
         if level + 1 == tree.levels.len() {
             for node in lo..hi {
                 merge_node(tree, samples, into, level, node);
             }
-            return;
+            break;
         }
         if lo & 1 == 1 {
             merge_node(tree, samples, into, level, lo);
@@ -496,11 +517,15 @@ fn merge_blocks<S: Summary>(tree: &Tree<S>, samples: &mut Samples, into: &mut S,
         }
         if hi & 1 == 1 {
             hi -= 1;
-            merge_node(tree, samples, into, level, hi);
+            right[found] = (level, hi);
+            found += 1;
         }
         lo >>= 1;
         hi >>= 1;
         level += 1;
+    }
+    for &(level, node) in right[..found].iter().rev() {
+        merge_node(tree, samples, into, level, node);
     }
 }
 

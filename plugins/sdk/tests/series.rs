@@ -77,10 +77,7 @@ fn answers_hold_their_bounds_across_retention_and_window_sizes() {
             let t1 = newest - 234 * SCRAPE_MS;
             let t0 = t1 - (window_samples as i64 - 1) * SCRAPE_MS;
             let (i0, i1) = (ts.partition_point(|&t| t < t0), ts.partition_point(|&t| t <= t1));
-            let call = Call {
-                function: 0,
-                args: &[0.99],
-            };
+            let call = Call::new(0, &[0.99]);
             let (got, bound, n) = series.query(call, QUANTILE_BOUND, t0, t1).unwrap();
             assert_eq!(n as usize, i1 - i0, "{kind} {window_samples}");
             let want = exact_quantile(0.99, &v[i0..i1]);
@@ -91,15 +88,7 @@ fn answers_hold_their_bounds_across_retention_and_window_sizes() {
             }
         }
         assert_eq!(
-            series.query(
-                Call {
-                    function: 0,
-                    args: &[0.5]
-                },
-                QUANTILE_BOUND,
-                0,
-                ts[0]
-            ),
+            series.query(Call::new(0, &[0.5]), QUANTILE_BOUND, 0, ts[0]),
             None,
             "{kind}: expired"
         );
@@ -148,17 +137,14 @@ fn a_restored_snapshot_answers_identically() {
             Series::restore(FrequencyPlugin, 86_400_000, &frequency.snapshot()).unwrap();
         let ts = timestamps(v.len());
         let range = (ts[0], *ts.last().unwrap(), 60_000, 3_600_000);
-        let call = Call {
-            function: 0,
-            args: &[0.9],
-        };
+        let call = Call::new(0, &[0.9]);
         assert_eq!(
             quantile.query_range(call, QUANTILE_BOUND, range),
             quantile_again.query_range(call, QUANTILE_BOUND, range)
         );
         assert_eq!(quantile.coverage(), quantile_again.coverage());
         for function in 0..3 {
-            let call = Call { function, args: &[] };
+            let call = Call::new(function, &[]);
             let day = (ts[0], *ts.last().unwrap(), 600_000, 86_400_000);
             assert_eq!(
                 frequency.query_range(call, FREQUENCY, day),
@@ -202,10 +188,7 @@ fn edge_blocks_from_summaries_equal_the_window_histogram() {
     let ts = timestamps(all.len());
     let block = BLOCK_SAMPLES as usize;
     let mut series = Series::new(Quantile, 2 * DAY as i64 * SCRAPE_MS).unwrap();
-    let call = Call {
-        function: 0,
-        args: &[0.99],
-    };
+    let call = Call::new(0, &[0.99]);
     // (samples written so far, first sample of the window, one past its last)
     let cases = [
         (DAY + 37, 37, DAY + 37),

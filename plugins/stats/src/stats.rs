@@ -99,7 +99,7 @@ impl Stats {
 }
 
 /// Neumaier's compensated addition: (sum, compensation) with `value` added.
-fn neumaier(sum: f64, compensation: f64, value: f64) -> (f64, f64) {
+pub(crate) fn neumaier(sum: f64, compensation: f64, value: f64) -> (f64, f64) {
     let t = sum + value;
     let c = if sum.abs() >= value.abs() {
         (sum - t) + value

@@ -79,8 +79,10 @@ pub struct SketchRule {
     /// A series selector, e.g. `http_latency_ms{job="api"}`.
     #[serde(rename = "match")]
     pub selector: String,
-    /// Functions to keep sketches for, e.g. `[quantile_over_time]`; each must be served
-    /// by a loaded plugin (unknown ones are logged and skipped).
+    /// Functions to keep sketches for, e.g. `[quantile_over_time, rate]`: `*_over_time`
+    /// names and PromQL's `rate`, `increase`, `delta`, `irate`, `idelta`, `changes`,
+    /// `resets` and `deriv`; each must be served by a loaded plugin (unknown ones are
+    /// logged and skipped).
     pub functions: Vec<String>,
     /// History each sketch keeps, e.g. `26h` for 24 h panels of 1 h windows.
     #[serde(with = "duration::prometheus")]
@@ -127,10 +129,13 @@ impl SketchesConfig {
                 errors.push(error(&at("functions"), "name at least one function"));
             }
             for f in &rule.functions {
-                if !f.ends_with("_over_time") {
+                if !f.ends_with("_over_time") && !promql::PROMQL_RANGE_FUNCTIONS.contains(&f.as_str()) {
                     errors.push(error(
                         &at("functions"),
-                        format!("{f:?} is not a range function (*_over_time)"),
+                        format!(
+                            "{f:?} is not a range function (*_over_time, or one of {})",
+                            promql::PROMQL_RANGE_FUNCTIONS.join(", ")
+                        ),
                     ));
                 }
             }

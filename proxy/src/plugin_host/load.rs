@@ -391,11 +391,17 @@ fn validate(info: &PluginInfo) -> Result<(), String> {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
                 && !stem.starts_with(|c: char| c.is_ascii_digit())
         });
-        if !ident {
+        let promql_range = crate::promql::PROMQL_RANGE_FUNCTIONS.contains(&f.name.as_str());
+        if !ident && !promql_range {
             return Err(format!(
-                "function name {:?} must look like name_over_time ([a-z0-9_])",
-                f.name
+                "function name {:?} must look like name_over_time ([a-z0-9_]) or be one of \
+                 PromQL's {}",
+                f.name,
+                crate::promql::PROMQL_RANGE_FUNCTIONS.join(", ")
             ));
+        }
+        if promql_range && !f.scalar_args.is_empty() {
+            return Err(format!("function {} takes no scalar arguments in PromQL", f.name));
         }
         if info.functions[..i].iter().any(|g| g.name == f.name) {
             return Err(format!("function {} is declared twice", f.name));

@@ -563,6 +563,16 @@ fn ticks(timeout: Duration) -> u64 {
 /// Shared by the loader: the engine plugins run on.
 pub(crate) type SharedEngine = Arc<Engine>;
 
+/// A function's bound as people read it: `exact`, `1% (exact below 1000 samples)`,
+/// `1e-7%`.
+pub fn bound_text(bound: &ErrorBound) -> String {
+    match (bound.relative, bound.min_samples) {
+        (0.0, _) => "exact".to_owned(),
+        (relative, 0) => percent(relative),
+        (relative, below) => format!("{} (exact below {below} samples)", percent(relative)),
+    }
+}
+
 /// A relative error bound as people read it: `1%`, `0.25%`, `1e-7%`.
 pub fn percent(relative: f64) -> String {
     let percent = relative * 100.0;

@@ -27,6 +27,13 @@ pub const SKETCH_FUNCTIONS: [&str; 4] = [
 /// using them can only be answered by the proxy itself.
 pub const PROXY_FUNCTIONS: [&str; 3] = ["entropy_over_time", "l2_over_time", "distinct_over_time"];
 
+/// PromQL's functions of one range vector and nothing else, which a plugin may serve and
+/// a sketch rule may name besides `*_over_time` ones (the built-in `stats` plugin serves
+/// `rate`, `increase`, `delta`, `changes` and `resets`).
+pub const PROMQL_RANGE_FUNCTIONS: [&str; 8] = [
+    "rate", "increase", "delta", "irate", "idelta", "changes", "resets", "deriv",
+];
+
 pub use grammar::{CustomFunction, Grammar};
 pub use shape::{ShapeError, ShapeLimits};
 

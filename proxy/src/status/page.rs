@@ -136,15 +136,11 @@ impl Page {
                         .functions
                         .iter()
                         .map(|f| {
+                            let bound = crate::plugin_host::bound_text(&f.bound);
                             if f.bound.relative == 0.0 {
-                                format!("{}: exact", f.name)
+                                format!("{}: {bound}", f.name)
                             } else {
-                                format!(
-                                    "{}: within {} (exact below {} samples)",
-                                    f.name,
-                                    crate::plugin_host::percent(f.bound.relative),
-                                    f.bound.min_samples
-                                )
+                                format!("{}: within {bound}", f.name)
                             }
                         })
                         .collect(),

@@ -334,26 +334,18 @@ pub fn start_binary_on(port: u16, args: &[String]) -> (Binary, String) {
     (Binary(child), url)
 }
 
-/// Waits until the proxy at `base` has delivered every sample it queued for its
-/// destinations (its own count, which lags the destination's holding them by the
-/// acknowledgement: the results cache keeps no answer a late sample still in a queue
-/// could change).
-pub fn wait_delivered(base: &str) {
+/// Waits until `proxy` has delivered every sample it acknowledged to its destinations
+/// and moved its queues' cursors past them: what the results cache asks before it keeps
+/// an answer a late sample could change. (Its `samples_sent` metric counts a delivery
+/// before the cursor moves, so polling `/metrics` left a moment when answers were still
+/// not kept.)
+pub fn wait_delivered(proxy: &TestProxy) {
+    let ingest = proxy.proxy.ingest.as_ref().expect("ingest enabled");
+    let delivered = ingest.delivery();
     sketch_proxy_testkit::wait_until(
         std::time::Duration::from_secs(60),
         "the proxy to deliver what it queued",
-        || {
-            let metrics = send(base, "GET", "/metrics", "", "").body;
-            let sum = |name: &str| -> f64 {
-                metrics
-                    .lines()
-                    .filter(|l| l.starts_with(name))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum()
-            };
-            sum("sketch_proxy_remote_write_samples_sent_total")
-                == sum("sketch_proxy_remote_write_samples_queued_total")
-        },
+        delivered,
     )
     .unwrap();
 }

@@ -159,8 +159,8 @@ impl Plugin for FrequencyPlugin {
         FrequencyWindow::default()
     }
 
-    fn exact(&self, call: Call<'_>, window: &FrequencyWindow, samples: u64) -> f64 {
-        Self::answer(call, window.moments(), samples)
+    fn exact(&self, call: Call<'_>, window: &FrequencyWindow, samples: u64) -> Option<f64> {
+        Some(Self::answer(call, window.moments(), samples))
     }
 
     fn estimate(&self, call: Call<'_>, summary: &FrequencySummary, samples: u64) -> Option<f64> {

@@ -86,8 +86,9 @@ impl<P: Plugin> Series<P> {
     /// [`Series::add_edge`].
     pub(super) fn merge_up_to(&mut self, into: &mut P::Summary, i0: u64, end_block: u64) -> bool {
         let first_block = i0.div_ceil(BLOCK_SAMPLES);
+        let edge = self.add_edge(into, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES);
         merge_blocks(&self.tree, &mut self.samples, into, first_block, end_block);
-        self.add_edge(into, i0 / BLOCK_SAMPLES, i0, first_block * BLOCK_SAMPLES)
+        edge
     }
 
     /// Adds the values of `[lo, hi)`, all within block `block`, to `into`. `false` when

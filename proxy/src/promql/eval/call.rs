@@ -152,7 +152,8 @@ impl Evaluator<'_> {
         }
         let before = self.samples;
         let windows = self.windows(args[matrix_at])?;
-        let range_secs = windows.range as f64 / 1000.0;
+        // Go's Duration.Seconds(): whole seconds plus the rest's nanoseconds over 1e9.
+        let range_secs = (windows.range / 1000) as f64 + ((windows.range % 1000) * 1_000_000) as f64 / 1e9;
         let mut out = Vec::new();
         let mut step_scalars = vec![0.0; scalars.len()];
         let sketchable = matches!(args[matrix_at], Expr::MatrixSelector(_))
