@@ -391,8 +391,18 @@ impl<P: Plugin> Series<P> {
             ..Span::default()
         };
         if P::SAMPLE_TIMES && i1 > i0 {
-            span.first_ms = self.samples.timestamp_at(i0).unwrap_or_default();
-            span.last_ms = self.samples.timestamp_at(i1 - 1).unwrap_or_default();
+            // Known without decompressing a block in the usual cases: the window's start
+            // was just found (`range` keeps it as the hint), and it ends at the newest
+            // sample.
+            span.first_ms = match self.start_hint {
+                Some((_, at, i)) if i == i0 => at,
+                _ => self.samples.timestamp_at(i0).unwrap_or_default(),
+            };
+            span.last_ms = if i1 == self.samples.end() {
+                self.samples.newest().unwrap_or_default()
+            } else {
+                self.samples.timestamp_at(i1 - 1).unwrap_or_default()
+            };
         }
         Call { span, ..call }
     }

@@ -6,10 +6,10 @@
 //! over each tree node's and a left edge block's raw samples.
 //!
 //! A window's two partial edge blocks: read raw, each costs up to a block of samples
-//! (decompressed, then added one by one). When the summary can take values out, an edge
-//! is instead its block's whole summary less the samples outside the window, whichever
-//! touches fewer samples: a window ending at the newest sample takes the open block's
-//! summary, kept between queries, and adds nothing raw.
+//! (decompressed, then added one by one). A window ending at the newest sample takes
+//! the open block's summary instead, kept between queries and brought up to date with
+//! the samples since. When the summary can take values out, any edge is its block's
+//! whole summary less the samples outside the window, whichever touches fewer samples.
 
 use super::{BLOCK_SAMPLES, Series, merge_blocks};
 use crate::plugin::{Plugin, Summary};
@@ -101,6 +101,9 @@ impl<P: Plugin> Series<P> {
         let start = block * BLOCK_SAMPLES;
         let end = (start + BLOCK_SAMPLES).min(self.samples.end());
         let outside = (end - start) - (hi - lo);
+        if outside == 0 && self.merge_block(into, block) {
+            return true;
+        }
         if self.removable && outside < hi - lo && self.merge_block(into, block) {
             let mut ok = true;
             self.samples.values(start, lo, |run| ok &= into.remove(run));
