@@ -1,6 +1,5 @@
 //! What `last_over_time`, `changes`, `resets`, `delta`, `increase` and `rate` need of
-//! a run of samples in time order, and Prometheus 2.42's extrapolation
-//! (`extrapolatedRate` in `promql/functions.go`).
+//! a run of samples in time order; Prometheus 2.42's extrapolation is `promql-math`'s.
 
 use sketch_plugin_sdk::{Span, Summary};
 
@@ -66,14 +65,8 @@ impl Counter {
 
     /// Extrapolated `delta`, `increase` or `rate` over `span`; `None` below two samples.
     pub fn extrapolated(&self, span: Span, counter: bool, per_second: bool) -> Option<f64> {
-        extrapolate(
-            self.raw_increase(counter),
-            self.first,
-            self.count,
-            span,
-            counter,
-            per_second,
-        )
+        let result = self.raw_increase(counter);
+        promql_math::extrapolate(result, self.first, self.count, sampled(span), counter, per_second)
     }
 
     /// Counts the step from `before` to `value`.
@@ -138,47 +131,12 @@ impl Summary for Counter {
     }
 }
 
-/// Prometheus' extrapolation of `result` (the run's raw increase) from the samples to
-/// the ends of `span`: `samples` samples, the first of value `first`.
-pub fn extrapolate(
-    result: f64,
-    first: f64,
-    samples: u64,
-    span: Span,
-    counter: bool,
-    per_second: bool,
-) -> Option<f64> {
-    if samples < 2 {
-        return None;
+/// The SDK's span as Prometheus' arithmetic takes it.
+pub fn sampled(span: Span) -> promql_math::Sampled {
+    promql_math::Sampled {
+        start_ms: span.start_ms,
+        end_ms: span.end_ms,
+        first_ms: span.first_ms,
+        last_ms: span.last_ms,
     }
-    let mut to_start = (span.first_ms - span.start_ms) as f64 / 1000.0;
-    let to_end = (span.end_ms - span.last_ms) as f64 / 1000.0;
-    let sampled = (span.last_ms - span.first_ms) as f64 / 1000.0;
-    let average = sampled / (samples - 1) as f64;
-    if counter && result > 0.0 && first >= 0.0 {
-        // A counter is not extrapolated below zero.
-        let to_zero = sampled * (first / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = average * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        average / 2.0
-    };
-    interval += if to_end < threshold { to_end } else { average / 2.0 };
-    let mut factor = interval / sampled;
-    if per_second {
-        factor /= go_seconds(span.end_ms - span.start_ms);
-    }
-    Some(result * factor)
-}
-
-/// Go's `time.Duration.Seconds()` of `ms` milliseconds: whole seconds plus the
-/// nanoseconds over 1e9, rounded as Go rounds them.
-fn go_seconds(ms: i64) -> f64 {
-    (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }

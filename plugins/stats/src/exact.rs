@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 
+use promql_math as math;
 use sketch_plugin_sdk::{Span, Window};
 
-use crate::counter::extrapolate;
+use crate::counter::sampled;
 
 /// The window's values, oldest first, and what happens between neighbours, kept as
 /// the window slides so that a panel's step costs the samples it moves by, not the
@@ -63,13 +64,13 @@ impl OrderedWindow {
     pub fn answer(&self, function: usize, span: Span) -> Option<f64> {
         let values = self.values.iter().copied();
         Some(match function {
-            0 => avg(values),
-            1 => kahan(values),
+            0 => math::avg(values),
+            1 => math::sum(values),
             2 => self.values.len() as f64,
-            3 => extreme(values, |a, b| a < b),
-            4 => extreme(values, |a, b| a > b),
-            5 => variance(values).sqrt(),
-            6 => variance(values),
+            3 => math::extreme(values, |a, b| a < b),
+            4 => math::extreme(values, |a, b| a > b),
+            5 => math::variance(values).sqrt(),
+            6 => math::variance(values),
             8 => *self.values.back()?,
             9 => self.changes as f64,
             10 => self.before_resets.len() as f64,
@@ -84,67 +85,9 @@ impl OrderedWindow {
                     }
                 }
                 let n = self.values.len() as u64;
-                return extrapolate(result, first, n, span, counter, function == 13);
+                return math::extrapolate(result, first, n, sampled(span), counter, function == 13);
             }
             _ => 1.0,
         })
     }
-}
-
-/// Prometheus' `kahanSumInc`.
-pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
-
-fn kahan(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c) = (0.0, 0.0);
-    for v in values {
-        (sum, c) = kahan_inc(v, sum, c);
-    }
-    if sum.is_infinite() { sum } else { sum + c }
-}
-
-fn avg(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut mean, mut count, mut c) = (0.0_f64, 0.0, 0.0);
-    for v in values {
-        count += 1.0;
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
-            }
-            if !v.is_infinite() && !v.is_nan() {
-                continue;
-            }
-        }
-        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
-    }
-    if mean.is_infinite() { mean } else { mean + c }
-}
-
-/// `better(a, b)` when `a` replaces `b`; a NaN is replaced by anything.
-fn extreme(mut values: impl Iterator<Item = f64>, better: fn(f64, f64) -> bool) -> f64 {
-    let mut best = values.next().unwrap_or(f64::NAN);
-    for v in values {
-        if better(v, best) || best.is_nan() {
-            best = v;
-        }
-    }
-    best
-}
-
-fn variance(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for v in values {
-        count += 1.0;
-        let delta = v - (mean + c_mean);
-        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
-    }
-    (aux + c_aux) / count
 }

@@ -102,40 +102,26 @@ fn prometheus(function: usize, window: &[f64], span: Span) -> Option<f64> {
     }
 }
 
-/// Prometheus 2.42's `extrapolatedRate`.
+/// Prometheus 2.42's `extrapolatedRate`: its loop over the window here, then the
+/// extrapolation the engine uses too (`promql-math`, checked against Prometheus' own
+/// test scripts by the conformance tests).
 fn extrapolated_rate(window: &[f64], span: Span, counter: bool, rate: bool) -> Option<f64> {
-    if window.len() < 2 {
-        return None;
-    }
-    let mut result = window[window.len() - 1] - window[0];
-    let mut previous = window[0];
+    let first = *window.first()?;
+    let mut result = window[window.len() - 1] - first;
+    let mut previous = first;
     for &value in &window[1..] {
         if counter && value < previous {
             result += previous;
         }
         previous = value;
     }
-    let mut to_start = (span.first_ms - span.start_ms) as f64 / 1000.0;
-    let to_end = (span.end_ms - span.last_ms) as f64 / 1000.0;
-    let sampled = (span.last_ms - span.first_ms) as f64 / 1000.0;
-    let average = sampled / (window.len() - 1) as f64;
-    if counter && result > 0.0 && window[0] >= 0.0 {
-        to_start = to_start.min(sampled * (window[0] / result));
-    }
-    let threshold = average * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        average / 2.0
+    let at = promql_math::Sampled {
+        start_ms: span.start_ms,
+        end_ms: span.end_ms,
+        first_ms: span.first_ms,
+        last_ms: span.last_ms,
     };
-    interval += if to_end < threshold { to_end } else { average / 2.0 };
-    let mut factor = interval / sampled;
-    if rate {
-        let range = span.end_ms - span.start_ms;
-        factor /= (range / 1000) as f64 + ((range % 1000) * 1_000_000) as f64 / 1e9;
-    }
-    Some(result * factor)
+    promql_math::extrapolate(result, first, window.len() as u64, at, counter, rate)
 }
 
 /// Whether `function` reads the run in time order (last, changes, resets, delta,

@@ -152,8 +152,6 @@ impl Evaluator<'_> {
         }
         let before = self.samples;
         let windows = self.windows(args[matrix_at])?;
-        // Go's Duration.Seconds(): whole seconds plus the rest's nanoseconds over 1e9.
-        let range_secs = (windows.range / 1000) as f64 + ((windows.range % 1000) * 1_000_000) as f64 / 1e9;
         let mut out = Vec::new();
         let mut step_scalars = vec![0.0; scalars.len()];
         let sketchable = matches!(args[matrix_at], Expr::MatrixSelector(_))
@@ -187,15 +185,7 @@ impl Evaluator<'_> {
                 if sketchable {
                     self.served.exact_series += 1;
                 }
-                self.exact_points(
-                    f,
-                    series,
-                    &windows,
-                    &scalars,
-                    &mut step_scalars,
-                    range_secs,
-                    &mut points,
-                )?;
+                self.exact_points(f, series, &windows, &scalars, &mut step_scalars, &mut points)?;
             }
             if !points.is_empty() {
                 self.take(points.len())?;
@@ -306,10 +296,6 @@ impl Evaluator<'_> {
     }
 
     /// One series' points computed from its raw samples, window by window.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the loop state of range_call, passed whole"
-    )]
     fn exact_points(
         &mut self,
         f: RangeFn,
@@ -317,7 +303,6 @@ impl Evaluator<'_> {
         windows: &Windows,
         scalars: &[Vec<f64>],
         step_scalars: &mut [f64],
-        range_secs: f64,
         points: &mut Vec<Point>,
     ) -> Result<(), EvalError> {
         {
@@ -351,7 +336,6 @@ impl Evaluator<'_> {
                     ts,
                     start,
                     end,
-                    range_secs,
                     scalars: step_scalars,
                 };
                 if let Some(v) = f(window, &context)? {

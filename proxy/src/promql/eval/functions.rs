@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Timelike};
+use promql_math::{self as math, kahan_inc};
 
 use super::quantile::quantile;
 use super::value::{Labels, Point, Sample, Vector};
@@ -18,8 +19,6 @@ pub(super) struct Window<'a> {
     pub start: i64,
     /// The window's end, ms.
     pub end: i64,
-    /// The range, seconds.
-    pub range_secs: f64,
     /// The scalar arguments at this step, in argument order (the range argument
     /// left out).
     pub scalars: &'a [f64],
@@ -36,15 +35,15 @@ pub(super) fn range_function(name: &str) -> Option<RangeFn> {
         "delta" => |p, w| Ok(extrapolated_rate(p, w, false, false)),
         "irate" => |p, _| Ok(instant_value(p, true)),
         "idelta" => |p, _| Ok(instant_value(p, false)),
-        "avg_over_time" => |p, _| Ok(Some(avg(p))),
+        "avg_over_time" => |p, _| Ok(Some(math::avg(p.iter().map(|p| p.v)))),
         "count_over_time" => |p, _| Ok(Some(p.len() as f64)),
-        "sum_over_time" => |p, _| Ok(Some(kahan(p.iter().map(|p| p.v)))),
-        "min_over_time" => |p, _| Ok(Some(extreme(p, |a, b| a < b))),
-        "max_over_time" => |p, _| Ok(Some(extreme(p, |a, b| a > b))),
+        "sum_over_time" => |p, _| Ok(Some(math::sum(p.iter().map(|p| p.v)))),
+        "min_over_time" => |p, _| Ok(Some(math::extreme(p.iter().map(|p| p.v), |a, b| a < b))),
+        "max_over_time" => |p, _| Ok(Some(math::extreme(p.iter().map(|p| p.v), |a, b| a > b))),
         "last_over_time" => |p, _| Ok(p.last().map(|p| p.v)),
         "present_over_time" | "absent_over_time" => |_, _| Ok(Some(1.0)),
-        "stddev_over_time" => |p, _| Ok(Some(variance(p).sqrt())),
-        "stdvar_over_time" => |p, _| Ok(Some(variance(p))),
+        "stddev_over_time" => |p, _| Ok(Some(math::variance(p.iter().map(|p| p.v)).sqrt())),
+        "stdvar_over_time" => |p, _| Ok(Some(math::variance(p.iter().map(|p| p.v)))),
         "quantile_over_time" => |p, w| {
             let mut values: Vec<f64> = p.iter().map(|p| p.v).collect();
             Ok(Some(quantile(
@@ -110,9 +109,6 @@ fn frequencies(points: &[Point]) -> HashMap<u64, f64> {
 /// `extrapolatedRate`: rate, increase and delta.
 fn extrapolated_rate(p: &[Point], w: &Window<'_>, counter: bool, per_second: bool) -> Option<f64> {
     let (first, last) = (p.first()?, p.last()?);
-    if p.len() < 2 {
-        return None;
-    }
     let mut result = last.v - first.v;
     if counter {
         for pair in p.windows(2) {
@@ -121,29 +117,13 @@ fn extrapolated_rate(p: &[Point], w: &Window<'_>, counter: bool, per_second: boo
             }
         }
     }
-    let mut to_start = (first.t - w.start) as f64 / 1000.0;
-    let to_end = (w.end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let average = sampled / (p.len() - 1) as f64;
-    if counter && result > 0.0 && first.v >= 0.0 {
-        let to_zero = sampled * (first.v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = average * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        average / 2.0
+    let at = math::Sampled {
+        start_ms: w.start,
+        end_ms: w.end,
+        first_ms: first.t,
+        last_ms: last.t,
     };
-    interval += if to_end < threshold { to_end } else { average / 2.0 };
-    let mut factor = interval / sampled;
-    if per_second {
-        factor /= w.range_secs;
-    }
-    Some(result * factor)
+    math::extrapolate(result, first.v, p.len() as u64, at, counter, per_second)
 }
 
 /// `instantValue`: irate and idelta.
@@ -165,65 +145,6 @@ fn instant_value(p: &[Point], rate: bool) -> Option<f64> {
         result /= interval as f64 / 1000.0;
     }
     Some(result)
-}
-
-/// Kahan–Neumaier summation step.
-fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
-
-fn kahan(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c) = (0.0, 0.0);
-    for v in values {
-        (sum, c) = kahan_inc(v, sum, c);
-    }
-    if sum.is_infinite() { sum } else { sum + c }
-}
-
-fn avg(p: &[Point]) -> f64 {
-    let (mut mean, mut count, mut c) = (0.0_f64, 0.0, 0.0);
-    for point in p {
-        let v = point.v;
-        count += 1.0;
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
-            }
-            if !v.is_infinite() && !v.is_nan() {
-                continue;
-            }
-        }
-        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
-    }
-    if mean.is_infinite() { mean } else { mean + c }
-}
-
-/// min_over_time/max_over_time: `better(a, b)` when a replaces b; NaN is replaced.
-fn extreme(p: &[Point], better: fn(f64, f64) -> bool) -> f64 {
-    let mut best = p.first().map_or(f64::NAN, |p| p.v);
-    for point in p {
-        if better(point.v, best) || best.is_nan() {
-            best = point.v;
-        }
-    }
-    best
-}
-
-fn variance(p: &[Point]) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for point in p {
-        count += 1.0;
-        let delta = point.v - (mean + c_mean);
-        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_inc(delta * (point.v - (mean + c_mean)), aux, c_aux);
-    }
-    (aux + c_aux) / count
 }
 
 /// Least squares over the points, x in seconds from `intercept_time`: (slope, intercept).
