@@ -54,15 +54,19 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalErr
                 .collect()
         })
         .collect();
-    // Per query, every endpoint's series.
-    let labelled: Vec<Vec<Series>> = (0..pushed.queries.len())
-        .map(|q| per_endpoint.iter().flat_map(|e| e[q].iter().cloned()).collect())
-        .collect();
+    // The merges of one pushed query take every endpoint's series of it in one list,
+    // moved, not copied (the hot path of a pushed query).
+    let only_query = |per_endpoint: Vec<Vec<Vec<Series>>>| -> Vec<Series> {
+        per_endpoint
+            .into_iter()
+            .flat_map(|e| e.into_iter().next().unwrap_or_default())
+            .collect()
+    };
     let mut merged = match pushed.merge {
-        Merge::Concat => concat(labelled.into_iter().next().unwrap_or_default())?,
+        Merge::Concat => concat(only_query(per_endpoint))?,
         Merge::Again(op) => {
             let again = if op == T_COUNT { T_SUM } else { op };
-            combine(labelled.first().map_or(&[][..], Vec::as_slice), again)
+            combine(&only_query(per_endpoint), again)
         }
         Merge::Avg => {
             // Per group and step: each endpoint's (mean, count).
@@ -87,7 +91,7 @@ pub fn merge(pushed: &Pushed<'_>, answers: &[Answers]) -> Result<Matrix, EvalErr
         }
         Merge::Rank(op) => {
             return Ok(rank(
-                labelled.into_iter().next().unwrap_or_default(),
+                only_query(per_endpoint),
                 pushed.grouping.as_ref(),
                 pushed.k.unwrap_or(0),
                 op == T_BOTTOMK,
