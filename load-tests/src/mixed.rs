@@ -55,9 +55,20 @@ pub fn encode_named(
     from: usize,
     to: usize,
 ) -> Vec<u8> {
+    encode_values(name, start, from, series.map(|s| (s, values(s, from, to))))
+}
+
+/// The snappy protobuf remote-write body of series `name{series="s00042"}`, given as
+/// (index, values): value `k` of each at `start + (from + k) · SCRAPE_MS`.
+pub fn encode_values(
+    name: &str,
+    start: i64,
+    from: usize,
+    series: impl Iterator<Item = (usize, Vec<f64>)>,
+) -> Vec<u8> {
     let request = WriteRequest {
         timeseries: series
-            .map(|s| TimeSeries {
+            .map(|(s, values)| TimeSeries {
                 labels: vec![
                     Label {
                         name: "__name__".to_owned(),
@@ -68,7 +79,7 @@ pub fn encode_named(
                         value: format!("s{s:05}"),
                     },
                 ],
-                samples: values(s, from, to)
+                samples: values
                     .into_iter()
                     .enumerate()
                     .map(|(i, value)| Sample {

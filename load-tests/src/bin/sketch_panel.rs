@@ -21,11 +21,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use prost::Message;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, LogNormal, Zipf};
-use sketch_proxy::prompb::{Label, Sample, TimeSeries, WriteRequest};
+use sketch_proxy_load_tests::mixed::{SCRAPE_MS, encode_values};
 use sketch_proxy_load_tests::{
     count_samples, encode_query, get, median, post_write_body, rss_bytes, runs_arg, sketch_memory_bytes,
     sketching_config, start_proxy, time_gzip,
@@ -33,7 +32,6 @@ use sketch_proxy_load_tests::{
 use sketch_proxy_testkit::{Prometheus, PrometheusOptions, VictoriaMetrics, http_agent, wait_until};
 
 const SERIES: usize = 100;
-const SCRAPE_MS: i64 = 10_000;
 const HOURS: i64 = 25;
 /// Samples per series written live after the history (an hour).
 const LIVE: usize = 360;
@@ -383,35 +381,8 @@ fn generate(samples: usize) -> Vec<Vec<f64>> {
 
 /// The snappy protobuf of samples `from..to` of every series.
 fn encode(values: &[Vec<f64>], start: i64, from: usize, to: usize) -> Vec<u8> {
-    let request = WriteRequest {
-        timeseries: values
-            .iter()
-            .enumerate()
-            .map(|(s, v)| TimeSeries {
-                labels: vec![
-                    Label {
-                        name: "__name__".to_owned(),
-                        value: "m".to_owned(),
-                    },
-                    Label {
-                        name: "series".to_owned(),
-                        value: format!("s{s:03}"),
-                    },
-                ],
-                samples: (from..to)
-                    .map(|i| Sample {
-                        value: v[i],
-                        timestamp: start + i as i64 * SCRAPE_MS,
-                    })
-                    .collect(),
-                ..TimeSeries::default()
-            })
-            .collect(),
-        metadata: Vec::new(),
-    };
-    snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .unwrap_or_else(|_| unreachable!("a request is far below snappy's 4 GiB"))
+    let series = values.iter().map(|v| v[from..to].to_vec()).enumerate();
+    encode_values("m", start, from, series)
 }
 
 /// Every (series, time) value of an answer.
