@@ -42,6 +42,8 @@ fn main() -> anyhow::Result<()> {
     for watched in [
         "wit",
         "plugins",
+        // The stats plugin's arithmetic.
+        "proxy/promql-math",
         "examples/spread-plugin",
         "proxy/tests/guests",
         "Cargo.lock",
