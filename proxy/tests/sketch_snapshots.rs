@@ -292,3 +292,81 @@ fn damaged_and_foreign_snapshot_records_are_replaced_by_a_backfill() {
     );
     check_every_window(&url, start_ms);
 }
+
+/// Every record of the snapshot in `data_dir` reads back whole.
+fn intact_records(data_dir: &Path) -> usize {
+    let mut reader = Reader::open(data_dir).unwrap().expect("a snapshot");
+    let mut records = 0;
+    loop {
+        match reader.next_record() {
+            Next::Record(_) => records += 1,
+            Next::End(None) => return records,
+            other => panic!("the snapshot is damaged: {other:?}"),
+        }
+    }
+}
+
+/// A full disk: the snapshot's temporary file is made `/dev/full`, where every write
+/// fails with ENOSPC. Snapshots fail, counted as errors; the last good snapshot stays
+/// whole; the proxy keeps ingesting and answering; once there is room the next
+/// snapshot succeeds, and a restart after SIGKILL restores it.
+#[test]
+fn a_full_disk_fails_snapshots_without_harm_and_they_resume_with_room() {
+    let prometheus = Prometheus::start(&PrometheusOptions::default()).unwrap();
+    let start_ms = (write::now_ms() - 70 * 60_000) / STEP_MS * STEP_MS;
+    let all = data(start_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), "1s");
+    let (proxy, url) = start(&file, &prometheus);
+    wait_backfill_done(&url);
+    assert_eq!(write::post(&url, &write::part(&all, 0, BEFORE)).status, 204);
+    wait_covered_to(&url, start_ms + (BEFORE - 1) as i64 * STEP_MS);
+    let ok = "sketch_proxy_sketch_snapshots_total{result=\"ok\"}";
+    let failed = "sketch_proxy_sketch_snapshots_total{result=\"error\"}";
+    wait_until(Duration::from_secs(30), "a snapshot", || metric(&url, ok) >= 1.0).unwrap();
+
+    let data_dir = dir.path().join("sketches");
+    let temporary = data_dir.join(format!("{}.tmp", durable::FILE_NAME));
+    // A snapshot under way holds the temporary name for a moment: try until it is free.
+    wait_until(Duration::from_secs(30), "/dev/full in place", || {
+        std::os::unix::fs::symlink("/dev/full", &temporary).is_ok()
+    })
+    .unwrap();
+    wait_until(Duration::from_secs(30), "a failed snapshot", || {
+        metric(&url, failed) >= 1.0
+    })
+    .unwrap();
+    assert_eq!(
+        intact_records(&data_dir),
+        2 * SERIES,
+        "the last good snapshot stays whole"
+    );
+    // Ingest and queries carry on.
+    assert_eq!(
+        write::post(&url, &write::part(&all, BEFORE, BEFORE + GAP)).status,
+        204
+    );
+    wait_covered_to(&url, start_ms + (BEFORE + GAP - 1) as i64 * STEP_MS);
+    let query = format!("distinct_over_time({METRIC}[10m])");
+    let last_ms = start_ms + (BEFORE + GAP - 1) as i64 * STEP_MS;
+    let answer = range(&url, &query, last_ms - 600_000, last_ms, "");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.path.as_deref(), Some("sketch"));
+
+    // Room again: the next snapshot succeeds and is what a restart finds.
+    let _ = std::fs::remove_file(&temporary);
+    let before = metric(&url, ok);
+    wait_until(Duration::from_secs(30), "a snapshot with room", || {
+        metric(&url, ok) > before
+    })
+    .unwrap();
+    wait_stored(&prometheus, start_ms, BEFORE + GAP);
+    drop(proxy); // SIGKILL
+    let (_proxy, url) = start(&file, &prometheus);
+    wait_backfill_done(&url);
+    assert_eq!(status(&url)["restore"]["restored"], 2 * SERIES);
+    for from in (BEFORE + GAP..TOTAL).step_by(30) {
+        assert_eq!(write::post(&url, &write::part(&all, from, from + 30)).status, 204);
+    }
+    check_every_window(&url, start_ms);
+}
