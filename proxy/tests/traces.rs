@@ -18,7 +18,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
-use sketch_proxy_testkit::{Recorder, free_port, http_agent, wait_until};
+use sketch_proxy_testkit::{Recorder, free_port, wait_until};
 use support::write;
 use support::{demo_prometheus, send_with};
 
@@ -47,23 +47,13 @@ fn spans(collector: &Recorder) -> Vec<Span> {
 
 /// Starts the binary with traces sent to `collector`; returns it and its URL.
 fn start(collector: &Recorder, args: &[String]) -> (support::Binary, String) {
-    let port = free_port().unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sketch-proxy"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args(args)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url())
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_SERVICE_NAME", "sketch-proxy-under-test")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(30), "the proxy to serve", || {
-        http_agent().get(format!("{url}/-/healthy")).call().is_ok()
-    })
-    .unwrap();
-    (support::Binary(child), url)
+    let endpoint = collector.url();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", "sketch-proxy-under-test"),
+    ];
+    support::start_binary_with_env(free_port().unwrap(), args, &env)
 }
 
 #[test]

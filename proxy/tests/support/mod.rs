@@ -316,9 +316,16 @@ pub fn start_binary(args: &[String]) -> (Binary, String) {
 
 /// Starts the `sketch-proxy` binary on `port` with `args`; waits until it serves.
 pub fn start_binary_on(port: u16, args: &[String]) -> (Binary, String) {
+    start_binary_with_env(port, args, &[])
+}
+
+/// Starts the `sketch-proxy` binary on `port` with `args` and the environment
+/// variables `env` set; waits until it serves.
+pub fn start_binary_with_env(port: u16, args: &[String], env: &[(&str, &str)]) -> (Binary, String) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sketch-proxy"))
         .arg(format!("--listen=127.0.0.1:{port}"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
