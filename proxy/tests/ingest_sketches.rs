@@ -59,6 +59,12 @@ fn sketches_fed_by_ingest_answer_like_sketches_fed_directly() {
     }
     let other = write::generate("ingest_unsketched", 1, 10, start_ms, 1000, 12);
     assert_eq!(write::post(&proxy.url(), &other).status, 204);
+    // Samples that arrive while the rule's backfill runs are kept for after it: the
+    // sketches hold them once it ended (under CI load it may still run here).
+    sketch_proxy_testkit::wait_until(std::time::Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
 
     let runtime = proxy.proxy.runtime();
     let end_ms = start_ms + 1999 * 1000;
