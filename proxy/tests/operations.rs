@@ -146,6 +146,11 @@ fn the_metrics_pass_promtool_and_openmetrics_is_served_on_request() {
     let now = support::write::now_ms();
     let data = support::write::generate("busy", 1, 100, now - 1_000_000, 10_000, 3);
     assert_eq!(support::write::post(&proxy.url(), &data).status, 204);
+    // Sketches serve once their rule's backfill has ended.
+    wait_until(Duration::from_secs(60), "the backfills to end", || {
+        proxy.proxy.sketches.backfills().iter().all(|j| !j.running())
+    })
+    .unwrap();
     let sketched = send(
         &proxy.url(),
         "GET",
